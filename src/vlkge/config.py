@@ -1,0 +1,209 @@
+"""One configuration system: a documented default YAML, user overrides, strict validation.
+
+``configs/default.yaml`` inside the package lists every key with its default and a comment;
+``vlkge config show`` prints it. A user file overrides only what differs, ``--set a.b=value``
+overrides single keys (values parsed as YAML). Unknown keys are rejected with a suggestion,
+values are checked for type, allowed choices and range.
+"""
+
+from __future__ import annotations
+
+import difflib
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vlkge.errors import ConfigError
+
+CHOICES: dict[str, tuple] = {
+    "dataset.setting": ("transductive", "inductive"),
+    "dataset.unseen_entities": (None, "error", "keep", "drop"),
+    "model.backbone": ("transe", "distmult", "complex", "rotate"),
+    "model.rotate_distance": ("modulus", "l2"),
+    "training.regime": ("negative_sampling", "1vsall", "kvsall"),
+    "training.loss": ("logistic", "self_adversarial", "bce", "ce"),
+    "training.negatives.side": ("both", "head", "tail"),
+    "training.optimizer.name": ("adagrad", "adam", "sgd"),
+    "training.regularizer.name": ("none", "n3", "l2"),
+    "training.progress": ("auto", True, False),
+    "validation.split": ("train", "valid", "test"),
+    "validation.metric": ("mrr", "hits@1", "hits@3", "hits@10"),
+    "evaluation.ties": ("realistic", "optimistic", "pessimistic"),
+    "evaluation.candidates": ("all", "relation_pool"),
+}
+POSITIVE = {
+    "model.dim",
+    "training.epochs",
+    "training.batch_size",
+    "training.negatives.num",
+    "training.optimizer.lr",
+    "evaluation.max_scores",
+}
+NON_NEGATIVE = {
+    "training.checkpoint_every",
+    "training.regularizer.weight",
+    "training.optimizer.weight_decay",
+    "training.label_smoothing",
+    "validation.every",
+    "validation.patience",
+}
+# keys whose default is null but whose value has a type
+NULLABLE_TYPES: dict[str, type] = {
+    "num_threads": int,
+    "dataset.data_dir": str,
+    "dataset.unseen_entities": str,
+}
+SUBSETS: dict[str, tuple] = {
+    "evaluation.sides": ("head", "tail"),
+    "evaluation.splits": ("train", "valid", "test"),
+    "evaluation.filter_splits": ("train", "valid", "test"),
+}
+
+
+def default_text() -> str:
+    """The documented default configuration, comments included."""
+    return resources.files("vlkge").joinpath("configs/default.yaml").read_text(encoding="utf-8")
+
+
+def defaults() -> dict:
+    return yaml.safe_load(default_text())
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid UTF-8") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path}: a config must be a mapping of sections, not {type(data).__name__}"
+        )
+    return data
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``a.b=value`` -> (``a.b``, YAML-parsed value)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects key=value, got {text!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def _merge(base: dict, update: dict, prefix: str = "", source: str = "config") -> None:
+    for key, value in update.items():
+        path = f"{prefix}{key}"
+        if key not in base:
+            close = difflib.get_close_matches(str(key), [str(k) for k in base], n=1)
+            hint = f"; did you mean {prefix}{close[0]}?" if close else ""
+            raise ConfigError(f"{source}: unknown key {path!r}{hint}")
+        if isinstance(base[key], dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: {path} must be a mapping")
+            _merge(base[key], value, f"{path}.", source)
+        else:
+            base[key] = value
+
+
+def set_key(cfg: dict, dotted: str, value: Any, source: str = "--set") -> None:
+    """Set ``a.b.c`` in ``cfg`` (rejecting unknown keys)."""
+    update: dict = {}
+    node = update
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    _merge(cfg, update, source=source)
+
+
+def _check(value: Any, default: Any, path: str) -> Any:
+    if path in CHOICES:
+        if value not in CHOICES[path]:
+            allowed = ", ".join("null" if c is None else str(c) for c in CHOICES[path])
+            raise ConfigError(f"{path} must be one of {allowed}, not {value!r}")
+        return value
+    if path in SUBSETS:
+        if not isinstance(value, list) or not value or not set(value) <= set(SUBSETS[path]):
+            raise ConfigError(f"{path} must be a non-empty list drawn from {list(SUBSETS[path])}")
+        return value
+    expected = NULLABLE_TYPES.get(path) if default is None else type(default)
+    if value is None:
+        if default is None:
+            return None
+        raise ConfigError(f"{path} must not be null")
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if expected is not None and (
+        not isinstance(value, expected) or (expected is not bool and isinstance(value, bool))
+    ):
+        raise ConfigError(
+            f"{path} must be {expected.__name__}, not {type(value).__name__} {value!r}"
+        )
+    if path in POSITIVE and value <= 0:
+        raise ConfigError(f"{path} must be positive, not {value!r}")
+    if path in NON_NEGATIVE and value < 0:
+        raise ConfigError(f"{path} must not be negative, not {value!r}")
+    return value
+
+
+def validate(cfg: dict, reference: dict | None = None, prefix: str = "") -> dict:
+    """Check types, choices and ranges against the defaults; returns ``cfg`` (floats coerced)."""
+    reference = defaults() if reference is None else reference
+    for key, default in reference.items():
+        path = f"{prefix}{key}"
+        if isinstance(default, dict):
+            validate(cfg[key], default, f"{path}.")
+        else:
+            cfg[key] = _check(cfg[key], default, path)
+    if not prefix:
+        _check_combinations(cfg)
+    return cfg
+
+
+def _check_combinations(cfg: dict) -> None:
+    regime, loss = cfg["training"]["regime"], cfg["training"]["loss"]
+    if regime == "negative_sampling" and loss not in ("logistic", "self_adversarial"):
+        raise ConfigError(f"training.loss {loss} needs regime 1vsall or kvsall")
+    if regime != "negative_sampling" and loss not in ("bce", "ce"):
+        raise ConfigError(f"training.loss {loss} needs regime negative_sampling")
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> dict:
+    """Defaults, then the user's file, then ``key=value`` overrides; validated."""
+    cfg = defaults()
+    if path is not None:
+        _merge(cfg, load_yaml(path), source=str(path))
+    for text in overrides:
+        key, value = parse_override(text)
+        set_key(cfg, key, value)
+    return validate(cfg)
+
+
+def dump(cfg: dict) -> str:
+    return yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None)
+
+
+def diff(a: dict, b: dict, prefix: str = "") -> dict[str, tuple[Any, Any]]:
+    """Dotted keys whose values differ between two configs."""
+    out: dict[str, tuple[Any, Any]] = {}
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out.update(diff(va, vb, f"{prefix}{key}."))
+        elif va != vb:
+            out[f"{prefix}{key}"] = (va, vb)
+    return out

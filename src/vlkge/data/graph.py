@@ -1,0 +1,177 @@
+"""The knowledge graph: vocabularies plus integer triples per split.
+
+Entity ids are assigned train-first (in order of first appearance), so every entity a model
+has a structural embedding for has a smaller id than every entity seen only in valid/test.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import torch
+
+from vlkge.data.manifest import EntityManifest
+from vlkge.data.triples import LabeledTriples
+from vlkge.errors import DataError
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass
+class KnowledgeGraph:
+    """Entities, relations and the id-triples of each split (``LongTensor[n, 3]``: h, r, t)."""
+
+    name: str
+    entities: list[str]
+    relations: list[str]
+    splits: dict[str, torch.Tensor]
+    manifest: EntityManifest | None = None
+    inductive: bool = False
+    entity_index: dict[str, int] = field(init=False, repr=False)
+    relation_index: dict[str, int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.entity_index = {e: i for i, e in enumerate(self.entities)}
+        self.relation_index = {r: i for i, r in enumerate(self.relations)}
+
+    @property
+    def num_entities(self) -> int:
+        return len(self.entities)
+
+    @property
+    def num_relations(self) -> int:
+        return len(self.relations)
+
+    @property
+    def train(self) -> torch.Tensor:
+        return self.splits["train"]
+
+    def all_triples(self) -> torch.Tensor:
+        """Every known triple from every split (for filtering)."""
+        return torch.cat([self.splits[s] for s in SPLITS if s in self.splits])
+
+    def seen_in_train(self) -> torch.Tensor:
+        """Boolean mask over entities: appears as head or tail of a training triple."""
+        mask = torch.zeros(self.num_entities, dtype=torch.bool)
+        mask[self.train[:, 0]] = True
+        mask[self.train[:, 2]] = True
+        return mask
+
+    def entity_id(self, label: str) -> int:
+        try:
+            return self.entity_index[label]
+        except KeyError:
+            raise DataError(
+                None, None, f"unknown entity {label!r} in dataset {self.name}"
+            ) from None
+
+    def relation_id(self, label: str) -> int:
+        try:
+            return self.relation_index[label]
+        except KeyError:
+            known = ", ".join(self.relations[:12])
+            raise DataError(
+                None, None, f"unknown relation {label!r} in dataset {self.name} (known: {known})"
+            ) from None
+
+    @classmethod
+    def from_labeled(
+        cls,
+        name: str,
+        splits: dict[str, LabeledTriples],
+        manifest: EntityManifest | None = None,
+        inductive: bool = False,
+        unseen: str = "error",
+    ) -> KnowledgeGraph:
+        """Index labelled splits, checking them the way a careful user would.
+
+        - duplicate triples inside a split are reported and dropped;
+        - a relation that training never saw is an error (nothing can score it);
+        - an entity that training never saw is handled by ``unseen``: ``error`` (the default
+          for a transductive setting), ``keep`` (it joins the vocabulary with an untrained
+          embedding: the published WN18RR/FB15k-237 protocol) or ``drop`` (its triples are
+          removed, with a warning); ``inductive`` always keeps them;
+        - self-loops are reported.
+        """
+        if unseen not in ("error", "keep", "drop"):
+            raise ValueError(f"unseen must be error, keep or drop, not {unseen!r}")
+        if "train" not in splits:
+            raise DataError(None, None, f"dataset {name} has no train split")
+        for split, triples in splits.items():
+            if split not in SPLITS:
+                raise DataError(triples.path, None, f"unknown split name {split!r}")
+            if len(triples) == 0:
+                raise DataError(triples.path, None, f"the {split} split is empty")
+
+        entity_index: dict[str, int] = {}
+        relation_index: dict[str, int] = {}
+        for h, r, t in splits["train"].rows:
+            entity_index.setdefault(h, len(entity_index))
+            relation_index.setdefault(r, len(relation_index))
+            entity_index.setdefault(t, len(entity_index))
+        num_train_entities = len(entity_index)
+
+        tensors: dict[str, torch.Tensor] = {}
+        for split in SPLITS:
+            if split not in splits:
+                continue
+            triples = splits[split]
+            ids = []
+            seen: set[tuple[int, int, int]] = set()
+            duplicates = self_loops = dropped = 0
+            for i, (h, r, t) in enumerate(triples.rows):
+                if r not in relation_index:
+                    raise DataError(
+                        triples.path,
+                        triples.lines[i],
+                        f"relation {r!r} does not occur in the training split",
+                    )
+                new = [e for e in (h, t) if e not in entity_index]
+                if new and not inductive and unseen != "keep":
+                    if unseen == "drop":
+                        dropped += 1
+                        continue
+                    raise DataError(
+                        triples.path,
+                        triples.lines[i],
+                        f"entity {new[0]!r} does not occur in the training split (set "
+                        "dataset.setting: inductive, or dataset.unseen_entities: keep or drop)",
+                    )
+                for entity in new:
+                    entity_index.setdefault(entity, len(entity_index))
+                key = (entity_index[h], relation_index[r], entity_index[t])
+                if key in seen:
+                    duplicates += 1
+                    continue
+                seen.add(key)
+                self_loops += h == t
+                ids.append(key)
+            if duplicates:
+                log.warning("%s: %d duplicate triple(s) dropped", triples.path, duplicates)
+            if dropped:
+                log.warning(
+                    "%s: %d triple(s) with entities unseen in train dropped", triples.path, dropped
+                )
+            if self_loops:
+                log.info("%s: %d self-loop triple(s)", triples.path, self_loops)
+            tensors[split] = torch.tensor(ids, dtype=torch.long).reshape(-1, 3)
+
+        entities = list(entity_index)
+        if manifest is not None and inductive:
+            # entities that carry modalities but no triple still get an id (inductive pool)
+            for label in manifest.entities():
+                if label not in entity_index:
+                    entity_index[label] = len(entity_index)
+                    entities.append(label)
+        log.debug("%s: %d entities (%d in train)", name, len(entities), num_train_entities)
+        return cls(
+            name=name,
+            entities=entities,
+            relations=list(relation_index),
+            splits=tensors,
+            manifest=manifest,
+            inductive=inductive,
+        )

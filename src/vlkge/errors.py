@@ -1,0 +1,29 @@
+"""User-facing errors: one line, naming the file and line where the input went wrong.
+
+The CLI prints ``VlkgeError`` messages without a traceback and exits non-zero; anything
+else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+
+
+class VlkgeError(Exception):
+    """An error caused by the user's input or configuration, not by vlkge itself."""
+
+
+class DataError(VlkgeError):
+    """Bad content in a data file; the message starts with ``file:line:``."""
+
+    def __init__(self, path: str | PathLike | None, line: int | None, message: str):
+        where = str(path) if path is not None else "<input>"
+        if line is not None:
+            where = f"{where}:{line}"
+        super().__init__(f"{where}: {message}")
+        self.path = path
+        self.line = line
+
+
+class ConfigError(VlkgeError):
+    """A configuration key or value that cannot be used."""

@@ -1,0 +1,95 @@
+"""Evaluate a model on a split with the filtered ranking protocol (SPEC section 5).
+
+The filter index and candidate pools are built once per evaluator and reused for every
+validation; the full entity table is computed once per evaluation.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from vlkge.data.graph import KnowledgeGraph
+from vlkge.data.index import TripleIndex
+from vlkge.errors import ConfigError
+from vlkge.evaluation.metrics import report
+from vlkge.evaluation.ranking import ScoreFn, rank_triples
+from vlkge.models.model import KGEModel
+
+
+class Evaluator:
+    """Filtered link-prediction evaluation for one graph and one ``evaluation`` config."""
+
+    def __init__(self, kg: KnowledgeGraph, cfg: dict, paper_compat: bool = False):
+        self.kg = kg
+        self.sides = tuple(cfg["sides"])
+        self.ties = "ordinal" if paper_compat else cfg["ties"]
+        self.max_scores = int(cfg["max_scores"])
+        unknown = [s for s in cfg["filter_splits"] if s not in kg.splits]
+        if unknown:
+            raise ConfigError(f"evaluation.filter_splits names missing split(s): {unknown}")
+        known = torch.cat([kg.splits[s] for s in cfg["filter_splits"]])
+        self.index = TripleIndex(known, kg.num_entities, kg.num_relations, merged=paper_compat)
+        self.excluded = {kg.relation_id(name) for name in cfg["exclude_relations"]}
+        self.candidates = cfg["candidates"]
+        self.same_split = torch.tensor(
+            [kg.relation_id(name) for name in cfg["pool_same_split_relations"]], dtype=torch.long
+        )
+        self._pools: dict[str, torch.Tensor] = {}
+
+    def pool(self, split: str) -> torch.Tensor | None:
+        """Per-relation candidate mask: tails of r in any split (or in ``split`` only, for the
+        relations listed in ``pool_same_split_relations``)."""
+        if self.candidates == "all":
+            return None
+        if split not in self._pools:
+            mask = torch.zeros(self.kg.num_relations, self.kg.num_entities, dtype=torch.bool)
+            for name, triples in self.kg.splits.items():
+                keep = ~torch.isin(triples[:, 1], self.same_split) | (name == split)
+                mask[triples[keep, 1], triples[keep, 2]] = True
+            self._pools[split] = mask
+        return self._pools[split]
+
+    def triples(self, split: str) -> torch.Tensor:
+        triples = self.kg.splits[split]
+        if self.excluded:
+            keep = ~torch.isin(triples[:, 1], torch.tensor(sorted(self.excluded)))
+            triples = triples[keep]
+        return triples
+
+    def rank(self, score_fn: ScoreFn, split: str, progress: bool = False) -> dict:
+        triples = self.triples(split)
+        return rank_triples(
+            score_fn,
+            triples,
+            self.kg.num_entities,
+            self.index,
+            sides=self.sides,
+            ties=self.ties,
+            max_scores=self.max_scores,
+            pool=self.pool(split),
+            progress=progress,
+        )
+
+    def evaluate_scores(self, score_fn: ScoreFn, split: str, progress: bool = False) -> dict:
+        """Metrics (``metrics.json`` layout) for any scorer, trained model or zero-shot."""
+        ranks = self.rank(score_fn, split, progress)
+        return report(ranks, self.triples(split)[:, 1], self.kg.relations)
+
+    @torch.no_grad()
+    def evaluate(self, model: KGEModel, split: str, progress: bool = False) -> dict:
+        was_training = model.training
+        model.eval()
+        try:
+            return self.evaluate_scores(model_scorer(model), split, progress)
+        finally:
+            model.train(was_training)
+
+
+def model_scorer(model: KGEModel) -> ScoreFn:
+    """A ``ScoreFn`` over a model, computing the entity table once."""
+    table = model.entity_table()
+
+    def score(side: str, anchor: torch.Tensor, relation: torch.Tensor) -> torch.Tensor:
+        return model.score_against(side, anchor, relation, table=table)
+
+    return score

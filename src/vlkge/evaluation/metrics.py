@@ -1,0 +1,47 @@
+"""Rank-based metrics, per side and per relation, in the ``metrics.json`` layout.
+
+Layout (other tools read it)::
+
+    {"both": {"mrr", "mr", "hits@1", "hits@3", "hits@10", "count"},
+     "head": {...}, "tail": {...}, "per_relation": {"<relation>": {...}}}
+"""
+
+from __future__ import annotations
+
+import torch
+
+HITS_AT = (1, 3, 10)
+
+
+def summarize(ranks: torch.Tensor) -> dict[str, float]:
+    """MRR, MR and Hits@k of a vector of (possibly fractional) ranks, micro-averaged."""
+    ranks = ranks.double()
+    if ranks.numel() == 0:
+        return {
+            "mrr": float("nan"),
+            "mr": float("nan"),
+            **{f"hits@{k}": float("nan") for k in HITS_AT},
+            "count": 0,
+        }
+    out = {"mrr": float((1.0 / ranks).mean()), "mr": float(ranks.mean())}
+    for k in HITS_AT:
+        out[f"hits@{k}"] = float((ranks <= k).double().mean())
+    out["count"] = int(ranks.numel())
+    return out
+
+
+def report(
+    ranks: dict[str, torch.Tensor], relations: torch.Tensor, relation_names: list[str]
+) -> dict:
+    """Metrics for both sides together, each side, and each relation (both sides pooled)."""
+    sides = list(ranks)
+    both = torch.cat([ranks[s] for s in sides])
+    both_relations = relations.repeat(len(sides))
+    out: dict = {"both": summarize(both)}
+    for side in sides:
+        out[side] = summarize(ranks[side])
+    out["per_relation"] = {
+        relation_names[int(rel)]: summarize(both[both_relations == rel])
+        for rel in torch.unique(relations)
+    }
+    return out

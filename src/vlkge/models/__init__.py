@@ -1,0 +1,8 @@
+"""Models: representations, backbones (interactions) and their composition."""
+
+from vlkge.models.backbones import BACKBONES, Interaction
+from vlkge.models.factory import build_model
+from vlkge.models.model import KGEModel
+from vlkge.models.representations import Embedding, Representation
+
+__all__ = ["BACKBONES", "Embedding", "Interaction", "KGEModel", "Representation", "build_model"]

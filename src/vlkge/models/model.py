@@ -1,0 +1,68 @@
+"""A KGE model: entity representation + relation representation + interaction (backbone)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vlkge.models.backbones import Interaction
+from vlkge.models.representations import Representation
+
+
+class KGEModel(nn.Module):
+    """Scores triples; with ``reciprocal`` head queries become tail queries of inverse relations.
+
+    With reciprocal relations the relation table has ``2 * num_relations`` rows and
+    ``(?, r, t)`` is scored as ``(t, r + num_relations, ?)``.
+    """
+
+    def __init__(
+        self,
+        entities: Representation,
+        relations: Representation,
+        interaction: Interaction,
+        num_relations: int,
+        reciprocal: bool = False,
+    ):
+        super().__init__()
+        self.entities = entities
+        self.relations = relations
+        self.interaction = interaction
+        self.num_relations = num_relations
+        self.reciprocal = reciprocal
+
+    def score_triples(self, triples: torch.Tensor) -> torch.Tensor:
+        """Scores of ``[B, 3]`` id triples (h, r, t) -> ``[B]``."""
+        h, r, t = triples.unbind(-1)
+        return self.interaction.score(self.entities(h), self.relations(r), self.entities(t))
+
+    def score_against(
+        self,
+        side: str,
+        anchor: torch.Tensor,
+        relation: torch.Tensor,
+        candidates: torch.Tensor | None = None,
+        table: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Score queries against candidate entities.
+
+        ``side="tail"``: queries ``(anchor, relation, ?)``; ``side="head"``: ``(?, relation,
+        anchor)``. ``candidates`` is ``None`` (all entities, ``[B, E]``) or ids ``[B, N]``
+        (per-row candidates, ``[B, N]``). ``table`` is an optional precomputed full entity
+        table, reused across calls during evaluation.
+        """
+        if side not in ("head", "tail"):
+            raise ValueError(f"side must be head or tail, not {side!r}")
+        table = self.entities() if table is None else table
+        anchors = table[anchor]
+        if side == "head" and self.reciprocal:
+            side, relation = "tail", relation + self.num_relations
+        rel = self.relations(relation)
+        if side == "tail":
+            return self.interaction.score_tails(anchors, rel, table, candidates)
+        return self.interaction.score_heads(table, rel, anchors, candidates)
+
+    @torch.no_grad()
+    def entity_table(self) -> torch.Tensor:
+        """Every entity's vector, computed once (for evaluation and prediction)."""
+        return self.entities()

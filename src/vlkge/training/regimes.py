@@ -1,0 +1,178 @@
+"""Training regimes: how an epoch is cut into batches and how a batch becomes a loss.
+
+- ``negative_sampling`` (the paper's): each positive against N sampled corruptions;
+- ``1vsall``: each (query, answer) pair scored against every entity;
+- ``kvsall``: each distinct query against every entity with all its training answers as targets.
+
+Queries are ``(side, anchor, relation)`` rows: ``side`` 1 for tail queries ``(anchor, r, ?)``
+and 0 for head queries ``(?, r, anchor)``. With a reciprocal model, head queries are turned into
+tail queries of the inverse relation inside the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+from vlkge.data.index import TripleIndex
+from vlkge.models.model import KGEModel
+from vlkge.training import losses
+from vlkge.training.sampler import NegativeSampler
+
+
+def _shuffled_batches(
+    rows: torch.Tensor, batch_size: int, generator: torch.Generator
+) -> Iterator[torch.Tensor]:
+    order = torch.randperm(len(rows), generator=generator)
+    yield from (rows[idx] for idx in order.split(batch_size))
+
+
+def _by_side(model: KGEModel, queries: torch.Tensor, candidates: torch.Tensor | None = None):
+    """Scores of ``[B, 3]`` queries (side, anchor, relation) against all entities or per-row
+    candidates, computed with one call per side and reassembled in row order."""
+    is_tail = queries[:, 0] == 1
+    out = None
+    for side, rows in (("tail", is_tail), ("head", ~is_tail)):
+        if not rows.any():
+            continue
+        scores = model.score_against(
+            side,
+            queries[rows, 1],
+            queries[rows, 2],
+            None if candidates is None else candidates[rows],
+        )
+        if out is None:
+            out = scores.new_empty(len(queries), scores.shape[1])
+        out[rows] = scores
+    return out
+
+
+class Regime:
+    """One epoch's batches and their loss."""
+
+    def __init__(self, train: torch.Tensor, batch_size: int):
+        self.train = train
+        self.batch_size = batch_size
+
+    def num_batches(self) -> int:
+        return -(-len(self.examples()) // self.batch_size)
+
+    def examples(self) -> torch.Tensor:
+        return self.train
+
+    def batches(self, generator: torch.Generator) -> Iterator[torch.Tensor]:
+        return _shuffled_batches(self.examples(), self.batch_size, generator)
+
+    def loss(self, model: KGEModel, batch: torch.Tensor, generator: torch.Generator):
+        """The batch's loss and the ``[B, 3]`` triples whose embeddings a regulariser sees."""
+        raise NotImplementedError
+
+
+class NegativeSampling(Regime):
+    def __init__(
+        self,
+        train: torch.Tensor,
+        batch_size: int,
+        sampler: NegativeSampler,
+        loss: str = "logistic",
+        temperature: float = 1.0,
+    ):
+        super().__init__(train, batch_size)
+        self.sampler, self.loss_name, self.temperature = sampler, loss, temperature
+
+    def loss(self, model, batch, generator):
+        corrupt_head, negatives = self.sampler.sample(batch, generator)
+        pos = model.score_triples(batch)
+        # a corrupted head is a head query (?, r, t); a corrupted tail a tail query (h, r, ?)
+        queries = torch.stack(
+            [
+                (~corrupt_head).long(),
+                torch.where(corrupt_head, batch[:, 2], batch[:, 0]),
+                batch[:, 1],
+            ],
+            dim=1,
+        )
+        neg = _by_side(model, queries, negatives)
+        if self.loss_name == "self_adversarial":
+            return losses.self_adversarial(pos, neg, self.temperature), batch
+        return losses.logistic(pos, neg), batch
+
+
+def _queries(train: torch.Tensor) -> torch.Tensor:
+    """Tail queries then head queries of every training triple: ``[2n, 4]`` (side, anchor,
+    relation, answer)."""
+    h, r, t = train.unbind(-1)
+    tails = torch.stack([torch.ones_like(h), h, r, t], dim=1)
+    heads = torch.stack([torch.zeros_like(h), t, r, h], dim=1)
+    return torch.cat([tails, heads])
+
+
+def _as_triples(rows: torch.Tensor) -> torch.Tensor:
+    side, anchor, relation, answer = rows.unbind(-1)
+    tail = side == 1
+    return torch.stack(
+        [torch.where(tail, anchor, answer), relation, torch.where(tail, answer, anchor)], dim=1
+    )
+
+
+class OneVsAll(Regime):
+    """Every (query, answer) pair of both sides is one example scored against all entities."""
+
+    def __init__(self, train, batch_size, loss: str = "ce", smoothing: float = 0.0):
+        super().__init__(train, batch_size)
+        self.rows = _queries(train)
+        self.loss_name, self.smoothing = loss, smoothing
+
+    def examples(self):
+        return self.rows
+
+    def loss(self, model, batch, generator):
+        scores = _by_side(model, batch[:, :3])
+        answers = batch[:, 3]
+        if self.loss_name == "ce":
+            loss = losses.cross_entropy(scores, answers, self.smoothing)
+        else:
+            targets = torch.zeros_like(scores)
+            targets[torch.arange(len(batch)), answers] = 1.0
+            loss = losses.bce(scores, targets, self.smoothing)
+        return loss, _as_triples(batch)
+
+
+class KvsAll(Regime):
+    """Every distinct query of both sides, with all its training answers as targets."""
+
+    def __init__(
+        self,
+        train,
+        batch_size,
+        num_entities: int,
+        num_relations: int,
+        loss: str = "bce",
+        smoothing: float = 0.0,
+    ):
+        super().__init__(train, batch_size)
+        self.index = TripleIndex(train, num_entities, num_relations)
+        queries = _queries(train)[:, :3]
+        self.rows = torch.unique(queries, dim=0)
+        self.loss_name, self.smoothing = loss, smoothing
+
+    def examples(self):
+        return self.rows
+
+    def loss(self, model, batch, generator):
+        scores = _by_side(model, batch)
+        targets = torch.zeros_like(scores)
+        for side_flag, side in ((1, "tail"), (0, "head")):
+            rows = (batch[:, 0] == side_flag).nonzero().squeeze(1)
+            hit_rows, hit_cols = self.index.known(side, batch[rows, 1], batch[rows, 2])
+            targets[rows[hit_rows], hit_cols] = 1.0
+        if self.loss_name == "ce":
+            loss = losses.cross_entropy(scores, targets, self.smoothing)
+        else:
+            loss = losses.bce(scores, targets, self.smoothing)
+        # one representative answer per query for the regulariser
+        first = torch.zeros(len(batch), dtype=torch.long)
+        nz = targets.nonzero()
+        first[nz[:, 0].flip(0)] = nz[:, 1].flip(0)
+        return loss, _as_triples(torch.cat([batch, first.unsqueeze(1)], dim=1))
