@@ -25,6 +25,7 @@ CHOICES: dict[str, tuple] = {
     "training.regime": ("negative_sampling", "1vsall", "kvsall"),
     "training.loss": ("logistic", "self_adversarial", "bce", "ce"),
     "training.negatives.side": ("both", "head", "tail"),
+    "training.negatives.pool": ("all", "relation"),
     "training.optimizer.name": ("adagrad", "adam", "sgd"),
     "training.regularizer.name": ("none", "n3", "l2"),
     "training.progress": ("auto", True, False),
@@ -34,6 +35,7 @@ CHOICES: dict[str, tuple] = {
     "evaluation.candidates": ("all", "relation_pool"),
 }
 POSITIVE = {
+    "num_threads",
     "model.dim",
     "training.epochs",
     "training.batch_size",
@@ -49,6 +51,7 @@ NON_NEGATIVE = {
     "validation.every",
     "validation.patience",
 }
+BELOW_ONE = {"training.label_smoothing"}
 # keys whose default is null but whose value has a type
 NULLABLE_TYPES: dict[str, type] = {
     "num_threads": int,
@@ -59,7 +62,9 @@ SUBSETS: dict[str, tuple] = {
     "evaluation.sides": ("head", "tail"),
     "evaluation.splits": ("train", "valid", "test"),
     "evaluation.filter_splits": ("train", "valid", "test"),
+    "training.negatives.filter_splits": ("train", "valid", "test"),
 }
+EMPTY_SUBSETS_OK = {"training.negatives.filter_splits"}
 
 
 def default_text() -> str:
@@ -137,8 +142,14 @@ def _check(value: Any, default: Any, path: str) -> Any:
             raise ConfigError(f"{path} must be one of {allowed}, not {value!r}")
         return value
     if path in SUBSETS:
-        if not isinstance(value, list) or not value or not set(value) <= set(SUBSETS[path]):
-            raise ConfigError(f"{path} must be a non-empty list drawn from {list(SUBSETS[path])}")
+        empty_ok = path in EMPTY_SUBSETS_OK
+        if (
+            not isinstance(value, list)
+            or not (value or empty_ok)
+            or not set(value) <= set(SUBSETS[path])
+        ):
+            kind = "a list" if empty_ok else "a non-empty list"
+            raise ConfigError(f"{path} must be {kind} drawn from {list(SUBSETS[path])}")
         return value
     expected = NULLABLE_TYPES.get(path) if default is None else type(default)
     if value is None:
@@ -147,6 +158,11 @@ def _check(value: Any, default: Any, path: str) -> Any:
         raise ConfigError(f"{path} must not be null")
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
+    if expected is float and isinstance(value, str):
+        try:  # YAML reads 1e-3 (no dot) as a string
+            value = float(value)
+        except ValueError:
+            pass
     if expected is not None and (
         not isinstance(value, expected) or (expected is not bool and isinstance(value, bool))
     ):
@@ -157,6 +173,8 @@ def _check(value: Any, default: Any, path: str) -> Any:
         raise ConfigError(f"{path} must be positive, not {value!r}")
     if path in NON_NEGATIVE and value < 0:
         raise ConfigError(f"{path} must not be negative, not {value!r}")
+    if path in BELOW_ONE and value >= 1:
+        raise ConfigError(f"{path} must be below 1, not {value!r}")
     return value
 
 

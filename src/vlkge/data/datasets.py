@@ -2,7 +2,7 @@
 
 A name resolves to a local folder, searched in this order:
 
-1. ``--data-dir`` / ``dataset.data_dir`` (``<dir>/<name>`` or ``<dir>`` itself),
+1. ``--data-dir`` / ``dataset.data_dir`` (``<dir>/<name>``, or ``<dir>`` named ``<name>``),
 2. the environment variable ``VLKGE_DATA_DIR`` (``$VLKGE_DATA_DIR/<name>``),
 3. the user cache (``$VLKGE_CACHE_DIR`` or ``~/.cache/vlkge``) under ``datasets/<name>``,
 4. for datasets that ship inside an installed package (PyKEEN's Nations, Kinships, UMLS), that
@@ -230,7 +230,9 @@ def cache_dir() -> Path:
 def _candidates(spec: DatasetSpec, data_dir: str | os.PathLike | None) -> list[Path]:
     folders: list[Path] = []
     if data_dir:
-        folders += [Path(data_dir) / spec.name, Path(data_dir)]
+        folders.append(Path(data_dir) / spec.name)
+        if Path(data_dir).name.lower() == spec.name:  # the dataset's own folder
+            folders.append(Path(data_dir))
     if os.environ.get("VLKGE_DATA_DIR"):
         folders.append(Path(os.environ["VLKGE_DATA_DIR"]) / spec.name)
     folders.append(cache_dir() / "datasets" / spec.name)
@@ -347,6 +349,8 @@ def load_dataset(
         else:
             manifest = _manifest_file(folder)
     unseen = unseen or (spec.unseen if spec is not None else "error")
-    return KnowledgeGraph.from_labeled(
+    kg = KnowledgeGraph.from_labeled(
         name, read_splits(folder, spec), manifest=manifest, inductive=inductive, unseen=unseen
     )
+    kg.names = entity_names(folder)
+    return kg

@@ -13,7 +13,7 @@ import torch
 
 from vlkge.data.manifest import EntityManifest
 from vlkge.data.triples import LabeledTriples
-from vlkge.errors import DataError
+from vlkge.errors import DataError, VlkgeError
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,7 @@ class KnowledgeGraph:
     splits: dict[str, torch.Tensor]
     manifest: EntityManifest | None = None
     inductive: bool = False
+    names: dict[str, str] = field(default_factory=dict)  # human-readable entity names
     entity_index: dict[str, int] = field(init=False, repr=False)
     relation_index: dict[str, int] = field(init=False, repr=False)
 
@@ -60,21 +61,23 @@ class KnowledgeGraph:
         mask[self.train[:, 2]] = True
         return mask
 
+    def display_name(self, entity: int) -> str:
+        label = self.entities[entity]
+        return self.names.get(label, label)
+
     def entity_id(self, label: str) -> int:
         try:
             return self.entity_index[label]
         except KeyError:
-            raise DataError(
-                None, None, f"unknown entity {label!r} in dataset {self.name}"
-            ) from None
+            raise VlkgeError(f"unknown entity {label!r} in dataset {self.name}") from None
 
     def relation_id(self, label: str) -> int:
         try:
             return self.relation_index[label]
         except KeyError:
             known = ", ".join(self.relations[:12])
-            raise DataError(
-                None, None, f"unknown relation {label!r} in dataset {self.name} (known: {known})"
+            raise VlkgeError(
+                f"unknown relation {label!r} in dataset {self.name} (known: {known})"
             ) from None
 
     @classmethod

@@ -14,14 +14,15 @@ class Neighbours:
     """A CSR map from integer keys to lists of entity ids."""
 
     def __init__(self, keys: torch.Tensor, values: torch.Tensor):
-        order = torch.argsort(keys * (values.max() + 1 if values.numel() else 1) + values)
-        keys, values = keys[order], values[order]
+        # sort by (key, value) and drop repeated pairs, so counts are distinct entities
+        pairs = torch.unique(torch.stack([keys, values], dim=1), dim=0)
+        keys, values = pairs[:, 0].contiguous(), pairs[:, 1].contiguous()
         self.keys, counts = torch.unique_consecutive(keys, return_counts=True)
         self.offsets = torch.zeros(len(self.keys) + 1, dtype=torch.long)
         self.offsets[1:] = torch.cumsum(counts, 0)
         self.values = values
 
-    def _locate(self, query: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def locate(self, query: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Start offset and number of values of each query key (0 values if unknown)."""
         if len(self.keys) == 0:
             zero = torch.zeros_like(query)
@@ -34,7 +35,7 @@ class Neighbours:
     def lookup(self, query: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """For query keys ``[Q]``, return ``(rows, values)``: every value of every query, with
         the query row it belongs to (both ``[total]``)."""
-        start, counts = self._locate(query)
+        start, counts = self.locate(query)
         rows = torch.repeat_interleave(torch.arange(len(query)), counts)
         first = torch.cumsum(counts, 0) - counts
         within = torch.arange(len(rows)) - torch.repeat_interleave(first, counts)
@@ -42,7 +43,7 @@ class Neighbours:
 
     def counts(self, query: torch.Tensor) -> torch.Tensor:
         """How many values each query key has."""
-        return self._locate(query)[1]
+        return self.locate(query)[1]
 
 
 class TripleIndex:
@@ -58,8 +59,8 @@ class TripleIndex:
         self, triples: torch.Tensor, num_entities: int, num_relations: int, merged: bool = False
     ):
         self.num_entities, self.num_relations = num_entities, num_relations
-        h, r, t = triples.long().unbind(-1)
-        self.codes = torch.unique(self.encode(h, r, t))  # sorted
+        h, r, t = torch.unique(triples.long(), dim=0).unbind(-1)
+        self.codes = self.encode(h, r, t)  # sorted, since unique sorts lexicographically
         if merged:
             both = Neighbours(
                 torch.cat([h * num_relations + r, t * num_relations + r]), torch.cat([t, h])

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,24 +49,27 @@ class LabeledTriples:
         return f"{self.path}:{self.lines[i]}"
 
 
-def open_text(path: str | Path) -> io.TextIOBase:
-    """Open a UTF-8 text file, transparently decompressing ``.gz``; universal newlines."""
-    path = Path(path)
+def _raw_lines(path: Path) -> Iterator[bytes]:
+    """Lines as bytes (``.gz`` decompressed); a damaged archive is a ``DataError``."""
     if not path.is_file():
         raise DataError(path, None, "file not found")
-    raw = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")  # noqa: SIM115
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline=None)
+    try:
+        with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as handle:
+            yield from handle
+    except (OSError, EOFError) as exc:
+        raise DataError(path, None, f"unreadable or corrupt file ({exc})") from None
 
 
 def numbered_lines(path: str | Path) -> Iterator[tuple[int, str]]:
-    """Yield ``(line number, line without newline)``; bad UTF-8 is a ``DataError``."""
-    with open_text(path) as handle:
-        number = 0
+    """Yield ``(line number, line without line ending)``, decoding each line on its own so a
+    bad byte is reported on its own line; a leading byte-order mark is dropped."""
+    path = Path(path)
+    for number, raw in enumerate(_raw_lines(path), start=1):
         try:
-            for number, line in enumerate(handle, start=1):  # noqa: B007
-                yield number, line.rstrip("\n")
+            line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
         except UnicodeDecodeError as exc:
-            raise DataError(path, number + 1, f"not valid UTF-8 ({exc.reason})") from None
+            raise DataError(path, number, f"not valid UTF-8 ({exc.reason})") from None
+        yield number, line.rstrip("\r\n")
 
 
 def read_tsv_triples(path: str | Path, order: str = "hrt") -> LabeledTriples:
@@ -102,37 +104,32 @@ def read_csv_splits(path: str | Path) -> dict[str, LabeledTriples]:
     ``mode`` names the split (``train``, ``val``/``valid``, ``test``). Returns one
     ``LabeledTriples`` per split found.
     """
-    with open_text(path) as handle:
-        try:
-            reader = csv.reader(handle)
-            header = next(reader, None)
-            if header is None:
-                raise DataError(path, None, "empty file")
-            names = [h.strip().lower() for h in header]
-            missing = {"head", "relation", "tail", "mode"} - set(names)
-            if missing:
-                raise DataError(path, 1, f"header lacks column(s) {', '.join(sorted(missing))}")
-            col = {n: names.index(n) for n in ("head", "relation", "tail", "mode")}
-            out: dict[str, tuple[list, list]] = {}
-            for row in reader:
-                number = reader.line_num
-                if not row or not any(cell.strip() for cell in row):
-                    continue
-                if len(row) != len(names):
-                    raise DataError(
-                        path, number, f"expected {len(names)} columns, found {len(row)}"
-                    )
-                h, r, t, mode = (row[col[k]].strip() for k in ("head", "relation", "tail", "mode"))
-                if not (h and r and t):
-                    raise DataError(path, number, "blank id")
-                split = canonical_split(mode, path, number)
-                bucket = out.setdefault(split, ([], []))
-                bucket[0].append((h, r, t))
-                bucket[1].append(number)
-        except UnicodeDecodeError as exc:
-            raise DataError(path, None, f"not valid UTF-8 ({exc.reason})") from None
-        except csv.Error as exc:
-            raise DataError(path, reader.line_num, f"malformed CSV ({exc})") from None
+    reader = csv.reader(f"{line}\n" for _, line in numbered_lines(path))
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise DataError(path, None, "empty file")
+        names = [h.strip().lower() for h in header]
+        missing = {"head", "relation", "tail", "mode"} - set(names)
+        if missing:
+            raise DataError(path, 1, f"header lacks column(s) {', '.join(sorted(missing))}")
+        col = {n: names.index(n) for n in ("head", "relation", "tail", "mode")}
+        out: dict[str, tuple[list, list]] = {}
+        for row in reader:
+            number = reader.line_num
+            if not row or not any(cell.strip() for cell in row):
+                continue
+            if len(row) != len(names):
+                raise DataError(path, number, f"expected {len(names)} columns, found {len(row)}")
+            h, r, t, mode = (row[col[k]].strip() for k in ("head", "relation", "tail", "mode"))
+            if not (h and r and t):
+                raise DataError(path, number, "blank id")
+            split = canonical_split(mode, path, number)
+            bucket = out.setdefault(split, ([], []))
+            bucket[0].append((h, r, t))
+            bucket[1].append(number)
+    except csv.Error as exc:
+        raise DataError(path, reader.line_num, f"malformed CSV ({exc})") from None
     if not out:
         raise DataError(path, None, "no triples in file")
     return {split: LabeledTriples(str(path), rows, lines) for split, (rows, lines) in out.items()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from vlkge.models.backbones import Interaction
@@ -54,7 +55,7 @@ class KGEModel(nn.Module):
         if side not in ("head", "tail"):
             raise ValueError(f"side must be head or tail, not {side!r}")
         table = self.entities() if table is None else table
-        anchors = table[anchor]
+        anchors = F.embedding(anchor, table)  # its backward is far cheaper than indexing's
         if side == "head" and self.reciprocal:
             side, relation = "tail", relation + self.num_relations
         rel = self.relations(relation)

@@ -2,20 +2,29 @@
 
 Vectorised rejection: draw every candidate at once, mark those that are known positives or
 repeat an earlier candidate of the same row, redraw only those, until none is left.
+
+Small dense graphs can leave a query fewer than 2N admissible entities (Nations has queries
+with more true answers than non-answers). Such rows draw with replacement from what is
+admissible; a query with no admissible entity at all keeps unfiltered negatives.
 """
 
 from __future__ import annotations
 
 import torch
 
-from vlkge.data.index import TripleIndex
+from vlkge.data.index import Neighbours, TripleIndex
 from vlkge.errors import ConfigError
 
-MAX_ROUNDS = 200
+MAX_ROUNDS = 1000
 
 
 class NegativeSampler:
-    """Uniform corruption of heads or tails (a fair coin per positive when ``side="both"``)."""
+    """Uniform corruption of heads or tails (a fair coin per positive when ``side="both"``).
+
+    Candidates are all entities, or with ``pools`` (``{"head": Neighbours, "tail":
+    Neighbours}`` keyed by relation) only the entities seen on that side of the positive's
+    relation in training: the WikiArt-MKG protocol.
+    """
 
     def __init__(
         self,
@@ -23,6 +32,7 @@ class NegativeSampler:
         num: int,
         side: str = "both",
         known: TripleIndex | None = None,
+        pools: dict[str, Neighbours] | None = None,
     ):
         if num >= num_entities:
             raise ConfigError(
@@ -30,6 +40,37 @@ class NegativeSampler:
                 f"candidate entities ({num_entities})"
             )
         self.num_entities, self.num, self.side, self.known = num_entities, num, side, known
+        self.pools = pools
+
+    @staticmethod
+    def relation_pools(train: torch.Tensor) -> dict[str, Neighbours]:
+        """Per-relation candidate pools: the distinct heads / tails of each relation in train."""
+        heads = torch.unique(train[:, [1, 0]], dim=0)
+        tails = torch.unique(train[:, [1, 2]], dim=0)
+        return {
+            "head": Neighbours(heads[:, 0], heads[:, 1]),
+            "tail": Neighbours(tails[:, 0], tails[:, 1]),
+        }
+
+    def _pool_sizes(self, relation: torch.Tensor, corrupt_head: torch.Tensor) -> torch.Tensor:
+        if self.pools is None:
+            return torch.full_like(relation, self.num_entities)
+        return torch.where(
+            corrupt_head, self.pools["head"].counts(relation), self.pools["tail"].counts(relation)
+        )
+
+    def _draw(self, relation: torch.Tensor, corrupt_head: torch.Tensor, generator) -> torch.Tensor:
+        """One uniform candidate per entry of ``relation`` (any shape)."""
+        if self.pools is None:
+            return torch.randint(self.num_entities, relation.shape, generator=generator)
+        u = torch.rand(relation.shape, generator=generator, dtype=torch.float64)
+        out = torch.empty_like(relation)
+        for side, rows in (("head", corrupt_head), ("tail", ~corrupt_head)):
+            pool = self.pools[side]
+            start, size = pool.locate(relation[rows])
+            pick = start + (u[rows] * size).long().clamp_max((size - 1).clamp_min(0))
+            out[rows] = pool.values[pick]
+        return out
 
     def sample(
         self, positives: torch.Tensor, generator: torch.Generator
@@ -40,8 +81,11 @@ class NegativeSampler:
             corrupt_head = torch.rand(size, generator=generator) < 0.5
         else:
             corrupt_head = torch.full((size,), self.side == "head")
-        negatives = torch.randint(self.num_entities, (size, self.num), generator=generator)
-        bad = self._invalid(positives, corrupt_head, negatives)
+        relation = positives[:, 1:2].expand(size, self.num)
+        head_rows = corrupt_head.unsqueeze(1).expand(size, self.num)
+        negatives = self._draw(relation, head_rows, generator)
+        distinct, filtered = self._admissible(positives, corrupt_head)
+        bad = self._invalid(positives, corrupt_head, negatives, distinct, filtered)
         rounds = 0
         while bad.any():
             rounds += 1
@@ -50,23 +94,42 @@ class NegativeSampler:
                     "could not draw enough distinct negatives that are not known triples; "
                     "lower training.negatives.num"
                 )
-            negatives[bad] = torch.randint(
-                self.num_entities, (int(bad.sum()),), generator=generator
-            )
-            bad = self._invalid(positives, corrupt_head, negatives)
+            negatives[bad] = self._draw(relation[bad], head_rows[bad], generator)
+            bad = self._invalid(positives, corrupt_head, negatives, distinct, filtered)
         return corrupt_head, negatives
 
+    def _admissible(self, positives, corrupt_head) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows that can have N distinct admissible negatives, and rows that have any."""
+        h, r, t = positives.unbind(-1)
+        pool = self._pool_sizes(r, corrupt_head)
+        if self.known is None:
+            return pool >= 2 * self.num, pool > 0
+        rel = self.known.num_relations
+        answers = torch.where(
+            corrupt_head,
+            self.known.heads.counts(t * rel + r),
+            self.known.tails.counts(h * rel + r),
+        )
+        left = pool - answers
+        return left >= 2 * self.num, left > 0
+
     def _invalid(
-        self, positives: torch.Tensor, corrupt_head: torch.Tensor, negatives: torch.Tensor
+        self,
+        positives: torch.Tensor,
+        corrupt_head: torch.Tensor,
+        negatives: torch.Tensor,
+        distinct: torch.Tensor,
+        filtered: torch.Tensor,
     ) -> torch.Tensor:
         # repeats: after a stable sort, an entry equal to its left neighbour is a repeat
         ordered, order = torch.sort(negatives, dim=1, stable=True)
         repeat_sorted = torch.zeros_like(negatives, dtype=torch.bool)
         repeat_sorted[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
         bad = torch.zeros_like(repeat_sorted).scatter_(1, order, repeat_sorted)
+        bad &= distinct.unsqueeze(1)
         if self.known is not None:
             h, r, t = (c.unsqueeze(1) for c in positives.unbind(-1))
             head = torch.where(corrupt_head.unsqueeze(1), negatives, h)
             tail = torch.where(corrupt_head.unsqueeze(1), t, negatives)
-            bad |= self.known.contains(head, r, tail)
+            bad |= self.known.contains(head, r, tail) & filtered.unsqueeze(1)
         return bad

@@ -43,11 +43,14 @@ def build_regime(cfg: dict, kg: KnowledgeGraph) -> Regime:
     if regime == "negative_sampling":
         neg = train_cfg["negatives"]
         known = None
-        if neg["filtered"]:
-            # paper compatibility: the reference rejects negatives with its merged map of all splits
-            source = kg.all_triples() if cfg["compat"]["paper"] else kg.train
+        # paper compatibility: the reference rejects negatives with its map of all splits
+        splits = ["train", "valid", "test"] if cfg["compat"]["paper"] else neg["filter_splits"]
+        splits = [s for s in splits if s in kg.splits]
+        if splits:
+            source = torch.cat([kg.splits[s] for s in splits])
             known = TripleIndex(source, kg.num_entities, kg.num_relations)
-        sampler = NegativeSampler(kg.num_entities, neg["num"], neg["side"], known)
+        pools = NegativeSampler.relation_pools(kg.train) if neg["pool"] == "relation" else None
+        sampler = NegativeSampler(kg.num_entities, neg["num"], neg["side"], known, pools)
         return NegativeSampling(
             kg.train, batch, sampler, train_cfg["loss"], train_cfg["adversarial_temperature"]
         )
@@ -169,7 +172,7 @@ class Trainer:
                 )
             loss.backward()
             self.optimizer.step()
-            total += float(loss) * len(batch)
+            total += loss.item() * len(batch)
             count += len(batch)
         return total / max(count, 1)
 

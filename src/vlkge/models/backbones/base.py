@@ -69,16 +69,12 @@ def _l1(diff: torch.Tensor) -> torch.Tensor:
     return diff.abs().sum(-1)
 
 
-def _l1_grad(diff: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
+def _l1_grad(diff: torch.Tensor) -> torch.Tensor:
     return diff.sign()
 
 
 def _l2(diff: torch.Tensor) -> torch.Tensor:
     return diff.norm(dim=-1)
-
-
-def _l2_grad(diff: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
-    return diff / dist.clamp_min(1e-12).unsqueeze(-1)
 
 
 def _modulus(diff: torch.Tensor) -> torch.Tensor:
@@ -88,13 +84,14 @@ def _modulus(diff: torch.Tensor) -> torch.Tensor:
     return (real.square() + imag.square()).clamp_min(1e-18).sqrt().sum(-1)
 
 
-def _modulus_grad(diff: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
+def _modulus_grad(diff: torch.Tensor) -> torch.Tensor:
     real, imag = halves(diff)
     inv = (real.square() + imag.square()).clamp_min(1e-18).rsqrt()
     return torch.cat([real * inv, imag * inv], dim=-1)
 
 
-DISTANCES = {"l1": (_l1, _l1_grad), "l2": (_l2, _l2_grad), "modulus": (_modulus, _modulus_grad)}
+#: distance of a difference vector, and its gradient (for the blockwise candidate kernel)
+DISTANCES = {"l1": (_l1, _l1_grad), "l2": (_l2, None), "modulus": (_modulus, _modulus_grad)}
 
 
 class _CandidateDistance(torch.autograd.Function):
@@ -120,14 +117,14 @@ class _CandidateDistance(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         query, table, ids = ctx.saved_tensors
-        dist_fn, grad_fn = DISTANCES[ctx.kind]
+        grad_fn = DISTANCES[ctx.kind][1]
         grad_query = torch.empty_like(query) if ctx.needs_input_grad[0] else None
         grad_table = torch.zeros_like(table) if ctx.needs_input_grad[1] else None
         rows = max(1, BLOCK_ELEMENTS // max(1, ids.shape[1] * table.shape[1]))
         for start in range(0, len(query), rows):
             block = slice(start, start + rows)
             diff = query[block].unsqueeze(1) - table[ids[block]]
-            local = grad_fn(diff, dist_fn(diff) if ctx.kind == "l2" else None)
+            local = grad_fn(diff)
             local.mul_(grad[block].unsqueeze(-1))
             if grad_query is not None:
                 grad_query[block] = local.sum(1)
@@ -143,15 +140,19 @@ def distances(
 ) -> torch.Tensor:
     """Distances of each query to the table rows (all: ``[B, E]``; ``ids``: ``[B, N]``).
 
-    ``kind`` is ``l1``, ``l2`` or ``modulus`` (sum of complex moduli). Memory stays bounded:
-    the broadcast difference is built in blocks.
+    ``kind`` is ``l1``, ``l2`` or ``modulus`` (sum of complex moduli). ``l2`` is computed
+    from inner products; the others build the broadcast difference in bounded blocks.
     """
+    if kind == "l2":
+        # ||q - t||^2 = |q|^2 + |t|^2 - 2 q.t: a matrix product instead of a broadcast
+        sq_table = table.square().sum(-1)
+        sq_table = sq_table.unsqueeze(0) if ids is None else sq_table[ids]
+        squared = query.square().sum(-1, keepdim=True) + sq_table - 2 * products(query, table, ids)
+        return squared.clamp_min(1e-18).sqrt()
     if ids is not None:
         return _CandidateDistance.apply(query, table, ids, kind)
     if kind == "l1":
         return torch.cdist(query, table, p=1)
-    if kind == "l2":
-        return torch.cdist(query, table, p=2)
     rows = max(1, (BLOCK_ELEMENTS * 16) // max(1, table.numel()))
     return torch.cat(
         [_modulus(block.unsqueeze(1) - table.unsqueeze(0)) for block in query.split(rows)]

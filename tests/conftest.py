@@ -1,0 +1,80 @@
+"""Shared fixtures: the real data folder, an isolated cache, no network, toy datasets."""
+
+from __future__ import annotations
+
+import os
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+# The shared data folder sits next to the repository: <repo>/../shared/data.
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+os.environ.setdefault("VLKGE_DATA_DIR", str(SHARED_DATA))
+
+DATA_DIR = Path(os.environ["VLKGE_DATA_DIR"])
+
+# A tiny transductive graph: every valid/test entity and relation occurs in train.
+TOY_TRAIN = [
+    ("a", "likes", "b"),
+    ("b", "likes", "c"),
+    ("c", "likes", "a"),
+    ("a", "knows", "c"),
+    ("b", "knows", "d"),
+    ("d", "parent", "a"),
+]
+TOY_VALID = [("c", "knows", "a"), ("b", "likes", "a")]
+TOY_TEST = [("c", "knows", "b"), ("a", "parent", "d")]
+
+
+def write_tsv(path: Path, rows, newline: str = "\n") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes("".join("\t".join(r) + newline for r in rows).encode("utf-8"))
+    return path
+
+
+def write_toy(folder: Path, train=TOY_TRAIN, valid=TOY_VALID, test=TOY_TEST) -> Path:
+    """Write train/valid/test.txt into ``folder`` and return it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_tsv(folder / "train.txt", train)
+    write_tsv(folder / "valid.txt", valid)
+    write_tsv(folder / "test.txt", test)
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch, tmp_path_factory):
+    """Every test gets its own empty cache, no ImageNet root, and no network access."""
+    monkeypatch.setenv("VLKGE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.delenv("VLKGE_IMAGENET_DIR", raising=False)
+
+    def no_network(url, *args, **kwargs):
+        raise AssertionError(f"test tried to reach the network: {url}")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    """The real datasets (skips when the shared folder is absent)."""
+    if not (DATA_DIR / "wn9-img" / "train.txt").is_file():
+        pytest.skip(f"shared data not found in {DATA_DIR}")
+    return DATA_DIR
+
+
+@pytest.fixture
+def tsv():
+    """``tsv(path, rows, newline="\\n")`` writes tab-separated rows (helper as a fixture)."""
+    return write_tsv
+
+
+@pytest.fixture
+def make_dataset():
+    """``make_dataset(folder, train=..., valid=..., test=...)`` writes a dataset folder."""
+    return write_toy
+
+
+@pytest.fixture
+def toy_dir(tmp_path) -> Path:
+    """A folder holding the toy dataset as train/valid/test.txt."""
+    return write_toy(tmp_path / "toy")

@@ -1,0 +1,118 @@
+"""Filtered ranks and metrics against brute-force Python computations."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vlkge.data.index import TripleIndex
+from vlkge.evaluation.metrics import report, summarize
+from vlkge.evaluation.ranking import rank_triples, ranks_from_scores
+
+
+def brute_rank(row, target, filtered, ties):
+    true = row[target]
+    others = [s for j, s in enumerate(row) if j != target and j not in filtered]
+    greater = sum(s > true for s in others)
+    equal = sum(s == true for s in others)
+    if ties == "optimistic":
+        return greater + 1
+    if ties == "pessimistic":
+        return greater + equal + 1
+    if ties == "ordinal":
+        before = sum(
+            1
+            for j, s in enumerate(row)
+            if j < target and j != target and j not in filtered and s == true
+        )
+        return greater + before + 1
+    return greater + equal / 2 + 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    scores=st.lists(st.lists(st.integers(-3, 3), min_size=7, max_size=7), min_size=1, max_size=6),
+    data=st.data(),
+    ties=st.sampled_from(["realistic", "optimistic", "pessimistic", "ordinal"]),
+)
+def test_ranks_match_brute_force(scores, data, ties):
+    n = len(scores)
+    targets = [data.draw(st.integers(0, 6)) for _ in range(n)]
+    filters = [data.draw(st.sets(st.integers(0, 6), max_size=4)) for _ in range(n)]
+    rows = [i for i, f in enumerate(filters) for _ in f]
+    cols = [c for f in filters for c in f]
+    got = ranks_from_scores(
+        torch.tensor(scores, dtype=torch.float),
+        torch.tensor(targets),
+        torch.tensor(rows, dtype=torch.long),
+        torch.tensor(cols, dtype=torch.long),
+        ties,
+    )
+    for i in range(n):
+        assert got[i] == brute_rank(scores[i], targets[i], filters[i] - {targets[i]}, ties)
+
+
+def test_nan_scores_are_an_error():
+    from vlkge.errors import VlkgeError
+
+    with pytest.raises(VlkgeError, match="NaN"):
+        ranks_from_scores(torch.tensor([[float("nan"), 1.0]]), torch.tensor([0]))
+
+
+def test_rank_triples_filtered_and_chunked():
+    g = torch.Generator().manual_seed(0)
+    num_entities, num_relations = 9, 2
+    known = torch.unique(
+        torch.stack(
+            [
+                torch.randint(9, (40,), generator=g),
+                torch.randint(2, (40,), generator=g),
+                torch.randint(9, (40,), generator=g),
+            ],
+            1,
+        ),
+        dim=0,
+    )
+    test = known[:10]
+    table = torch.randn(9, 9, 2, generator=g)  # score(h, ., t) = table[h, t, r]
+
+    def score_fn(side, anchor, relation):
+        return table[anchor, :, relation] if side == "tail" else table[:, anchor, relation].T
+
+    index = TripleIndex(known, num_entities, num_relations)
+    ranks = rank_triples(score_fn, test, num_entities, index, max_scores=9 * 3)  # 3 rows a chunk
+    known_set = {tuple(x) for x in known.tolist()}
+    for i, (h, r, t) in enumerate(test.tolist()):
+        tail_filter = {e for e in range(9) if (h, r, e) in known_set}
+        head_filter = {e for e in range(9) if (e, r, t) in known_set}
+        assert ranks["tail"][i] == brute_rank(
+            table[h, :, r].tolist(), t, tail_filter - {t}, "realistic"
+        )
+        assert ranks["head"][i] == brute_rank(
+            table[:, t, r].tolist(), h, head_filter - {h}, "realistic"
+        )
+
+
+def test_candidate_pool_excludes_outsiders():
+    scores = lambda side, a, r: torch.tensor([[5.0, 4.0, 3.0, 2.0]]).expand(len(a), 4).clone()  # noqa: E731
+    triples = torch.tensor([[0, 0, 3]])
+    pool = torch.tensor([[False, True, False, True]])
+    ranks = rank_triples(scores, triples, 4, None, sides=("tail",), pool=pool)
+    assert ranks["tail"].tolist() == [2.0]  # only entity 1 (4.0) outranks entity 3 inside the pool
+
+
+def test_summarize_and_report():
+    ranks = torch.tensor([1.0, 2.0, 4.0, 11.0, 1.5])
+    m = summarize(ranks)
+    assert m["mrr"] == pytest.approx(sum(1 / r for r in ranks.tolist()) / 5)
+    assert m["mr"] == pytest.approx(19.5 / 5)
+    assert m["hits@1"] == pytest.approx(0.2) and m["hits@3"] == pytest.approx(0.6)
+    assert m["hits@10"] == pytest.approx(0.8)
+    out = report({"head": ranks[:2], "tail": ranks[2:4]}, torch.tensor([0, 1]), ["r0", "r1"])
+    assert out["both"]["count"] == 4 and out["head"]["count"] == 2
+    assert out["per_relation"]["r0"]["mrr"] == pytest.approx((1 + 1 / 4) / 2)
+    assert out["per_relation"]["r1"]["mrr"] == pytest.approx((1 / 2 + 1 / 11) / 2)
+    assert all(isinstance(v, float) for k, v in out["both"].items() if k != "count")
+    assert math.isnan(summarize(torch.tensor([]))["mrr"])

@@ -1,0 +1,289 @@
+"""Configuration: documented defaults, user files, --set overrides, strict validation."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from vlkge import config as cfgmod
+from vlkge.errors import ConfigError, VlkgeError
+
+
+def test_defaults_load_and_validate():
+    text = cfgmod.default_text()
+    assert text.startswith("#")
+    cfg = cfgmod.load_config()
+    assert cfg == cfgmod.validate(cfgmod.defaults())
+    assert cfg["dataset"]["name"] == "wn9-img"
+    assert cfg["model"]["dim"] == 768
+    assert cfg["training"]["negatives"]["filter_splits"] == ["train"]
+    assert cfg["evaluation"]["ties"] == "realistic"
+    assert isinstance(cfg["model"]["gamma"], float)
+
+
+def test_every_default_key_is_documented():
+    """Each leaf key in default.yaml carries a comment on its line (or the lines after it)."""
+    lines = cfgmod.default_text().splitlines()
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#") or stripped.endswith(":"):
+            continue
+        assert "#" in line, f"undocumented default: {line!r} (line {i + 1})"
+
+
+def test_dump_round_trips():
+    cfg = cfgmod.load_config(overrides=["model.dim=16"])
+    assert cfgmod.validate(yaml.safe_load(cfgmod.dump(cfg))) == cfg
+
+
+@pytest.mark.parametrize(
+    "text, key, value",
+    [
+        ("model.dim=16", "model.dim", 16),
+        ("model.backbone=rotate", "model.backbone", "rotate"),
+        ("model.gamma=6", "model.gamma", 6.0),  # ints become floats for float keys
+        ("training.optimizer.lr=0.001", "training.optimizer.lr", 0.001),
+        ("model.reciprocal=true", "model.reciprocal", True),
+        ("dataset.unseen_entities=keep", "dataset.unseen_entities", "keep"),
+        ("dataset.unseen_entities=null", "dataset.unseen_entities", None),
+        ("dataset.data_dir=/tmp/data", "dataset.data_dir", "/tmp/data"),
+        ("num_threads=2", "num_threads", 2),
+        ("evaluation.splits=[test]", "evaluation.splits", ["test"]),
+        ("training.negatives.filter_splits=[]", "training.negatives.filter_splits", []),
+        ("training.progress=false", "training.progress", False),
+        (" seed = 7", "seed", 7),
+    ],
+)
+def test_overrides(text, key, value):
+    cfg = cfgmod.load_config(overrides=[text])
+    node = cfg
+    for part in key.split("."):
+        node = node[part]
+    assert node == value
+    assert type(node) is type(value)
+
+
+def test_scientific_notation_for_a_float_key():
+    """``lr=1e-3`` is how everyone writes a learning rate; PyYAML reads it as a string."""
+    cfg = cfgmod.load_config(overrides=["training.optimizer.lr=1e-3"])
+    assert cfg["training"]["optimizer"]["lr"] == pytest.approx(0.001)
+
+
+def test_later_override_wins():
+    cfg = cfgmod.load_config(overrides=["model.dim=16", "model.dim=32"])
+    assert cfg["model"]["dim"] == 32
+
+
+def test_parse_override():
+    assert cfgmod.parse_override("a.b=[1, 2]") == ("a.b", [1, 2])
+    assert cfgmod.parse_override("a=") == ("a", None)
+    assert cfgmod.parse_override("a=x=y") == ("a", "x=y")
+    assert cfgmod.parse_override("a=[unclosed") == ("a", "[unclosed")  # kept as a string
+    for bad in ("model.dim", "=3"):
+        with pytest.raises(ConfigError, match="key=value"):
+            cfgmod.parse_override(bad)
+
+
+def test_user_file_overrides_only_what_differs(tmp_path):
+    path = tmp_path / "my.yaml"
+    path.write_text("model:\n  backbone: distmult\ntraining:\n  epochs: 3\n", encoding="utf-8")
+    cfg = cfgmod.load_config(path, ["training.epochs=5"])
+    assert cfg["model"]["backbone"] == "distmult"
+    assert cfg["model"]["dim"] == 768  # untouched default
+    assert cfg["training"]["epochs"] == 5  # --set beats the file
+    assert cfgmod.diff(cfgmod.load_config(), cfg) == {
+        "model.backbone": ("transe", "distmult"),
+        "training.epochs": (200, 5),
+    }
+
+
+def test_empty_user_file(tmp_path):
+    path = tmp_path / "empty.yaml"
+    path.write_text("# nothing\n", encoding="utf-8")
+    assert cfgmod.load_config(path) == cfgmod.load_config()
+
+
+@pytest.mark.parametrize(
+    "text, suggestion",
+    [
+        ("model.dimm=3", "did you mean model.dim?"),
+        ("trainig.epochs=3", "did you mean training?"),
+        ("training.negatives.nums=3", "did you mean training.negatives.num?"),
+    ],
+)
+def test_unknown_key_suggests(text, suggestion):
+    with pytest.raises(ConfigError, match="unknown key") as info:
+        cfgmod.load_config(overrides=[text])
+    assert suggestion in str(info.value)
+    assert isinstance(info.value, VlkgeError)
+
+
+def test_unknown_key_in_file_names_the_file(tmp_path):
+    path = tmp_path / "my.yaml"
+    path.write_text("model:\n  backbon: rotate\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="did you mean model.backbone") as info:
+        cfgmod.load_config(path)
+    assert str(info.value).startswith(str(path))
+
+
+def test_unknown_key_without_close_match():
+    with pytest.raises(ConfigError, match="unknown key 'zzzzzz'") as info:
+        cfgmod.load_config(overrides=["zzzzzz=1"])
+    assert "did you mean" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("model.dim=abc", "model.dim must be int, not str"),
+        ("model.dim=16.5", "model.dim must be int, not float"),
+        ("model.dim=true", "model.dim must be int, not bool"),
+        ("model.reciprocal=3", "model.reciprocal must be bool"),
+        ("model.gamma=high", "model.gamma must be float"),
+        ("seed=null", "seed must not be null"),
+        ("num_threads=two", "num_threads must be int"),
+        ("evaluation.exclude_relations=_hypernym", "must be list"),
+        ("model=3", "model must be a mapping"),
+    ],
+)
+def test_wrong_type(text, message):
+    with pytest.raises(ConfigError, match=message):
+        cfgmod.load_config(overrides=[text])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "model.dim=-8",
+        "model.dim=0",
+        "training.epochs=0",
+        "training.batch_size=-1",
+        "training.negatives.num=0",
+        "training.optimizer.lr=-0.1",
+        "evaluation.max_scores=0",
+        "training.regularizer.weight=-1.0",
+        "training.label_smoothing=-0.1",
+        "validation.patience=-1",
+    ],
+)
+def test_impossible_values(text):
+    with pytest.raises(ConfigError, match="must be positive|must not be negative"):
+        cfgmod.load_config(overrides=[text])
+
+
+def test_zero_is_fine_where_it_means_off():
+    cfg = cfgmod.load_config(overrides=["validation.every=0", "validation.patience=0"])
+    assert cfg["validation"]["every"] == 0
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "num_threads=-1",  # torch.set_num_threads(-1) fails at run time
+        "training.label_smoothing=1.5",  # a smoothing of more than 1 inverts the labels
+    ],
+)
+def test_more_impossible_values(text):
+    with pytest.raises(ConfigError):
+        cfgmod.load_config(overrides=[text])
+
+
+@pytest.mark.parametrize(
+    "text, allowed",
+    [
+        ("model.backbone=transr", "transe, distmult, complex, rotate"),
+        ("evaluation.ties=random", "realistic, optimistic, pessimistic"),
+        ("dataset.setting=semi", "transductive, inductive"),
+        ("dataset.unseen_entities=ignore", "null, error, keep, drop"),
+        ("training.negatives.side=tail_only", "both, head, tail"),
+    ],
+)
+def test_invalid_choice(text, allowed):
+    with pytest.raises(ConfigError, match="must be one of") as info:
+        cfgmod.load_config(overrides=[text])
+    assert allowed in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "evaluation.splits=[]",
+        "evaluation.splits=[holdout]",
+        "evaluation.sides=tail",
+        "training.negatives.filter_splits=[train, extra]",
+    ],
+)
+def test_invalid_subsets(text):
+    with pytest.raises(ConfigError, match="list drawn from"):
+        cfgmod.load_config(overrides=[text])
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["training.loss=bce"],  # bce needs 1vsall/kvsall
+        ["training.regime=1vsall"],  # with the default logistic loss
+    ],
+)
+def test_incompatible_combinations(overrides):
+    with pytest.raises(ConfigError, match="needs regime"):
+        cfgmod.load_config(overrides=overrides)
+
+
+def test_compatible_combination():
+    cfg = cfgmod.load_config(overrides=["training.regime=kvsall", "training.loss=ce"])
+    assert cfg["training"]["loss"] == "ce"
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("model:\n  dim: 16\n  backbone: [transe\ntraining:\n  epochs: 2\n")
+    with pytest.raises(ConfigError, match="invalid YAML") as info:
+        cfgmod.load_config(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}:")
+    line = int(message[len(str(path)) + 1 :].split(":", 1)[0])
+    assert 3 <= line <= 4  # the unclosed bracket opens on line 3
+
+
+def test_bad_indentation_names_file_and_line(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("seed: 1\nmodel:\n  dim: 16\n    backbone: rotate\n")
+    with pytest.raises(ConfigError, match="invalid YAML") as info:
+        cfgmod.load_config(path)
+    assert str(info.value).startswith(f"{path}:4:")
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("- a\n- b\n", "must be a mapping"),
+        ("model: 3\n", "model must be a mapping"),
+    ],
+)
+def test_file_of_wrong_shape(tmp_path, content, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(content)
+    with pytest.raises(ConfigError, match=message):
+        cfgmod.load_config(path)
+
+
+def test_missing_and_non_utf8_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        cfgmod.load_config(tmp_path / "none.yaml")
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(b"seed: 1 # caf\xe9\n")
+    with pytest.raises(ConfigError, match="UTF-8"):
+        cfgmod.load_config(path)
+
+
+def test_set_key_rejects_unknown_and_keeps_the_rest():
+    cfg = cfgmod.defaults()
+    before = copy.deepcopy(cfg)
+    cfgmod.set_key(cfg, "model.dim", 8)
+    assert cfg["model"]["dim"] == 8
+    assert cfgmod.diff(before, cfg) == {"model.dim": (768, 8)}
+    with pytest.raises(ConfigError, match="--set: unknown key 'model.size'"):
+        cfgmod.set_key(cfg, "model.size", 8)

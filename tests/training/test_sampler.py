@@ -1,0 +1,60 @@
+"""Negative sampler: distinct corruptions, known positives rejected, the right side corrupted."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vlkge.data.index import TripleIndex
+from vlkge.errors import ConfigError
+from vlkge.training.sampler import NegativeSampler
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    num=st.integers(1, 8),
+    side=st.sampled_from(["both", "head", "tail"]),
+)
+def test_negatives_are_distinct_and_unknown(seed, num, side):
+    g = torch.Generator().manual_seed(seed)
+    entities, relations = 12, 2
+    known = torch.stack(
+        [
+            torch.randint(entities, (30,), generator=g),
+            torch.randint(relations, (30,), generator=g),
+            torch.randint(entities, (30,), generator=g),
+        ],
+        1,
+    )
+    index = TripleIndex(known, entities, relations)
+    sampler = NegativeSampler(entities, num, side, index)
+    positives = known[:10]
+    corrupt_head, negatives = sampler.sample(positives, g)
+    if side != "both":
+        assert bool(corrupt_head.all()) == (side == "head") and bool((~corrupt_head).all()) == (
+            side == "tail"
+        )
+    known_set = {tuple(x) for x in known.tolist()}
+    for (h, r, t), head, row in zip(
+        positives.tolist(), corrupt_head.tolist(), negatives.tolist(), strict=True
+    ):
+        answers = {e for e in range(entities) if ((e, r, t) if head else (h, r, e)) in known_set}
+        left = entities - len(answers)
+        if left >= 2 * num:
+            assert len(set(row)) == len(row)
+        if left > 0:
+            assert not answers & set(row)
+
+
+def test_coin_is_fair():
+    sampler = NegativeSampler(1000, 5)
+    corrupt_head, _ = sampler.sample(
+        torch.zeros(20_000, 3, dtype=torch.long), torch.Generator().manual_seed(0)
+    )
+    assert abs(corrupt_head.double().mean().item() - 0.5) < 0.02
+
+
+def test_too_many_negatives_is_a_config_error():
+    with pytest.raises(ConfigError, match="negatives.num"):
+        NegativeSampler(10, 10)
