@@ -33,7 +33,7 @@ CHOICES: dict[str, tuple] = {
     "validation.metric": ("mrr", "hits@1", "hits@3", "hits@10"),
     "evaluation.ties": ("realistic", "optimistic", "pessimistic"),
     "evaluation.candidates": ("all", "relation_pool"),
-    "evaluation.compile": ("auto", True, False),
+    "compile": ("auto", True, False),
 }
 POSITIVE = {
     "num_threads",

@@ -116,3 +116,13 @@ def test_summarize_and_report():
     assert out["per_relation"]["r1"]["mrr"] == pytest.approx((1 / 2 + 1 / 11) / 2)
     assert all(isinstance(v, float) for k, v in out["both"].items() if k != "count")
     assert math.isnan(summarize(torch.tensor([]))["mrr"])
+
+
+def test_infinite_scores_and_excluded_candidates_do_not_count():
+    # target scored -inf, one filtered candidate, one outside the pool, one better candidate
+    scores = torch.tensor([[float("-inf"), 0.0, float("-inf"), 5.0, float("-inf")]])
+    pool = torch.tensor([[True, True, True, True, False]])
+    rank = ranks_from_scores(
+        scores, torch.tensor([0]), torch.tensor([0]), torch.tensor([1]), "pessimistic", pool
+    )
+    assert rank.tolist() == [3.0]  # 5.0 is better, the -inf at index 2 ties; index 4 is outside

@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vlkge.models.backbones import BACKBONES, ComplEx, DistMult, RotatE, TransE, base
+from vlkge.models.backbones import BACKBONES, ComplEx, DistMult, RotatE, TransE
+from vlkge.models.backbones import kernels as base
 
 DIM = 6
 
@@ -135,3 +136,26 @@ def test_scores_equal_pykeen_interactions():
     pk = modules.RotatEInteraction()(torch.view_as_complex(hc), unit, torch.view_as_complex(tc))
     ours = RotatE(gamma=0.0, distance="l2").score(flat(hc), phase, flat(tc))
     assert torch.allclose(ours, pk, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["l1", "modulus"])
+def test_compiled_kernels_match_eager(kind, monkeypatch):
+    """The fused torch.compile kernels give the eager values and gradients (padded blocks)."""
+    g = torch.Generator().manual_seed(4)
+    query = torch.randn(21, 8, generator=g, requires_grad=True)
+    table = torch.randn(30, 8, generator=g, requires_grad=True)
+    ids = torch.randint(30, (21, 5), generator=g)
+    monkeypatch.setattr(base, "BLOCK_ELEMENTS", 40 * 5 * 8 // 5)  # 8 rows a block: padding
+    monkeypatch.setattr(base, "ALL_BLOCK_ELEMENTS", 30 * 8 * 8)
+    results = []
+    for enabled in (False, True):
+        monkeypatch.setattr(base.Kernels, "enabled", enabled)
+        query.grad = table.grad = None
+        out = base.distances(query, table, ids, kind)
+        out.square().sum().backward()
+        with torch.no_grad():
+            full = base.distances(query, table, None, kind)
+        results.append((out.detach(), query.grad.clone(), table.grad.clone(), full))
+        assert base.Kernels.enabled == enabled  # no silent fallback to eager
+    for eager, compiled in zip(*results, strict=True):
+        assert torch.allclose(eager, compiled, atol=1e-4)

@@ -37,26 +37,29 @@ def ranks_from_scores(
     filter_rows: torch.Tensor | None = None,
     filter_cols: torch.Tensor | None = None,
     ties: str = "realistic",
+    candidates: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Ranks of ``targets`` in each row of ``scores`` (1 = best; higher score = better).
 
-    ``scores`` is modified in place: filtered entries and the target are set to -inf.
-    Candidates at -inf on entry (outside a candidate pool) never count.
+    Only candidates count: not the target itself, not the filtered ``(row, col)`` entries, and
+    where a boolean ``candidates`` mask is given, only its True entries.
     """
     if ties not in TIES:
         raise ValueError(f"ties must be one of {TIES}, not {ties!r}")
-    rows = torch.arange(len(targets))
-    true = scores[rows, targets].clone()
-    if torch.isnan(true).any():
+    if torch.isnan(scores).any():
         raise VlkgeError("the model produced NaN scores; the run has diverged")
+    rows = torch.arange(len(targets))
+    counted = (
+        torch.ones_like(scores, dtype=torch.bool) if candidates is None else candidates.clone()
+    )
     if filter_rows is not None:
-        scores[filter_rows, filter_cols] = float("-inf")
-    scores[rows, targets] = float("-inf")
-    true = true.unsqueeze(1)
-    greater = (scores > true).sum(1)
+        counted[filter_rows, filter_cols] = False
+    counted[rows, targets] = False
+    true = scores[rows, targets].unsqueeze(1)
+    greater = ((scores > true) & counted).sum(1)
     if ties == "optimistic":
         return greater.double() + 1
-    equal = scores == true
+    equal = (scores == true) & counted
     if ties == "ordinal":
         before = torch.arange(scores.shape[1]).unsqueeze(0) < targets.unsqueeze(1)
         return (greater + (equal & before).sum(1)).double() + 1
@@ -93,15 +96,11 @@ def rank_triples(
                 h, r, t = batch.unbind(-1)
                 anchor, target = (h, t) if side == "tail" else (t, h)
                 scores = score_fn(side, anchor, r).float()
-                if pool is not None:
-                    outside = ~pool[r]
-                    outside[torch.arange(len(batch)), target] = False
-                    scores = scores.masked_fill(outside, float("-inf"))
                 frows = fcols = None
                 if filter_index is not None:
                     frows, fcols = filter_index.known(side, anchor, r)
                 ranks[start : start + len(batch)] = ranks_from_scores(
-                    scores, target, frows, fcols, ties
+                    scores, target, frows, fcols, ties, None if pool is None else pool[r]
                 )
                 bar.update(len(batch))
             out[side] = ranks

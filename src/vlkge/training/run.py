@@ -20,7 +20,7 @@ from vlkge.data.datasets import load_dataset
 from vlkge.data.graph import KnowledgeGraph
 from vlkge.errors import VlkgeError
 from vlkge.evaluation.evaluator import Evaluator
-from vlkge.models.backbones.base import configure_compiled_distances
+from vlkge.models.backbones.kernels import configure_kernels
 from vlkge.models.factory import build_model
 from vlkge.models.model import KGEModel
 from vlkge.training.checkpoint import load_checkpoint
@@ -58,7 +58,7 @@ def prepare(cfg: dict) -> tuple[KnowledgeGraph, KGEModel]:
     if cfg["num_threads"]:
         torch.set_num_threads(cfg["num_threads"])
     seed_everything(cfg["seed"])
-    configure_compiled_distances(cfg["evaluation"]["compile"])
+    configure_kernels(cfg["compile"])
     kg = load_graph(cfg)
     model_cfg = dict(cfg["model"])
     if cfg["compat"]["paper"]:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import torch
 
-from vlkge.models.backbones.base import Interaction, products
+from vlkge.models.backbones.base import Interaction
 from vlkge.models.backbones.complex_ops import halves
+from vlkge.models.backbones.kernels import products
 
 
 class ComplEx(Interaction):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from vlkge.models.backbones.base import Interaction, products
+from vlkge.models.backbones.base import Interaction
+from vlkge.models.backbones.kernels import products
 
 
 class DistMult(Interaction):

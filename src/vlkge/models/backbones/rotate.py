@@ -13,8 +13,9 @@ import math
 import torch
 from torch import nn
 
-from vlkge.models.backbones.base import DISTANCES, Interaction, distances
+from vlkge.models.backbones.base import Interaction
 from vlkge.models.backbones.complex_ops import rotate
+from vlkge.models.backbones.kernels import DISTANCES, distances
 
 
 class RotatE(Interaction):

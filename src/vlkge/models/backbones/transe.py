@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from vlkge.models.backbones.base import Interaction, distances
+from vlkge.models.backbones.base import Interaction
+from vlkge.models.backbones.kernels import distances
 
 
 class TransE(Interaction):
