@@ -69,7 +69,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     cfg, kg, model = load_run(args.run, args.checkpoint)
     if args.ties:
         cfg["evaluation"]["ties"] = args.ties
-    metrics = evaluate_run(cfg, kg, model, [args.split], progress=sys.stderr.isatty())
+    protocol = {"run": None, "default": False, "paper": True}[args.protocol]
+    metrics = evaluate_run(cfg, kg, model, [args.split], sys.stderr.isatty(), protocol)
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
@@ -153,6 +154,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", choices=["train", "valid", "test"])
     p.add_argument("--ties", choices=["realistic", "optimistic", "pessimistic"])
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    p.add_argument(
+        "--protocol",
+        default="run",
+        choices=["run", "default", "paper"],
+        help="ranking protocol: the run's own, the default (per-direction filter, realistic "
+        "ties) or the reference implementation's (merged filter, ties by entity id)",
+    )
     p.add_argument("--json", action="store_true", help="print metrics.json-style JSON")
     p.set_defaults(func=cmd_evaluate)
 

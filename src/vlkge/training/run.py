@@ -22,6 +22,7 @@ from vlkge.errors import VlkgeError
 from vlkge.evaluation.evaluator import Evaluator
 from vlkge.models.backbones.kernels import configure_kernels
 from vlkge.models.factory import build_model
+from vlkge.models.features import Features, load_features
 from vlkge.models.model import KGEModel
 from vlkge.training.checkpoint import load_checkpoint
 from vlkge.training.trainer import Trainer, show_progress
@@ -53,8 +54,12 @@ def load_graph(cfg: dict) -> KnowledgeGraph:
     )
 
 
-def prepare(cfg: dict) -> tuple[KnowledgeGraph, KGEModel]:
-    """The graph and a freshly initialised model (seeded)."""
+def prepare(cfg: dict, features: Features | None = None) -> tuple[KnowledgeGraph, KGEModel]:
+    """The graph and a freshly initialised model (seeded).
+
+    A multimodal model (``model.modalities``) reads its frozen features from
+    ``features.cache_dir`` unless a ``features`` dict is given.
+    """
     if cfg["num_threads"]:
         torch.set_num_threads(cfg["num_threads"])
     seed_everything(cfg["seed"])
@@ -63,11 +68,24 @@ def prepare(cfg: dict) -> tuple[KnowledgeGraph, KGEModel]:
     model_cfg = dict(cfg["model"])
     if cfg["compat"]["paper"]:
         model_cfg["rotate_distance"] = "l2"
-    return kg, build_model(model_cfg, kg)
+    if features is None and model_cfg["modalities"]:
+        features = load_features(cfg["features"]["cache_dir"], kg, model_cfg["modalities"])
+    return kg, build_model(model_cfg, kg, features, paper_compat=cfg["compat"]["paper"])
 
 
-def evaluate_run(cfg: dict, kg: KnowledgeGraph, model: KGEModel, splits, progress=False) -> dict:
-    evaluator = Evaluator(kg, cfg["evaluation"], cfg["compat"]["paper"])
+def evaluate_run(
+    cfg: dict,
+    kg: KnowledgeGraph,
+    model: KGEModel,
+    splits,
+    progress: bool = False,
+    paper_protocol: bool | None = None,
+) -> dict:
+    """Metrics of ``model`` on ``splits``; ``paper_protocol`` overrides the run's choice of
+    ranking protocol (merged filter and id-ordered ties) without changing the model."""
+    if paper_protocol is None:
+        paper_protocol = cfg["compat"]["paper"]
+    evaluator = Evaluator(kg, cfg["evaluation"], paper_protocol)
     out: dict = {}
     for split in splits:
         start = time.perf_counter()
@@ -85,8 +103,11 @@ def evaluate_run(cfg: dict, kg: KnowledgeGraph, model: KGEModel, splits, progres
     return out
 
 
-def train(cfg: dict, run_dir: str | Path) -> dict:
-    """Train and evaluate as configured; writes the run folder and returns the metrics."""
+def train(cfg: dict, run_dir: str | Path, features: Features | None = None) -> dict:
+    """Train and evaluate as configured; writes the run folder and returns the metrics.
+
+    ``features`` replaces the feature cache of a multimodal model (see :func:`prepare`).
+    """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     saved = run_dir / "config.yaml"
@@ -100,7 +121,7 @@ def train(cfg: dict, run_dir: str | Path) -> dict:
                 "use a new --out folder"
             )
     saved.write_text(config_mod.dump(cfg), encoding="utf-8")
-    kg, model = prepare(cfg)
+    kg, model = prepare(cfg, features)
     device = resolve_device(cfg["device"])
     model.to(device)
     evaluator = Evaluator(kg, cfg["evaluation"], cfg["compat"]["paper"])
