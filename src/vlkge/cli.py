@@ -118,6 +118,85 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_encode(args: argparse.Namespace) -> int:
+    from vlkge.data.datasets import load_dataset
+    from vlkge.encoders import build_encoder
+    from vlkge.encoders.cache import FeatureCache, default_cache_dir
+    from vlkge.encoders.precomputed import read_features
+
+    cfg = config_mod.load_config(args.config, args.set)
+    settings = cfg["encoder"]
+    batch_size = settings["batch_size"] if args.batch_size is None else args.batch_size
+    workers = settings["workers"] if args.workers is None else args.workers
+    if batch_size <= 0 or workers < 0:
+        raise VlkgeError("--batch-size must be positive and --workers not negative")
+    imports = {m: f for m, f in (("text", args.text_features), ("image", args.image_features)) if f}
+    dataset = args.dataset or cfg["dataset"]["name"]
+    kg = load_dataset(
+        dataset,
+        data_dir=args.data_dir or cfg["dataset"]["data_dir"],
+        inductive=True,  # every entity with triples or modal inputs, seen in train or not
+        image_root=args.image_root,
+        unseen="keep",
+    )
+    manifest = kg.manifest
+    name = args.encoder or settings["name"]
+    source = name if args.encoder or not imports else next(iter(imports.values()))
+    out = Path(
+        args.out
+        or settings["cache_dir"]
+        or cfg["features"]["cache_dir"]
+        or default_cache_dir(kg.name, Path(source).name if Path(source).exists() else source)
+    )
+    cache = FeatureCache(out)
+    reports = []
+    for modality, path in imports.items():
+        features = read_features(path, ids=args.ids, entities=kg.entities)
+        reports.append(cache.import_features(modality, features))
+    wanted = args.modalities
+    if wanted is not None:
+        wanted = [m for m in dict.fromkeys(wanted) if m not in imports]
+    run_encoder = bool(wanted) if wanted is not None else bool(args.encoder) or not imports
+    if run_encoder and manifest is None:
+        raise VlkgeError(
+            f"dataset {kg.name} has no texts or images to encode (no manifest.tsv); "
+            "import features with --text-features / --image-features instead"
+        )
+    if run_encoder:
+        encoder = build_encoder(
+            name, kind=args.kind, device=args.device or cfg["device"], batch_size=batch_size
+        )
+        if wanted is None:
+            wanted = [m for m in encoder.modalities if m not in imports]
+        absent = [m for m in wanted if not (manifest.texts if m == "text" else manifest.images)]
+        if absent and args.modalities is None:
+            for m in absent:
+                log.info("dataset %s has no %s inputs; skipping that modality", kg.name, m)
+            wanted = [m for m in wanted if m not in absent]
+        if wanted:
+            result = cache.update(
+                encoder,
+                manifest,
+                kg.entities,
+                wanted,
+                workers=workers,
+                progress=sys.stderr.isatty(),
+            )
+            reports.extend(result.values())
+    for report in reports:
+        print(report.summary())
+        shown = list(report.failures.items())[:5]
+        for entity, failures in shown:
+            path, reason = failures[0]
+            more = f" (+{len(failures) - 1} more)" if len(failures) > 1 else ""
+            print(f"  {entity}: {path}: {reason}{more}")
+        if len(report.failures) > len(shown):
+            rest = len(report.failures) - len(shown)
+            print(f"  ... {rest} more entities: see {cache.metadata_path(report.modality)}")
+    print(f"feature cache: {out}")
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     if args.config is None and not args.set:
         print(config_mod.default_text(), end="")
@@ -182,6 +261,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="folder searched before $VLKGE_DATA_DIR and the cache")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser(
+        "encode", help="encode entity texts and images into a feature cache (or import features)"
+    )
+    p.add_argument("--dataset", help="named dataset or folder (default: dataset.name)")
+    p.add_argument("--data-dir", help="folder searched before $VLKGE_DATA_DIR and the cache")
+    p.add_argument(
+        "--image-root", help="ImageNet-style image folder for WN9-IMG ($VLKGE_IMAGENET_DIR)"
+    )
+    p.add_argument(
+        "--encoder",
+        help="minilm (default), a CLIP/SigLIP/BLIP hub id or folder, a sentence-transformers "
+        "model, or open_clip:ARCH/PRETRAINED (see encoder.name in vlkge config show)",
+    )
+    p.add_argument("--kind", choices=["hf", "sentence", "open_clip"], help="encoder family")
+    p.add_argument(
+        "--out", metavar="CACHE_DIR", help="feature cache folder (default: encoder.cache_dir)"
+    )
+    p.add_argument(
+        "--modalities", nargs="+", choices=["text", "image"], help="default: the encoder's towers"
+    )
+    p.add_argument("--batch-size", type=int, help="texts or images per forward pass")
+    p.add_argument("--workers", type=int, help="image decoding processes (0 = main process)")
+    p.add_argument("--device", help="cpu | cuda | cuda:N | auto (default: the config's device)")
+    p.add_argument("--text-features", metavar="FILE", help="import precomputed text features")
+    p.add_argument("--image-features", metavar="FILE", help="import precomputed image features")
+    p.add_argument("--ids", metavar="FILE", help="entity ids (one a line) of a feature matrix")
+    p.add_argument("--config", help="YAML file overriding the defaults")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("config", help="show the documented defaults or a resolved config")
     p.add_argument("action", choices=["show"])

@@ -22,6 +22,7 @@ CHOICES: dict[str, tuple] = {
     "dataset.unseen_entities": (None, "error", "keep", "drop"),
     "model.backbone": ("transe", "distmult", "complex", "rotate"),
     "model.rotate_distance": ("modulus", "l2"),
+    "model.fusion": ("average", "concat", "weighted"),
     "training.regime": ("negative_sampling", "1vsall", "kvsall"),
     "training.loss": ("logistic", "self_adversarial", "bce", "ce"),
     "training.negatives.side": ("both", "head", "tail"),
@@ -43,14 +44,17 @@ POSITIVE = {
     "training.negatives.num",
     "training.optimizer.lr",
     "evaluation.max_scores",
+    "encoder.batch_size",
 }
 NON_NEGATIVE = {
     "training.checkpoint_every",
+    "model.adapter",
     "training.regularizer.weight",
     "training.optimizer.weight_decay",
     "training.label_smoothing",
     "validation.every",
     "validation.patience",
+    "encoder.workers",
 }
 BELOW_ONE = {"training.label_smoothing"}
 # keys whose default is null but whose value has a type
@@ -58,14 +62,17 @@ NULLABLE_TYPES: dict[str, type] = {
     "num_threads": int,
     "dataset.data_dir": str,
     "dataset.unseen_entities": str,
+    "features.cache_dir": str,
+    "encoder.cache_dir": str,
 }
 SUBSETS: dict[str, tuple] = {
+    "model.modalities": ("image", "text"),
     "evaluation.sides": ("head", "tail"),
     "evaluation.splits": ("train", "valid", "test"),
     "evaluation.filter_splits": ("train", "valid", "test"),
     "training.negatives.filter_splits": ("train", "valid", "test"),
 }
-EMPTY_SUBSETS_OK = {"training.negatives.filter_splits"}
+EMPTY_SUBSETS_OK = {"training.negatives.filter_splits", "model.modalities"}
 
 
 def default_text() -> str:
@@ -199,6 +206,11 @@ def _check_combinations(cfg: dict) -> None:
         raise ConfigError(f"training.loss {loss} needs regime 1vsall or kvsall")
     if regime != "negative_sampling" and loss not in ("bce", "ce"):
         raise ConfigError(f"training.loss {loss} needs regime negative_sampling")
+    model = cfg["model"]
+    if not model["modalities"] and not model["structural"]:
+        raise ConfigError("model.structural: false needs at least one of model.modalities")
+    if len(set(model["modalities"])) != len(model["modalities"]):
+        raise ConfigError(f"model.modalities lists a modality twice: {model['modalities']}")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> dict:

@@ -3,6 +3,15 @@
 from vlkge.models.backbones import BACKBONES, Interaction
 from vlkge.models.factory import build_model
 from vlkge.models.model import KGEModel
+from vlkge.models.multimodal import FusedEntityRepresentation
 from vlkge.models.representations import Embedding, Representation
 
-__all__ = ["BACKBONES", "Embedding", "Interaction", "KGEModel", "Representation", "build_model"]
+__all__ = [
+    "BACKBONES",
+    "Embedding",
+    "FusedEntityRepresentation",
+    "Interaction",
+    "KGEModel",
+    "Representation",
+    "build_model",
+]

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from vlkge.data.graph import KnowledgeGraph
+from vlkge.errors import ConfigError, VlkgeError
 from vlkge.models.backbones import BACKBONES, RotatE, TransE
+from vlkge.models.features import Features
 from vlkge.models.model import KGEModel
-from vlkge.models.representations import Embedding
+from vlkge.models.multimodal import FusedEntityRepresentation
+from vlkge.models.representations import Embedding, Representation
 
 
 def build_interaction(cfg: dict):
@@ -18,13 +21,62 @@ def build_interaction(cfg: dict):
     return cls()
 
 
-def build_model(model_cfg: dict, kg: KnowledgeGraph) -> KGEModel:
-    """A structural model for ``kg`` from the ``model`` section of a config."""
-    interaction = build_interaction(model_cfg)
+def build_entities(
+    model_cfg: dict,
+    kg: KnowledgeGraph,
+    entity_parts: int,
+    features: Features | None = None,
+    paper_compat: bool = False,
+) -> Representation:
+    """The entity representation: a structural table, or the fused multimodal one when
+    ``model.modalities`` is non-empty (then ``features`` must hold those modalities)."""
     dim = model_cfg["dim"]
-    entities = Embedding(kg.num_entities, interaction.entity_parts * dim)
+    modalities = list(model_cfg.get("modalities") or [])
+    structural = model_cfg.get("structural", True)
+    if not modalities:
+        if not structural:
+            raise ConfigError("model.structural: false needs at least one of model.modalities")
+        return Embedding(kg.num_entities, entity_parts * dim)
+    if features is None:
+        raise VlkgeError(
+            f"model.modalities is {modalities} but no features were given "
+            "(set features.cache_dir to a cache written by `vlkge encode`)"
+        )
+    missing = [m for m in modalities if m not in features]
+    if missing:
+        raise VlkgeError(f"no {', '.join(missing)} features for model.modalities {modalities}")
+    return FusedEntityRepresentation(
+        {m: features[m] for m in modalities},
+        dim,
+        kg.seen_in_train(),
+        structural=structural,
+        fusion=model_cfg.get("fusion", "average"),
+        normalize_parts=model_cfg.get("normalize_parts", False),
+        shared_projection=model_cfg.get("shared_projection", False),
+        adapter_rank=model_cfg.get("adapter", 0),
+        entity_parts=entity_parts,
+        paper_compat=paper_compat,
+    )
+
+
+def build_model(
+    model_cfg: dict,
+    kg: KnowledgeGraph,
+    features: Features | None = None,
+    paper_compat: bool = False,
+) -> KGEModel:
+    """A model for ``kg`` from the ``model`` section of a config.
+
+    ``features`` (``{modality: (FloatTensor[E, w], BoolTensor[E])}``) feed the multimodal
+    representation when ``model.modalities`` is set; ``paper_compat`` (``compat.paper``) turns
+    on the reference implementation's fusion and initialisation (SPEC 6.3, 6.4).
+    """
+    interaction = build_interaction(model_cfg)
+    entities = build_entities(model_cfg, kg, interaction.entity_parts, features, paper_compat)
+    # relations match the width of one part of an entity vector (k * d for concat fusion)
+    width = getattr(entities, "base_width", model_cfg["dim"])
     num_relations = kg.num_relations * (2 if model_cfg["reciprocal"] else 1)
     relations = Embedding(
-        num_relations, interaction.relation_width(dim), init=interaction.init_relations
+        num_relations, interaction.relation_width(width), init=interaction.init_relations
     )
     return KGEModel(entities, relations, interaction, kg.num_relations, model_cfg["reciprocal"])

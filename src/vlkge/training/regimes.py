@@ -30,8 +30,10 @@ def _shuffled_batches(
 
 def _by_side(model: KGEModel, queries: torch.Tensor, candidates: torch.Tensor | None = None):
     """Scores of ``[B, 3]`` queries (side, anchor, relation) against all entities or per-row
-    candidates, computed with one call per side and reassembled in row order."""
+    candidates, computed with one call per side and reassembled in row order. The entity
+    table (a fusion of features for multimodal models) is computed once for both sides."""
     is_tail = queries[:, 0] == 1
+    table = model.entities()
     out = None
     for side, rows in (("tail", is_tail), ("head", ~is_tail)):
         if not rows.any():
@@ -41,6 +43,7 @@ def _by_side(model: KGEModel, queries: torch.Tensor, candidates: torch.Tensor | 
             queries[rows, 1],
             queries[rows, 2],
             None if candidates is None else candidates[rows],
+            table=table,
         )
         if out is None:
             out = scores.new_empty(len(queries), scores.shape[1])

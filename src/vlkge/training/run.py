@@ -22,7 +22,7 @@ from vlkge.errors import VlkgeError
 from vlkge.evaluation.evaluator import Evaluator
 from vlkge.models.backbones.kernels import configure_kernels
 from vlkge.models.factory import build_model
-from vlkge.models.features import Features, load_features
+from vlkge.models.features import Features, feature_cache_dir, load_features
 from vlkge.models.model import KGEModel
 from vlkge.training.checkpoint import load_checkpoint
 from vlkge.training.trainer import Trainer, show_progress
@@ -69,7 +69,7 @@ def prepare(cfg: dict, features: Features | None = None) -> tuple[KnowledgeGraph
     if cfg["compat"]["paper"]:
         model_cfg["rotate_distance"] = "l2"
     if features is None and model_cfg["modalities"]:
-        features = load_features(cfg["features"]["cache_dir"], kg, model_cfg["modalities"])
+        features = load_features(feature_cache_dir(cfg, kg), kg, model_cfg["modalities"])
     return kg, build_model(model_cfg, kg, features, paper_compat=cfg["compat"]["paper"])
 
 

@@ -1,0 +1,631 @@
+"""The on-disk feature cache written by ``vlkge encode`` and read by the multimodal model.
+
+A cache folder holds, per modality (``text``, ``image``):
+
+- ``<modality>.safetensors``: tensors ``features`` (float32 ``[n, w]``), ``valid`` (bool ``[n]``,
+  False where an entity had inputs but none was usable, e.g. every image missing) and ``used``
+  (int32 ``[n]``, how many texts/images were averaged); its metadata names the rows
+  (``entities``, JSON list), their input fingerprints (``inputs``), the encoder, its weights
+  fingerprint and preprocessing, and failed inputs per entity;
+- ``<modality>.json``: the same description for people (encoder, fingerprint, preprocessing,
+  width, counts, failed inputs per entity).
+
+An entity's input fingerprint is the sha256 of its texts, or of its image files' bytes. A row is
+reused while the encoder's weights fingerprint, its preprocessing and the entity's input
+fingerprint are unchanged; a changed encoder invalidates the whole modality. New rows are first
+written as shards (``<modality>.part-NNNNNN.safetensors``, each written atomically), so an
+interrupted run resumes where it stopped; the shards are merged into the main file at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+
+from vlkge.data.manifest import EntityManifest
+from vlkge.encoders.base import MODALITIES, Encoder
+from vlkge.encoders.images import encode_entity_images
+from vlkge.encoders.precomputed import PrecomputedFeatures
+from vlkge.errors import DataError, VlkgeError
+
+log = logging.getLogger(__name__)
+
+FORMAT = "vlkge-features-1"
+SHARD = re.compile(r"^(text|image)\.part-(\d+)\.safetensors$")
+
+
+class ModalFeatures(NamedTuple):
+    """One modality's features aligned to an entity list (unpacks as ``features, mask``)."""
+
+    features: torch.Tensor  # float32 [E, w]; zero rows where mask is False
+    mask: torch.Tensor  # bool [E]: the entity has a feature of this modality
+
+
+class CorruptCache(Exception):
+    """A cache file that cannot be read or is inconsistent (internal)."""
+
+
+@dataclass
+class Record:
+    input: str  # input fingerprint
+    feature: torch.Tensor | None  # None: inputs present but none usable
+    used: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class Table:
+    """A cache file as stored."""
+
+    header: dict
+    entities: list[str]
+    features: torch.Tensor
+    valid: torch.Tensor
+    used: torch.Tensor
+    inputs: list[str]
+    failures: dict[str, list[list[str]]]
+
+    def key(self) -> tuple[str, str, int]:
+        return (self.header["fingerprint"], self.header["preprocessing"], self.width)
+
+    @property
+    def width(self) -> int:
+        return int(self.header["width"])
+
+    def records(self) -> dict[str, Record]:
+        out = {}
+        for row, entity in enumerate(self.entities):
+            feature = self.features[row].clone() if bool(self.valid[row]) else None
+            failures = [(str(p), str(r)) for p, r in self.failures.get(entity, [])]
+            out[entity] = Record(self.inputs[row], feature, int(self.used[row]), failures)
+        return out
+
+
+@dataclass
+class ModalityReport:
+    """What one ``update``/``import_features`` did for one modality."""
+
+    modality: str
+    encoder: str
+    width: int
+    entities: int = 0  # requested entities that have this modality
+    encoded: int = 0
+    reused: int = 0
+    removed: int = 0  # cached rows dropped because the entity lost this modality
+    failures: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    without_feature: list[str] = field(default_factory=list)
+
+    @property
+    def failed_inputs(self) -> int:
+        return sum(len(v) for v in self.failures.values())
+
+    def summary(self) -> str:
+        text = (
+            f"{self.modality}: {_count(self.entities, 'entity')}, {self.encoded:,} encoded, "
+            f"{self.reused:,} reused (width {self.width}, {self.encoder})"
+        )
+        if self.removed:
+            text += f"; {_count(self.removed, 'stale row')} removed"
+        if self.failures:
+            noun = "image" if self.modality == "image" else "input"
+            text += (
+                f"; {_count(self.failed_inputs, noun)} missing or unreadable in "
+                f"{_count(len(self.failures), 'entity')}"
+            )
+        if self.without_feature:
+            text += (
+                f"; {_count(len(self.without_feature), 'entity')} without a usable {self.modality}"
+            )
+        return text
+
+
+def _count(n: int, noun: str) -> str:
+    plural = noun[:-1] + "ies" if noun.endswith("y") else noun + "s"
+    return f"{n:,} {noun if n == 1 else plural}"
+
+
+# --- fingerprints ----------------------------------------------------------------------------
+def text_fingerprint(texts: Sequence[str]) -> str:
+    return hashlib.sha256(json.dumps(list(texts), ensure_ascii=False).encode()).hexdigest()
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes, or a marker saying why it could not be read."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except FileNotFoundError:
+        return f"missing:{path}"
+    except OSError as exc:
+        return f"unreadable:{path}:{type(exc).__name__}"
+    return digest.hexdigest()
+
+
+def images_fingerprint(digests: Iterable[str]) -> str:
+    """Order-independent fingerprint of an entity's image files."""
+    return hashlib.sha256("\n".join(sorted(digests)).encode()).hexdigest()
+
+
+def _image_fingerprints(
+    items: list[tuple[str, list[str]]], threads: int, progress: bool
+) -> dict[str, str]:
+    paths = [p for _, images in items for p in images]
+    bar = None
+    if progress and paths:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(paths), desc="hashing images", unit="img", leave=False)
+    digests: dict[str, str] = {}
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        for path, digest in zip(paths, pool.map(file_digest, paths), strict=True):
+            digests[path] = digest
+            if bar is not None:
+                bar.update()
+    if bar is not None:
+        bar.close()
+    return {entity: images_fingerprint(digests[p] for p in images) for entity, images in items}
+
+
+# --- files -----------------------------------------------------------------------------------
+def _atomic_save(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path: Path) -> None:
+    from safetensors.torch import save_file
+
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
+def _atomic_text(text: str, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_table(path: Path, modality: str, header: dict, records: dict[str, Record]) -> None:
+    width = int(header["width"])
+    entities = list(records)
+    features = torch.zeros(len(entities), width, dtype=torch.float32)
+    valid = torch.zeros(len(entities), dtype=torch.bool)
+    used = torch.zeros(len(entities), dtype=torch.int32)
+    for row, entity in enumerate(entities):
+        record = records[entity]
+        if record.feature is not None:
+            features[row] = record.feature
+            valid[row] = True
+        used[row] = record.used
+    metadata = {
+        "format": FORMAT,
+        "modality": modality,
+        "encoder": header["encoder"],
+        "fingerprint": header["fingerprint"],
+        "preprocessing": header["preprocessing"],
+        "width": str(width),
+        "entities": json.dumps(entities, ensure_ascii=False),
+        "inputs": json.dumps([records[e].input for e in entities]),
+        "failures": json.dumps(
+            {e: records[e].failures for e in entities if records[e].failures},
+            ensure_ascii=False,
+        ),
+    }
+    _atomic_save({"features": features, "valid": valid, "used": used}, metadata, path)
+
+
+def read_table(path: Path) -> Table:
+    """Read one cache file; raises :class:`CorruptCache` on anything unexpected."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            if metadata.get("format") != FORMAT:
+                raise CorruptCache(f"not a vlkge feature cache (format {metadata.get('format')})")
+            features = handle.get_tensor("features")
+            valid = handle.get_tensor("valid").bool()
+            used = handle.get_tensor("used")
+        header = {k: metadata[k] for k in ("encoder", "fingerprint", "preprocessing", "width")}
+        header["modality"] = metadata.get("modality", "")
+        entities = json.loads(metadata["entities"])
+        inputs = json.loads(metadata["inputs"])
+        failures = json.loads(metadata.get("failures", "{}"))
+    except CorruptCache:
+        raise
+    except Exception as exc:  # truncated, garbage, missing keys, bad JSON
+        message = " ".join(str(exc).split())[:200]
+        raise CorruptCache(f"{type(exc).__name__}: {message}") from None
+    n, width = len(entities), int(header["width"])
+    if features.shape != (n, width) or valid.shape != (n,) or used.shape != (n,):
+        raise CorruptCache(
+            f"shapes {tuple(features.shape)}/{tuple(valid.shape)} do not match {n} entities"
+        )
+    if len(inputs) != n or len(set(entities)) != n:
+        raise CorruptCache("entity list and input fingerprints disagree")
+    if features.dtype != torch.float32 or not torch.isfinite(features).all():
+        raise CorruptCache("features are not finite float32 values")
+    return Table(header, entities, features, valid, used, inputs, failures)
+
+
+# --- the cache -------------------------------------------------------------------------------
+class FeatureCache:
+    """Per-modality frozen features of a dataset's entities, kept in ``folder``."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder).expanduser()
+
+    def features_path(self, modality: str) -> Path:
+        return self.folder / f"{modality}.safetensors"
+
+    def metadata_path(self, modality: str) -> Path:
+        return self.folder / f"{modality}.json"
+
+    def shards(self, modality: str) -> list[Path]:
+        if not self.folder.is_dir():
+            return []
+        found = []
+        for path in self.folder.iterdir():
+            match = SHARD.match(path.name)
+            if match and match.group(1) == modality:
+                found.append((int(match.group(2)), path))
+        return [path for _, path in sorted(found)]
+
+    def modalities(self) -> list[str]:
+        """Modalities with a cache file (finished, or shards of an interrupted run)."""
+        return [m for m in MODALITIES if self.features_path(m).is_file() or self.shards(m)]
+
+    def metadata(self, modality: str) -> dict | None:
+        path = self.metadata_path(modality)
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise DataError(path, None, f"corrupt cache metadata ({exc})") from None
+
+    # --- reading -------------------------------------------------------------------------
+    def load(
+        self, entities: Sequence[str], modalities: Iterable[str] | None = None
+    ) -> dict[str, ModalFeatures]:
+        """Features aligned with ``entities`` for every cached modality (or those asked for).
+
+        Returns ``{modality: ModalFeatures(features FloatTensor[E, w], mask BoolTensor[E])}``;
+        an entity not in the cache, or without a usable input, has a zero row and mask False.
+        """
+        if not self.folder.is_dir():
+            raise VlkgeError(f"{self.folder}: feature cache folder not found (run vlkge encode)")
+        wanted = list(modalities) if modalities is not None else self.modalities()
+        index = {entity: row for row, entity in enumerate(entities)}
+        out: dict[str, ModalFeatures] = {}
+        for modality in wanted:
+            if modality not in MODALITIES:
+                raise VlkgeError(f"unknown modality {modality!r} (known: {', '.join(MODALITIES)})")
+            path = self.features_path(modality)
+            if self.shards(modality):
+                raise VlkgeError(
+                    f"{self.folder}: the {modality} cache is incomplete (an interrupted "
+                    "vlkge encode); run the same command again to finish it"
+                )
+            if not path.is_file():
+                raise VlkgeError(f"{path}: no {modality} features in this cache (run vlkge encode)")
+            try:
+                table = read_table(path)
+            except CorruptCache as exc:
+                raise DataError(
+                    path, None, f"corrupt feature cache ({exc}); delete it and run vlkge encode"
+                ) from None
+            features = torch.zeros(len(index), table.width, dtype=torch.float32)
+            mask = torch.zeros(len(index), dtype=torch.bool)
+            source, target = [], []
+            for row, entity in enumerate(table.entities):
+                position = index.get(entity)
+                if position is not None and bool(table.valid[row]):
+                    source.append(row)
+                    target.append(position)
+            if source:
+                features[target] = table.features[source]
+                mask[target] = True
+            out[modality] = ModalFeatures(features, mask)
+        return out
+
+    def widths(self) -> dict[str, int]:
+        out = {}
+        for modality in MODALITIES:
+            meta = self.metadata(modality)
+            if meta is not None:
+                out[modality] = int(meta["width"])
+        return out
+
+    # --- writing -------------------------------------------------------------------------
+    def update(
+        self,
+        encoder: Encoder,
+        manifest: EntityManifest,
+        entities: Iterable[str] | None = None,
+        modalities: Iterable[str] | None = None,
+        *,
+        workers: int = 0,
+        shard_size: int = 1024,
+        progress: bool = False,
+    ) -> dict[str, ModalityReport]:
+        """Encode what is new or changed, reuse the rest, and write the cache.
+
+        ``entities`` defaults to every entity of the manifest; ``modalities`` to those the
+        encoder has a tower for. Images are decoded in ``workers`` processes.
+        """
+        labels = list(entities) if entities is not None else manifest.entities()
+        if modalities is None:
+            chosen = list(encoder.modalities)
+        else:
+            chosen = list(dict.fromkeys(modalities))
+            for modality in chosen:
+                if modality not in MODALITIES:
+                    raise VlkgeError(
+                        f"unknown modality {modality!r} (known: {', '.join(MODALITIES)})"
+                    )
+                if not encoder.has(modality):
+                    raise VlkgeError(f"encoder {encoder.name} has no {modality} tower")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        reports = {}
+        with self._lock():
+            for modality in chosen:
+                reports[modality] = self._update_modality(
+                    encoder, manifest, labels, modality, workers, shard_size, progress
+                )
+        return reports
+
+    @contextlib.contextmanager
+    def _lock(self):
+        """Hold ``.lock`` in the folder so that two runs cannot write one cache at once."""
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no locking
+            yield
+            return
+        with open(self.folder / ".lock", "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise VlkgeError(
+                    f"{self.folder}: another vlkge encode is writing this feature cache"
+                ) from None
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _update_modality(
+        self,
+        encoder: Encoder,
+        manifest: EntityManifest,
+        labels: list[str],
+        modality: str,
+        workers: int,
+        shard_size: int,
+        progress: bool,
+    ) -> ModalityReport:
+        source = manifest.texts if modality == "text" else manifest.images
+        items = [(e, list(source[e])) for e in labels if source.get(e)]
+        if modality == "text":
+            fingerprints = {e: text_fingerprint(texts) for e, texts in items}
+        else:
+            fingerprints = _image_fingerprints(items, max(workers, 4), progress)
+        header = {
+            "encoder": encoder.name,
+            "fingerprint": encoder.fingerprint,
+            "preprocessing": encoder.modality_preprocessing(modality),
+            "width": str(encoder.width(modality)),
+        }
+        key = (header["fingerprint"], header["preprocessing"], int(header["width"]))
+        records, dirty = self._existing(modality, key)
+        report = ModalityReport(modality, encoder.name, int(header["width"]), entities=len(items))
+        todo = [(e, inputs) for e, inputs in items if _stale(records.get(e), fingerprints[e])]
+        report.reused = len(items) - len(todo)
+        if todo:
+            dirty = True
+            log.info("%s: encoding %d of %d entities", modality, len(todo), len(items))
+            self._encode(
+                encoder,
+                modality,
+                todo,
+                fingerprints,
+                header,
+                records,
+                workers,
+                shard_size,
+                progress,
+            )
+            report.encoded = len(todo)
+        for entity in labels:  # requested entities that no longer have this modality
+            if entity in records and not source.get(entity):
+                del records[entity]
+                report.removed += 1
+                dirty = True
+        for entity, _ in items:
+            record = records[entity]
+            if record.failures:
+                report.failures[entity] = list(record.failures)
+            if record.feature is None:
+                report.without_feature.append(entity)
+        if (
+            dirty
+            or not self.features_path(modality).is_file()
+            or not self.metadata_path(modality).is_file()
+        ):
+            self._commit(modality, header, records)
+        return report
+
+    def _existing(self, modality: str, key: tuple) -> tuple[dict[str, Record], bool]:
+        """Rows usable with this encoder (main file, then shards); dirty if anything to merge."""
+        records: dict[str, Record] = {}
+        dirty = False
+        for tmp in self.folder.glob(f"{modality}*.tmp"):  # leftovers of an interrupted write
+            tmp.unlink(missing_ok=True)
+        for path in [self.features_path(modality), *self.shards(modality)]:
+            if not path.is_file():
+                continue
+            is_shard = path != self.features_path(modality)
+            dirty |= is_shard
+            try:
+                table = read_table(path)
+            except CorruptCache as exc:
+                log.warning("%s: corrupt cache file (%s); re-encoding its entries", path, exc)
+                dirty = True
+                continue
+            if table.key() != key:
+                log.info("%s: written by another encoder or preprocessing; re-encoding", path)
+                dirty = True
+                continue
+            if is_shard:
+                log.info("%s: resuming an interrupted run", path.name)
+            records.update(table.records())
+        return records, dirty
+
+    def _encode(
+        self,
+        encoder: Encoder,
+        modality: str,
+        todo: list[tuple[str, list[str]]],
+        fingerprints: dict[str, str],
+        header: dict,
+        records: dict[str, Record],
+        workers: int,
+        shard_size: int,
+        progress: bool,
+    ) -> None:
+        existing = [int(SHARD.match(p.name).group(2)) for p in self.shards(modality)]
+        sequence = max(existing, default=-1) + 1
+        pending: dict[str, Record] = {}
+
+        def flush() -> None:
+            nonlocal sequence
+            if pending:
+                path = self.folder / f"{modality}.part-{sequence:06d}.safetensors"
+                write_table(path, modality, header, pending)
+                records.update(pending)
+                pending.clear()
+                sequence += 1
+
+        if modality == "image":
+            for done in encode_entity_images(
+                encoder,
+                todo,
+                batch_size=encoder.batch_size,
+                workers=workers,
+                progress=progress,
+            ):
+                pending[done.entity] = Record(
+                    fingerprints[done.entity], done.feature, done.used, done.failures
+                )
+                if len(pending) >= shard_size:
+                    flush()
+        else:
+            bar = None
+            if progress:
+                from tqdm.auto import tqdm
+
+                bar = tqdm(total=len(todo), desc="texts", unit="entity", leave=False)
+            try:
+                for start in range(0, len(todo), shard_size):
+                    chunk = todo[start : start + shard_size]
+                    texts = [t for _, entity_texts in chunk for t in entity_texts]
+                    vectors = encoder.encode_texts(texts)
+                    row = 0
+                    for entity, entity_texts in chunk:
+                        count = len(entity_texts)
+                        feature = vectors[row : row + count].mean(0)
+                        row += count
+                        pending[entity] = Record(fingerprints[entity], feature, count)
+                    flush()
+                    if bar is not None:
+                        bar.update(len(chunk))
+            finally:
+                if bar is not None:
+                    bar.close()
+        flush()
+
+    def _commit(self, modality: str, header: dict, records: dict[str, Record]) -> None:
+        """Merge into the main file, write the JSON description, drop the shards."""
+        for feature in (r.feature for r in records.values() if r.feature is not None):
+            if not torch.isfinite(feature).all():
+                raise VlkgeError(f"encoder {header['encoder']} produced non-finite features")
+        write_table(self.features_path(modality), modality, header, records)
+        failures = {e: r.failures for e, r in records.items() if r.failures}
+        description = {
+            "format": FORMAT,
+            "modality": modality,
+            "encoder": header["encoder"],
+            "fingerprint": header["fingerprint"],
+            "preprocessing": header["preprocessing"],
+            "width": int(header["width"]),
+            "entities": len(records),
+            "with_feature": sum(r.feature is not None for r in records.values()),
+            "failed_inputs": failures,
+            "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        _atomic_text(
+            json.dumps(description, indent=2, ensure_ascii=False) + "\n",
+            self.metadata_path(modality),
+        )
+        for shard in self.shards(modality):
+            shard.unlink(missing_ok=True)
+
+    def import_features(
+        self,
+        modality: str,
+        source: PrecomputedFeatures,
+        entities: Iterable[str] | None = None,
+    ) -> ModalityReport:
+        """Make ``source``'s vectors this cache's ``modality`` (replacing what was there)."""
+        if modality not in MODALITIES:
+            raise VlkgeError(f"unknown modality {modality!r} (known: {', '.join(MODALITIES)})")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        header = {
+            "encoder": source.name,
+            "fingerprint": source.fingerprint,
+            "preprocessing": f"precomputed {source.path.name}",
+            "width": str(source.width),
+        }
+        key = (header["fingerprint"], header["preprocessing"], source.width)
+        wanted = set(entities) if entities is not None else None
+        vectors = {e: v for e, v in source.vectors.items() if wanted is None or e in wanted}
+        report = ModalityReport(modality, source.name, source.width, entities=len(vectors))
+        path = self.features_path(modality)
+        if path.is_file() and not self.shards(modality):
+            try:
+                table = read_table(path)
+                if table.key() == key and set(table.entities) == set(vectors):
+                    report.reused = len(vectors)
+                    return report
+            except CorruptCache:
+                pass
+        records = {
+            e: Record(source.fingerprint, v, source.counts.get(e, 1)) for e, v in vectors.items()
+        }
+        report.encoded = len(records)
+        with self._lock():
+            self._commit(modality, header, records)
+        return report
+
+
+def _stale(record: Record | None, fingerprint: str) -> bool:
+    return record is None or record.input != fingerprint
+
+
+def default_cache_dir(dataset: str, encoder: str) -> Path:
+    """``<vlkge cache>/features/<dataset>/<encoder slug>``."""
+    from vlkge.data.datasets import cache_dir
+
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", encoder.strip("/")).strip("_") or "encoder"
+    return cache_dir() / "features" / Path(dataset).name / slug

@@ -1,0 +1,168 @@
+"""Decode and preprocess images in DataLoader worker processes; average them per entity.
+
+A missing, unreadable or corrupt image is skipped and reported with its entity, never fatal:
+an entity keeps the average of the images that did load, and has no image feature when none did.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EntityImages:
+    """The outcome for one entity: the mean feature of its usable images, and the failures."""
+
+    entity: str
+    feature: torch.Tensor | None  # None when no image could be used
+    used: int
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+
+
+def load_image(path: str, transform: Callable) -> torch.Tensor:
+    """Open ``path`` with PIL, convert to RGB and apply ``transform``."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # palette/EXIF chatter from PIL
+        with Image.open(path) as image:
+            image.load()
+            rgb = image.convert("RGB")
+    pixels = transform(rgb)
+    if not isinstance(pixels, torch.Tensor):
+        pixels = torch.as_tensor(pixels)
+    return pixels
+
+
+def failure_reason(exc: BaseException) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "missing"
+    if isinstance(exc, (IsADirectoryError, PermissionError)):
+        return f"unreadable ({type(exc).__name__})"
+    text = " ".join(str(exc).split())[:200]
+    return (
+        f"corrupt or unreadable ({type(exc).__name__}: {text})"
+        if text
+        else (f"corrupt or unreadable ({type(exc).__name__})")
+    )
+
+
+class ImageItems(Dataset):
+    """``(item index, path)`` -> ``(item index, pixels or None, failure reason or None)``."""
+
+    def __init__(self, paths: Sequence[str], transform: Callable):
+        self.paths = list(paths)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        try:
+            return index, load_image(self.paths[index], self.transform), None
+        except Exception as exc:  # any failure is reported, never fatal
+            return index, None, failure_reason(exc)
+
+
+def collate(batch):
+    """Stack the loaded images; pass the failures through."""
+    ok = [(i, pixels) for i, pixels, _ in batch if pixels is not None]
+    failed = [(i, reason) for i, pixels, reason in batch if pixels is None]
+    pixels = torch.stack([p for _, p in ok]) if ok else None
+    return [i for i, _ in ok], pixels, failed
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)
+
+
+def image_batches(
+    paths: Sequence[str],
+    transform: Callable,
+    batch_size: int = 64,
+    workers: int = 0,
+):
+    """A DataLoader yielding ``(item indices, pixel batch or None, [(item, reason)])`` in order."""
+    return DataLoader(
+        ImageItems(paths, transform),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=collate,
+        worker_init_fn=_worker_init if workers else None,
+        persistent_workers=False,
+    )
+
+
+def encode_entity_images(
+    encoder,
+    entity_images: Sequence[tuple[str, Sequence[str]]],
+    *,
+    batch_size: int = 64,
+    workers: int = 0,
+    progress: bool = False,
+) -> Iterator[EntityImages]:
+    """Average image features per entity, yielding each entity once all its images are done.
+
+    Entities come out in the order given; each entity's images are decoded in worker processes
+    (``workers`` > 0) and encoded in batches of ``batch_size``.
+    """
+    owners: list[int] = []
+    paths: list[str] = []
+    for position, (_, images) in enumerate(entity_images):
+        for path in images:
+            owners.append(position)
+            paths.append(str(path))
+    remaining = [len(images) for _, images in entity_images]
+    sums: list[torch.Tensor | None] = [None] * len(entity_images)
+    used = [0] * len(entity_images)
+    failures: list[list[tuple[str, str]]] = [[] for _ in entity_images]
+    next_out = 0
+
+    def finished() -> Iterator[EntityImages]:
+        nonlocal next_out
+        while next_out < len(entity_images) and remaining[next_out] == 0:
+            entity = entity_images[next_out][0]
+            total = sums[next_out]
+            feature = total / used[next_out] if total is not None else None
+            yield EntityImages(entity, feature, used[next_out], failures[next_out])
+            sums[next_out] = None  # free memory early
+            next_out += 1
+
+    yield from finished()
+    if not paths:
+        return
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(paths), desc="images", unit="img", leave=False)
+    try:
+        loader = image_batches(paths, encoder.image_transform(), batch_size, workers)
+        for items, pixels, failed in loader:
+            if pixels is not None:
+                features = encoder.encode_pixels(pixels)
+                for item, feature in zip(items, features, strict=True):
+                    owner = owners[item]
+                    sums[owner] = feature.clone() if sums[owner] is None else sums[owner] + feature
+                    used[owner] += 1
+                    remaining[owner] -= 1
+            for item, reason in failed:
+                owner = owners[item]
+                failures[owner].append((paths[item], reason))
+                remaining[owner] -= 1
+                log.debug("image %s of %s: %s", paths[item], entity_images[owner][0], reason)
+            if bar is not None:
+                bar.update(len(items) + len(failed))
+            yield from finished()
+    finally:
+        if bar is not None:
+            bar.close()

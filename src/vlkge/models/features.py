@@ -1,0 +1,84 @@
+"""Frozen modal features as the multimodal representation receives them.
+
+The contract (produced by :mod:`vlkge.encoders`): a dict ``{modality: (features, mask)}`` with
+``features`` a ``FloatTensor[E, w]`` and ``mask`` a ``BoolTensor[E]``, rows aligned with the
+graph's entity ids; an entity without the modality has ``mask`` False (its row is ignored).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from vlkge.data.graph import KnowledgeGraph
+from vlkge.errors import VlkgeError
+
+MODALITIES = ("image", "text")
+
+Features = dict[str, tuple[torch.Tensor, torch.Tensor]]
+
+
+def check_features(features: Features, num_entities: int, modalities) -> Features:
+    """The requested modalities, validated, as float32 tables with masked rows zeroed."""
+    out: Features = {}
+    for name in modalities:
+        if name not in MODALITIES:
+            raise VlkgeError(f"unknown modality {name!r} (known: {', '.join(MODALITIES)})")
+        if name not in features:
+            have = ", ".join(sorted(features)) or "none"
+            raise VlkgeError(f"model.modalities asks for {name} features, the cache has {have}")
+        table, mask = features[name]
+        table, mask = torch.as_tensor(table).cpu(), torch.as_tensor(mask).cpu()
+        if table.dim() != 2 or table.shape[0] != num_entities:
+            raise VlkgeError(
+                f"{name} features have shape {tuple(table.shape)}, expected "
+                f"[{num_entities}, width] (one row per entity of the graph)"
+            )
+        if mask.shape != (num_entities,):
+            raise VlkgeError(
+                f"{name} mask has shape {tuple(mask.shape)}, expected [{num_entities}]"
+            )
+        mask = mask.bool()
+        table = table.float() * mask.unsqueeze(1)
+        if not torch.isfinite(table).all():
+            raise VlkgeError(f"{name} features hold non-finite values")
+        out[name] = (table, mask)
+    return out
+
+
+def feature_cache_dir(cfg: dict, kg: KnowledgeGraph) -> Path:
+    """Where a run reads its features: ``features.cache_dir``, else where ``vlkge encode``
+    writes by default (``encoder.cache_dir``, else the cache folder of the dataset and
+    ``encoder.name``)."""
+    if cfg["features"]["cache_dir"]:
+        return Path(cfg["features"]["cache_dir"]).expanduser()
+    encoder = cfg.get("encoder") or {}
+    if encoder.get("cache_dir"):
+        return Path(encoder["cache_dir"]).expanduser()
+    from vlkge.encoders.cache import default_cache_dir
+
+    return default_cache_dir(kg.name, encoder.get("name") or "encoder")
+
+
+def load_features(cache_dir: str | Path | None, kg: KnowledgeGraph, modalities) -> Features:
+    """Read the requested modalities from the feature cache written by ``vlkge encode``,
+    aligned with the graph's entity ids."""
+    modalities = list(modalities or [])
+    if not modalities:
+        return {}
+    if cache_dir is None:
+        raise VlkgeError(
+            "model.modalities is set but features.cache_dir is not: point it at the folder "
+            "written by `vlkge encode`"
+        )
+    path = Path(cache_dir).expanduser()
+    if not path.is_dir():
+        raise VlkgeError(
+            f"{path}: feature cache folder not found (run `vlkge encode`, or set "
+            "features.cache_dir to the folder it wrote)"
+        )
+    from vlkge.encoders.cache import FeatureCache  # imported late: encoders pull in more
+
+    features = FeatureCache(path).load(kg.entities, modalities)
+    return check_features(features, kg.num_entities, modalities)

@@ -1,0 +1,230 @@
+"""The VL-KGE entity representation: structural embeddings fused with frozen image/text
+features (SPEC sections 2 and 3), usable with every backbone.
+
+Parts, in this order: structural ``s_e`` (a learned row, only for entities seen in training),
+image ``v_e`` and text ``t_e`` (frozen features, projected to width ``d``). Each entity has
+the parts it actually has (availability masks); a missing part is absent, never a zero vector
+that is averaged in. Structural parts of entities unseen in training are masked out (the
+inductive setting): an unseen image-only entity is represented by ``v_e`` alone. Under paper
+compatibility the masked structural part still takes a share of the average, as in the
+reference implementation (``v_e / 2``).
+
+For complex backbones (``entity_parts == 2``) the fused vector is ``Re(e)`` and the imaginary
+part follows the complex-valued extension (SPEC 3):
+
+- a free learnable row for entities seen in training (when structural parts are enabled:
+  that row is structural too) and for entities with a text feature;
+- ``tanh(g) * P Re(e)`` for the other entities with an image feature, ``P`` a bias-free
+  ``w x w`` map and ``g`` a scalar gate, initialised at ``P = I + noise``, ``g = 0.1`` so that
+  both learn (zero init only under paper compatibility, where they never receive a gradient);
+- zero otherwise.
+
+An entity with no part at all (no structural row, no image, no text) is the zero vector; their
+number is logged as a warning at construction and kept in ``num_empty``.
+
+The frozen features are non-persistent buffers: they move with ``.to(device)``, the optimiser
+never sees them and checkpoints stay small; they are re-read from the feature cache when a run
+is loaded. A small persistent ``fingerprint`` per modality (count, sum of row norms, sum of
+squares) is saved instead, and loading a checkpoint next to different features is an error.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vlkge.errors import ConfigError, VlkgeError
+from vlkge.models.features import MODALITIES, Features, check_features
+from vlkge.models.fusion import FUSIONS, Projection, fuse
+from vlkge.models.representations import Embedding, Representation
+
+log = logging.getLogger(__name__)
+
+#: default initial gate of the image-only imaginary path (tanh(0.1) ~ 0.1)
+GATE_INIT = 0.1
+#: standard deviation of the noise added to the identity initial P
+MAP_NOISE = 0.01
+
+
+def _fingerprint(table: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    rows = table[mask].double()
+    return torch.stack(
+        [mask.sum().double(), rows.norm(dim=1).sum(), rows.square().sum()]
+    )  # all non-negative, so a relative tolerance is meaningful
+
+
+class FusedEntityRepresentation(Representation):
+    """Entity vectors fused from structural, image and text parts (see the module docstring).
+
+    ``features``: ``{modality: (FloatTensor[E, w], BoolTensor[E])}`` for the enabled
+    modalities; ``seen``: ``BoolTensor[E]``, entities that occur in training triples;
+    ``entity_parts``: 2 for complex backbones (``[Re ; Im]`` output), else 1.
+    """
+
+    def __init__(
+        self,
+        features: Features,
+        dim: int,
+        seen: torch.Tensor,
+        *,
+        structural: bool = True,
+        fusion: str = "average",
+        normalize_parts: bool = False,
+        shared_projection: bool = False,
+        adapter_rank: int = 0,
+        entity_parts: int = 1,
+        paper_compat: bool = False,
+    ):
+        super().__init__()
+        if fusion not in FUSIONS:
+            raise ConfigError(f"model.fusion must be one of {', '.join(FUSIONS)}, not {fusion!r}")
+        self.modalities = [m for m in MODALITIES if m in features]
+        if not self.modalities and not structural:
+            raise ConfigError("an entity representation needs structural parts or a modality")
+        count = len(seen)
+        features = check_features(features, count, self.modalities)
+        seen = seen.bool().cpu()
+        self.count, self.dim, self.fusion = count, dim, fusion
+        self.normalize_parts, self.paper_compat = normalize_parts, paper_compat
+        self.has_structural = structural
+        self.num_parts = len(self.modalities) + int(structural)
+        self.base_width = dim * (self.num_parts if fusion == "concat" else 1)
+        self.entity_parts = entity_parts
+        self.width = entity_parts * self.base_width
+
+        # --- availability -----------------------------------------------------------------
+        present, counted = [], []
+        if structural:
+            present.append(seen)
+            # the reference counts the masked structural part of unseen entities (SPEC 6.3)
+            counted.append(torch.ones_like(seen) if paper_compat else seen)
+            rows = torch.full((count,), -1, dtype=torch.long)
+            rows[seen] = torch.arange(int(seen.sum()))
+            self.register_buffer("struct_row", rows, persistent=False)
+            self.structural = Embedding(int(seen.sum()), dim)
+        for name in self.modalities:
+            table, mask = features[name]
+            self.register_buffer(f"feature_{name}", table, persistent=False)
+            present.append(mask)
+            counted.append(mask)
+        self.register_buffer("present", torch.stack(present, 1), persistent=False)
+        self.register_buffer("counted", torch.stack(counted, 1), persistent=False)
+        self.register_buffer(
+            "fingerprint",
+            torch.stack([_fingerprint(*features[m]) for m in self.modalities])
+            if self.modalities
+            else torch.zeros(0, 3, dtype=torch.float64),
+        )
+        empty = ~self.present.any(1)
+        self.num_empty = int(empty.sum())
+        if self.num_empty:
+            log.warning(
+                "%d of %d entities have no structural part, image or text: they are the zero "
+                "vector",
+                self.num_empty,
+                count,
+            )
+
+        # --- projections and fusion weights -----------------------------------------------
+        widths = {m: features[m][0].shape[1] for m in self.modalities}
+        if shared_projection and len(set(widths.values())) > 1:
+            raise ConfigError(
+                f"model.shared_projection needs equal feature widths, got {widths} "
+                "(use separate projections)"
+            )
+        if shared_projection and widths:
+            shared = Projection(next(iter(widths.values())), dim, adapter_rank)
+            self.projections = nn.ModuleDict({m: shared for m in self.modalities})
+        else:
+            self.projections = nn.ModuleDict(
+                {m: Projection(w, dim, adapter_rank) for m, w in widths.items()}
+            )
+        if fusion == "weighted":
+            self.fusion_logits = nn.Parameter(torch.ones(self.num_parts))
+
+        # --- complex-valued extension -----------------------------------------------------
+        if entity_parts == 2:
+            has_text = features["text"][1] if "text" in features else torch.zeros_like(seen)
+            has_image = features["image"][1] if "image" in features else torch.zeros_like(seen)
+            free = has_text | (seen if structural else torch.zeros_like(seen))
+            gated = has_image & ~free
+            rows = torch.full((count,), -1, dtype=torch.long)
+            rows[free] = torch.arange(int(free.sum()))
+            self.register_buffer("imag_row", rows, persistent=False)
+            self.register_buffer("gated", gated, persistent=False)
+            self.any_free, self.any_gated = bool(free.any()), bool(gated.any())
+            self.imag = Embedding(int(free.sum()), self.base_width)
+            self.imag_map = nn.Linear(self.base_width, self.base_width, bias=False)
+            self.gate = nn.Parameter(torch.tensor(0.0 if paper_compat else GATE_INIT))
+            if paper_compat:  # the reference's zero init: P and g never receive a gradient
+                nn.init.zeros_(self.imag_map.weight)
+            else:
+                with torch.no_grad():
+                    self.imag_map.weight.normal_(0.0, MAP_NOISE)
+                    self.imag_map.weight += torch.eye(self.base_width)
+        elif entity_parts != 1:
+            raise ValueError(f"entity_parts must be 1 or 2, not {entity_parts}")
+
+    # ----------------------------------------------------------------------------------------
+    def _rows(self, name: str, flat: torch.Tensor | None) -> torch.Tensor:
+        buffer = getattr(self, name)
+        return buffer if flat is None else buffer[flat]
+
+    def real(self, flat: torch.Tensor | None = None) -> torch.Tensor:
+        """The fused (real) vectors of entity ids ``flat`` (``None``: all), ``[n, base_width]``."""
+        parts = []
+        if self.has_structural:
+            rows = self._rows("struct_row", flat)
+            parts.append(self.structural(rows.clamp_min(0)))
+        for name in self.modalities:
+            parts.append(self.projections[name](self._rows(f"feature_{name}", flat)))
+        if self.normalize_parts:
+            parts = [F.normalize(p, dim=-1) for p in parts]
+        return fuse(
+            torch.stack(parts, 1),
+            self._rows("present", flat),
+            self._rows("counted", flat),
+            self.fusion,
+            getattr(self, "fusion_logits", None),
+        )
+
+    def imaginary(self, re: torch.Tensor, flat: torch.Tensor | None = None) -> torch.Tensor:
+        """Im(e) for entity ids ``flat`` whose real parts are ``re`` (complex extension)."""
+        im = torch.zeros_like(re)
+        if self.any_gated:
+            gated = self._rows("gated", flat).unsqueeze(1)
+            im = torch.where(gated, torch.tanh(self.gate) * self.imag_map(re), im)
+        if self.any_free:
+            rows = self._rows("imag_row", flat)
+            im = torch.where((rows >= 0).unsqueeze(1), self.imag(rows.clamp_min(0)), im)
+        return im
+
+    def forward(self, index: torch.Tensor | None = None) -> torch.Tensor:
+        flat = None if index is None else index.reshape(-1)
+        re = self.real(flat)
+        out = re if self.entity_parts == 1 else torch.cat([re, self.imaginary(re, flat)], -1)
+        return out if index is None else out.reshape(*index.shape, self.width)
+
+    # ----------------------------------------------------------------------------------------
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        saved = state_dict.get(prefix + "fingerprint")
+        if saved is not None and (
+            saved.shape != self.fingerprint.shape
+            or not torch.allclose(saved.cpu(), self.fingerprint.cpu(), rtol=1e-3, atol=1e-6)
+        ):
+            raise VlkgeError(
+                "the checkpoint was trained with other modal features than the ones loaded "
+                f"now ({', '.join(self.modalities)}); point features.cache_dir at the cache "
+                "the run used"
+            )
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def extra_repr(self) -> str:
+        parts = (["structural"] if self.has_structural else []) + self.modalities
+        return (
+            f"count={self.count}, dim={self.dim}, parts={parts}, fusion={self.fusion}, "
+            f"width={self.width}, paper_compat={self.paper_compat}"
+        )

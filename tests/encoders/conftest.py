@@ -1,0 +1,144 @@
+"""Tiny randomly initialised CLIP / BLIP / SigLIP models with offline tokenizers and images."""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+PIL = pytest.importorskip("PIL")
+
+from PIL import Image  # noqa: E402
+
+IMAGE_SIZE = 30
+TOWER = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4)
+
+
+def clip_tokenizer():
+    """A CLIP BPE tokenizer over single byte-level characters (no merges, no download)."""
+    from tokenizers.pre_tokenizers import ByteLevel
+
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for char in sorted(ByteLevel.alphabet()):
+        vocab[char] = len(vocab)
+        vocab[char + "</w>"] = len(vocab)
+    return transformers.CLIPTokenizer(vocab=vocab, merges=[])
+
+
+def bert_tokenizer():
+    """A character-level WordPiece (BERT) tokenizer for BLIP."""
+    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])}
+    for char in string.ascii_lowercase + string.digits + string.punctuation:
+        vocab[char] = len(vocab)
+        vocab["##" + char] = len(vocab)
+    return transformers.BertTokenizer(vocab=vocab)
+
+
+def clip_image_processor():
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    return CLIPImageProcessorPil(
+        size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}
+    )
+
+
+def tiny_clip():
+    torch.manual_seed(0)
+    tokenizer = clip_tokenizer()
+    config = transformers.CLIPConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer),
+            max_position_embeddings=40,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+            **TOWER,
+        ),
+        vision_config=dict(image_size=IMAGE_SIZE, patch_size=6, **TOWER),
+        projection_dim=24,
+    )
+    return transformers.CLIPModel(config).eval(), tokenizer, clip_image_processor()
+
+
+def tiny_blip(retrieval: bool = False):
+    from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil
+
+    torch.manual_seed(1)
+    tokenizer = bert_tokenizer()
+    config = transformers.BlipConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer),
+            max_position_embeddings=40,
+            encoder_hidden_size=32,
+            pad_token_id=0,
+            bos_token_id=2,
+            sep_token_id=3,
+            **TOWER,
+        ),
+        vision_config=dict(image_size=IMAGE_SIZE, patch_size=6, **TOWER),
+        projection_dim=24,
+        image_text_hidden_size=20,
+    )
+    cls = transformers.BlipForImageTextRetrieval if retrieval else transformers.BlipModel
+    processor = BlipImageProcessorPil(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
+    return cls(config).eval(), tokenizer, processor
+
+
+def tiny_siglip():
+    from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
+
+    torch.manual_seed(2)
+    tokenizer = clip_tokenizer()
+    config = transformers.SiglipConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer),
+            max_position_embeddings=16,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+            **TOWER,
+        ),
+        vision_config=dict(image_size=IMAGE_SIZE, patch_size=6, **TOWER),
+    )
+    processor = SiglipImageProcessorPil(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
+    return transformers.SiglipModel(config).eval(), tokenizer, processor
+
+
+def save_checkpoint(folder: Path, model, tokenizer, image_processor, processor_cls) -> Path:
+    model.save_pretrained(folder)
+    processor_cls(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def clip_dir(tmp_path_factory) -> Path:
+    """A tiny CLIP checkpoint folder (model, tokenizer, image processor)."""
+    model, tokenizer, processor = tiny_clip()
+    folder = tmp_path_factory.mktemp("tiny-clip")
+    return save_checkpoint(folder, model, tokenizer, processor, transformers.CLIPProcessor)
+
+
+def random_image(seed: int, size=(41, 37)) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+
+
+@pytest.fixture
+def write_images(tmp_path):
+    """``write_images(n, fmt="PNG")`` -> list of paths to small random images."""
+
+    def write(n: int, fmt: str = "PNG", start: int = 0, folder: Path | None = None):
+        folder = folder or tmp_path / "img"
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for i in range(start, start + n):
+            path = folder / f"im{i}.{fmt.lower()}"
+            random_image(i).save(path, format=fmt)
+            paths.append(path)
+        return paths
+
+    return write
