@@ -144,7 +144,6 @@ def cmd_encode(args: argparse.Namespace) -> int:
     source = name if args.encoder or not imports else next(iter(imports.values()))
     out = Path(
         args.out
-        or settings["cache_dir"]
         or cfg["features"]["cache_dir"]
         or default_cache_dir(kg.name, Path(source).name if Path(source).exists() else source)
     )
@@ -277,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--kind", choices=["hf", "sentence", "open_clip"], help="encoder family")
     p.add_argument(
-        "--out", metavar="CACHE_DIR", help="feature cache folder (default: encoder.cache_dir)"
+        "--out", metavar="CACHE_DIR", help="feature cache folder (default: features.cache_dir)"
     )
     p.add_argument(
         "--modalities", nargs="+", choices=["text", "image"], help="default: the encoder's towers"

@@ -63,7 +63,6 @@ NULLABLE_TYPES: dict[str, type] = {
     "dataset.data_dir": str,
     "dataset.unseen_entities": str,
     "features.cache_dir": str,
-    "encoder.cache_dir": str,
 }
 SUBSETS: dict[str, tuple] = {
     "model.modalities": ("image", "text"),

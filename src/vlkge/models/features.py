@@ -49,13 +49,10 @@ def check_features(features: Features, num_entities: int, modalities) -> Feature
 
 def feature_cache_dir(cfg: dict, kg: KnowledgeGraph) -> Path:
     """Where a run reads its features: ``features.cache_dir``, else where ``vlkge encode``
-    writes by default (``encoder.cache_dir``, else the cache folder of the dataset and
-    ``encoder.name``)."""
+    writes by default (the cache folder of the dataset and ``encoder.name``)."""
     if cfg["features"]["cache_dir"]:
         return Path(cfg["features"]["cache_dir"]).expanduser()
     encoder = cfg.get("encoder") or {}
-    if encoder.get("cache_dir"):
-        return Path(encoder["cache_dir"]).expanduser()
     from vlkge.encoders.cache import default_cache_dir
 
     return default_cache_dir(kg.name, encoder.get("name") or "encoder")
