@@ -184,6 +184,21 @@ class Encoder(ABC):
     def _encode_text_batch(self, texts: list[str]) -> torch.Tensor:
         raise NotImplementedError
 
+    def _probe_width(self, modality: str) -> int:
+        """A tower's feature width, measured once with a dummy input."""
+        widths = self.__dict__.setdefault("_probed_widths", {})
+        if modality not in widths:
+            with torch.no_grad():
+                if modality == "text":
+                    out = self._encode_text_batch(["a"])
+                else:
+                    from PIL import Image
+
+                    pixels = self.image_transform()(Image.new("RGB", (8, 8)))
+                    out = self._encode_pixel_batch(pixels[None])
+            widths[modality] = int(out.shape[-1])
+        return widths[modality]
+
     def _encode_pixel_batch(self, pixels: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 

@@ -121,7 +121,6 @@ class HFEncoder(Encoder):
             limit = None
         bounds = [n for n in (limit, positions) if n]
         self.max_length = max_length or (min(bounds) if bounds else None)
-        self._widths: dict[str, int | None] = {}
 
     # --- loading ---------------------------------------------------------------------------
     @classmethod
@@ -192,23 +191,11 @@ class HFEncoder(Encoder):
 
     @property
     def text_width(self) -> int | None:
-        if self.tokenizer is None:
-            return None
-        if "text" not in self._widths:
-            self._widths["text"] = int(self._encode_text_batch(["a"]).shape[-1])
-        return self._widths["text"]
+        return self._probe_width("text") if self.tokenizer is not None else None
 
     @property
     def image_width(self) -> int | None:
-        if self.image_processor is None:
-            return None
-        if "image" not in self._widths:
-            from PIL import Image
-
-            pixels = self.image_transform()(Image.new("RGB", (8, 8)))
-            with torch.no_grad():
-                self._widths["image"] = int(self._encode_pixel_batch(pixels[None]).shape[-1])
-        return self._widths["image"]
+        return self._probe_width("image") if self.image_processor is not None else None
 
     @property
     def text_preprocessing(self) -> str:

@@ -57,7 +57,6 @@ class OpenCLIPEncoder(Encoder):
         self.preprocess = preprocess
         self.name = name
         self.batch_size = batch_size
-        self._widths: dict[str, int] = {}
 
     @classmethod
     def from_pretrained(
@@ -87,19 +86,11 @@ class OpenCLIPEncoder(Encoder):
 
     @property
     def text_width(self) -> int | None:
-        if "text" not in self._widths:
-            self._widths["text"] = int(self._encode_text_batch(["a"]).shape[-1])
-        return self._widths["text"]
+        return self._probe_width("text")
 
     @property
     def image_width(self) -> int | None:
-        if "image" not in self._widths:
-            from PIL import Image
-
-            pixels = self.image_transform()(Image.new("RGB", (8, 8)))
-            with torch.no_grad():
-                self._widths["image"] = int(self._encode_pixel_batch(pixels[None]).shape[-1])
-        return self._widths["image"]
+        return self._probe_width("image")
 
     @property
     def text_preprocessing(self) -> str:
