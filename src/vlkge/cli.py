@@ -307,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     except VlkgeError as exc:
         print(f"vlkge: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("vlkge: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # output piped into `head` and closed early
         sys.stderr.close()
         return 0
