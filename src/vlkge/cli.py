@@ -69,6 +69,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     cfg, kg, model = load_run(args.run, args.checkpoint)
     if args.ties:
         cfg["evaluation"]["ties"] = args.ties
+    if args.only_unseen:
+        cfg["evaluation"]["only_unseen"] = True
     protocol = {"run": None, "default": False, "paper": True}[args.protocol]
     metrics = evaluate_run(cfg, kg, model, [args.split], sys.stderr.isatty(), protocol)
     if args.json:
@@ -82,9 +84,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from vlkge.predict import top_k
     from vlkge.training.run import load_run
 
+    if args.new_text is not None or args.new_image is not None:
+        return _predict_new(args)
+    if args.direction is not None:
+        raise VlkgeError("--direction goes with --new-text / --new-image")
     if (args.head is None) == (args.tail is None):
         raise VlkgeError(
-            "predict needs exactly one of --head ENTITY (predict tails) or --tail ENTITY"
+            "predict needs exactly one of --head ENTITY (predict tails) or --tail ENTITY, "
+            "or a new entity's --new-text / --new-image"
         )
     _, kg, model = load_run(args.run)
     side, anchor = ("tail", args.head) if args.head is not None else ("head", args.tail)
@@ -102,6 +109,26 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict_new(args: argparse.Namespace) -> int:
+    from vlkge.predict import new_entity_features, predict_new_entity
+    from vlkge.training.run import load_run
+
+    if args.head is not None or args.tail is not None:
+        raise VlkgeError("--new-text / --new-image replace --head / --tail (use --direction)")
+    cfg, kg, model = load_run(args.run)
+    features = new_entity_features(cfg, kg, args.new_text, args.new_image)
+    direction = args.direction or "tail"
+    answers = predict_new_entity(model, kg, features, args.relation, direction, args.top_k)
+    if args.json:
+        print(json.dumps(answers, indent=2))
+        return 0
+    query = f"(new, {args.relation}, ?)" if direction == "tail" else f"(?, {args.relation}, new)"
+    print(f"top {len(answers)} for {query}")
+    for a in answers:
+        print(f"{a['rank']:>4}   {a['score']:>10.4f}  {a['entity']}  {a['name'][:60]}")
+    return 0
+
+
 def cmd_datasets(args: argparse.Namespace) -> int:
     from vlkge.data.datasets import DATASETS, load_dataset
     from vlkge.data.stats import format_statistics, statistics
@@ -111,8 +138,29 @@ def cmd_datasets(args: argparse.Namespace) -> int:
             print(f"{spec.name:<16} {spec.description}")
         return 0
     if not args.name:
-        raise VlkgeError("datasets info needs a dataset NAME (see `vlkge datasets list`)")
-    kg = load_dataset(args.name, data_dir=args.data_dir)
+        raise VlkgeError(f"datasets {args.action} needs a dataset NAME (see `vlkge datasets list`)")
+    if args.action == "split-inductive":
+        from vlkge.data.inductive import split_inductive
+
+        if not args.out:
+            raise VlkgeError("datasets split-inductive needs --out DIR")
+        split = split_inductive(
+            args.name,
+            args.out,
+            fraction=args.fraction,
+            seed=args.seed,
+            data_dir=args.data_dir,
+            image_root=args.image_root,
+            pairs=args.pairs,
+            force=args.force,
+        )
+        if args.json:
+            print(json.dumps(split.counts, indent=2))
+        else:
+            print((Path(args.out) / "README.txt").read_text(encoding="utf-8").split("\n\nRules")[0])
+            print(f"dataset folder: {args.out} (load with dataset.setting: inductive)")
+        return 0
+    kg = load_dataset(args.name, data_dir=args.data_dir, inductive=args.inductive)
     stats = statistics(kg)
     print(json.dumps(stats, indent=2) if args.json else format_statistics(stats))
     return 0
@@ -196,6 +244,17 @@ def cmd_encode(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_zero_shot(args: argparse.Namespace) -> int:
+    from vlkge.evaluation.zero_shot import run_zero_shot
+
+    cfg = config_mod.load_config(args.config, args.set)
+    metrics = run_zero_shot(cfg, args.out, progress=sys.stderr.isatty())
+    for split in cfg["evaluation"]["splits"]:
+        print(_metrics_table(metrics[split], split))
+    print(f"run folder: {args.out}")
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     if args.config is None and not args.set:
         print(config_mod.default_text(), end="")
@@ -239,6 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="ranking protocol: the run's own, the default (per-direction filter, realistic "
         "ties) or the reference implementation's (merged filter, ties by entity id)",
     )
+    p.add_argument(
+        "--only-unseen",
+        action="store_true",
+        help="score only triples touching an entity unseen in training (evaluation.only_unseen)",
+    )
     p.add_argument("--json", action="store_true", help="print metrics.json-style JSON")
     p.set_defaults(func=cmd_evaluate)
 
@@ -251,13 +315,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--relation", required=True)
     p.add_argument("--top-k", type=int, default=10)
     p.add_argument("--exclude-known", action="store_true", help="drop triples already in the graph")
+    p.add_argument(
+        "--new-text",
+        metavar="TEXT",
+        help="a brand-new entity's text (encoded with the run's encoder)",
+    )
+    p.add_argument("--new-image", metavar="FILE", help="a brand-new entity's image")
+    p.add_argument(
+        "--direction",
+        choices=["tail", "head"],
+        help="for a new entity: tail ranks tails of (new, R, ?) (default), head ranks heads of "
+        "(?, R, new)",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("datasets", help="list named datasets or show a dataset's statistics")
-    p.add_argument("action", choices=["list", "info"])
+    p = sub.add_parser(
+        "datasets",
+        help="list named datasets, show a dataset's statistics, or write an inductive split",
+    )
+    p.add_argument("action", choices=["list", "info", "split-inductive"])
     p.add_argument("name", nargs="?")
     p.add_argument("--data-dir", help="folder searched before $VLKGE_DATA_DIR and the cache")
+    p.add_argument(
+        "--fraction", type=float, default=0.1, help="split-inductive: share of entities held out"
+    )
+    p.add_argument("--seed", type=int, default=42, help="split-inductive: sampling seed")
+    p.add_argument("--out", metavar="DIR", help="split-inductive: the new dataset folder")
+    p.add_argument(
+        "--pairs",
+        choices=["drop", "keep"],
+        default="drop",
+        help="split-inductive: triples between two held-out entities (keep: when both are in "
+        "the same split)",
+    )
+    p.add_argument("--image-root", help="split-inductive: ImageNet folder for WN9-IMG images")
+    p.add_argument("--force", action="store_true", help="split-inductive: overwrite --out")
+    p.add_argument(
+        "--inductive", action="store_true", help="info: allow entities unseen in training"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_datasets)
 
@@ -290,6 +386,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML file overriding the defaults")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser(
+        "zero-shot",
+        help="evaluate the untrained vision-language baseline (prompt templates, no training)",
+    )
+    p.add_argument("--config", help="YAML file overriding the defaults (see zero_shot.*)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--out", required=True, help="folder for config.yaml and metrics.json")
+    p.set_defaults(func=cmd_zero_shot)
 
     p = sub.add_parser("config", help="show the documented defaults or a resolved config")
     p.add_argument("action", choices=["show"])

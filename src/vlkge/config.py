@@ -34,6 +34,7 @@ CHOICES: dict[str, tuple] = {
     "validation.metric": ("mrr", "hits@1", "hits@3", "hits@10"),
     "evaluation.ties": ("realistic", "optimistic", "pessimistic"),
     "evaluation.candidates": ("all", "relation_pool"),
+    "zero_shot.name_source": ("names", "label", "text"),
     "compile": ("auto", True, False),
 }
 POSITIVE = {
@@ -70,8 +71,20 @@ SUBSETS: dict[str, tuple] = {
     "evaluation.splits": ("train", "valid", "test"),
     "evaluation.filter_splits": ("train", "valid", "test"),
     "training.negatives.filter_splits": ("train", "valid", "test"),
+    "zero_shot.anchor_modalities": ("image", "text"),
 }
 EMPTY_SUBSETS_OK = {"training.negatives.filter_splits", "model.modalities"}
+# keys whose value is a free mapping with data-dependent keys (relation names): a file or
+# ``--set key={...}`` replaces the whole mapping, ``--set key.entry=value`` sets one entry;
+# the value is the type of every entry's value. Entry names are checked against the dataset
+# when a run starts.
+MAPPINGS: dict[str, type] = {
+    "dataset.inverse_relations": str,
+    "training.subsample": float,
+    "zero_shot.templates": str,
+    "zero_shot.head_templates": str,
+}
+UNIT_INTERVAL = {"training.subsample"}  # mapping values in [0, 1]
 
 
 def default_text() -> str:
@@ -123,7 +136,13 @@ def _merge(base: dict, update: dict, prefix: str = "", source: str = "config") -
             close = difflib.get_close_matches(str(key), [str(k) for k in base], n=1)
             hint = f"; did you mean {prefix}{close[0]}?" if close else ""
             raise ConfigError(f"{source}: unknown key {path!r}{hint}")
-        if isinstance(base[key], dict):
+        if path in MAPPINGS:
+            if value is None:
+                value = {}
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: {path} must be a mapping (relation: value)")
+            base[key] = dict(value)
+        elif isinstance(base[key], dict):
             if not isinstance(value, dict):
                 raise ConfigError(f"{source}: {path} must be a mapping")
             _merge(base[key], value, f"{path}.", source)
@@ -132,7 +151,16 @@ def _merge(base: dict, update: dict, prefix: str = "", source: str = "config") -
 
 
 def set_key(cfg: dict, dotted: str, value: Any, source: str = "--set") -> None:
-    """Set ``a.b.c`` in ``cfg`` (rejecting unknown keys)."""
+    """Set ``a.b.c`` in ``cfg`` (rejecting unknown keys); ``mapping.entry`` sets one entry of a
+    free mapping (:data:`MAPPINGS`), keeping its other entries."""
+    for mapping in MAPPINGS:
+        if dotted.startswith(f"{mapping}.") and len(dotted) > len(mapping) + 1:
+            node = cfg
+            for part in mapping.split("."):
+                node = node[part]
+            value = {**node, dotted[len(mapping) + 1 :]: value}
+            dotted = mapping
+            break
     update: dict = {}
     node = update
     parts = dotted.split(".")
@@ -140,6 +168,29 @@ def set_key(cfg: dict, dotted: str, value: Any, source: str = "--set") -> None:
         node = node.setdefault(part, {})
     node[parts[-1]] = value
     _merge(cfg, update, source=source)
+
+
+def _check_mapping(value: Any, path: str) -> dict:
+    kind = MAPPINGS[path]
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path} must be a mapping (relation: value), not {value!r}")
+    out = {}
+    for key, entry in value.items():
+        if not isinstance(key, str) or not key:
+            raise ConfigError(f"{path}: keys must be relation names, not {key!r}")
+        if kind is float and isinstance(entry, int) and not isinstance(entry, bool):
+            entry = float(entry)
+        if kind is float and isinstance(entry, str):
+            try:  # YAML reads 1e-3 (no dot) as a string
+                entry = float(entry)
+            except ValueError:
+                pass
+        if not isinstance(entry, kind) or isinstance(entry, bool) or entry == "":
+            raise ConfigError(f"{path}.{key} must be {kind.__name__}, not {entry!r}")
+        if path in UNIT_INTERVAL and not 0.0 <= entry <= 1.0:
+            raise ConfigError(f"{path}.{key} must be a fraction in [0, 1], not {entry!r}")
+        out[key] = entry
+    return out
 
 
 def _check(value: Any, default: Any, path: str) -> Any:
@@ -190,7 +241,9 @@ def validate(cfg: dict, reference: dict | None = None, prefix: str = "") -> dict
     reference = defaults() if reference is None else reference
     for key, default in reference.items():
         path = f"{prefix}{key}"
-        if isinstance(default, dict):
+        if path in MAPPINGS:
+            cfg[key] = _check_mapping(cfg[key], path)
+        elif isinstance(default, dict):
             validate(cfg[key], default, f"{path}.")
         else:
             cfg[key] = _check(cfg[key], default, path)
@@ -210,6 +263,16 @@ def _check_combinations(cfg: dict) -> None:
         raise ConfigError("model.structural: false needs at least one of model.modalities")
     if len(set(model["modalities"])) != len(model["modalities"]):
         raise ConfigError(f"model.modalities lists a modality twice: {model['modalities']}")
+    zero_shot = cfg["zero_shot"]
+    prompts = {"zero_shot.default_template": zero_shot["default_template"]}
+    for key in ("templates", "head_templates"):
+        prompts.update({f"zero_shot.{key}.{r}": t for r, t in zero_shot[key].items()})
+    for key, template in prompts.items():
+        if "{}" not in template:
+            raise ConfigError(f"{key} needs a {{}} for the candidate's name: {template!r}")
+    anchors = zero_shot["anchor_modalities"]
+    if len(set(anchors)) != len(anchors):
+        raise ConfigError(f"zero_shot.anchor_modalities lists a modality twice: {anchors}")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> dict:

@@ -1,11 +1,16 @@
-"""Ranked predictions for one query: the top-k entities for (h, r, ?) or (?, r, t)."""
+"""Ranked predictions for one query: the top-k entities for (h, r, ?) or (?, r, t), where the
+known entity is one of the graph's (:func:`top_k`) or a brand-new one given by its text and/or
+image (:func:`new_entity_features`, :func:`predict_new_entity`), with no retraining."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 
 from vlkge.data.graph import KnowledgeGraph
 from vlkge.data.index import TripleIndex
+from vlkge.errors import VlkgeError
 from vlkge.models.model import KGEModel
 
 
@@ -47,4 +52,126 @@ def top_k(
         for rank, (s, e) in enumerate(
             zip(best.values, candidates[best.indices], strict=True), start=1
         )
+    ]
+
+
+# --- a brand-new entity ----------------------------------------------------------------------
+def new_entity_features(
+    cfg: dict,
+    kg: KnowledgeGraph,
+    text: str | None = None,
+    image: str | Path | None = None,
+    encoder=None,
+) -> dict[str, torch.Tensor]:
+    """Encode a new entity's text and/or image (``{modality: FloatTensor[1, w]}``) with the
+    encoder that wrote the run's feature cache (its metadata names it; ``encoder.name`` when
+    the cache has no metadata), so the features are those the run's projections were trained
+    on. ``encoder`` replaces that encoder (its weights fingerprint must still match)."""
+    from vlkge.encoders import build_encoder
+    from vlkge.encoders.cache import FeatureCache
+    from vlkge.models.features import feature_cache_dir
+
+    modalities = list(cfg["model"]["modalities"])
+    if not modalities:
+        raise VlkgeError(
+            "this run is a structural model (model.modalities: []): it can only score entities "
+            "it was trained on; train with model.modalities to predict for new entities"
+        )
+    given = {m: v for m, v in (("text", text), ("image", image)) if v}
+    if not given:
+        raise VlkgeError("a new entity needs a text (--new-text) and/or an image (--new-image)")
+    for modality in given:
+        if modality not in modalities:
+            raise VlkgeError(
+                f"the run's model does not use {modality} features (model.modalities: "
+                f"{modalities}); give the new entity's {' or '.join(modalities)}"
+            )
+    cache = FeatureCache(feature_cache_dir(cfg, kg))
+    metadata = {m: cache.metadata(m) for m in given}
+    for modality, meta in metadata.items():
+        if meta is not None and str(meta.get("preprocessing", "")).startswith("precomputed"):
+            if encoder is None:
+                raise VlkgeError(
+                    f"the run's {modality} features were imported ({meta.get('encoder')}), not "
+                    "encoded by vlkge: no encoder is known that produces features in their "
+                    "space for a new entity"
+                )
+    if encoder is None:
+        names = {meta["encoder"] for meta in metadata.values() if meta is not None}
+        if len(names) > 1:
+            raise VlkgeError(f"the run's features come from several encoders: {sorted(names)}")
+        name = names.pop() if names else cfg["encoder"]["name"]
+        encoder = build_encoder(name, device=cfg["device"], batch_size=cfg["encoder"]["batch_size"])
+    for modality, meta in metadata.items():
+        if meta is None or str(meta.get("preprocessing", "")).startswith("precomputed"):
+            continue
+        if meta.get("fingerprint") != encoder.fingerprint:
+            raise VlkgeError(
+                f"encoder {encoder.name} is not the one that wrote the run's {modality} "
+                f"features ({meta.get('encoder')}; weights differ)"
+            )
+    out = {}
+    if "text" in given:
+        out["text"] = encoder.encode_texts([given["text"]])
+    if "image" in given:
+        from vlkge.encoders.images import failure_reason, load_image
+
+        try:
+            pixels = load_image(str(given["image"]), encoder.image_transform())
+        except Exception as exc:  # missing, unreadable, not an image
+            raise VlkgeError(f"{given['image']}: {failure_reason(exc)}") from None
+        out["image"] = encoder.encode_pixels(pixels.unsqueeze(0))
+    return out
+
+
+@torch.no_grad()
+def predict_new_entity(
+    model: KGEModel,
+    kg: KnowledgeGraph,
+    features: dict[str, torch.Tensor],
+    relation: str,
+    direction: str = "tail",
+    k: int = 10,
+    imaginary: str = "auto",
+) -> list[dict]:
+    """Rank every entity of the graph for a new entity given by its raw ``features``.
+
+    ``direction="tail"``: queries ``(new, relation, ?)``, the graph's entities ranked as
+    tails; ``"head"``: ``(?, relation, new)``. The new entity is represented by the run's
+    trained projections and fusion, like an entity unseen in training (no structural part;
+    Im(e) for complex backbones as in ``FusedEntityRepresentation.represent``); nothing is
+    retrained and the graph is unchanged.
+    """
+    from vlkge.models.multimodal import FusedEntityRepresentation
+
+    if direction not in ("head", "tail"):
+        raise VlkgeError(f"direction must be head or tail, not {direction!r}")
+    if not isinstance(model.entities, FusedEntityRepresentation):
+        raise VlkgeError(
+            "the run's model has no modal features (model.modalities: []); it cannot represent "
+            "a new entity"
+        )
+    if k < 1:
+        raise VlkgeError(f"--top-k must be positive, not {k}")
+    model.eval()
+    table = model.entity_table()
+    vector = model.entities.represent(features, imaginary).to(table.device)
+    relation_id = torch.tensor([kg.relation_id(relation)], device=table.device)
+    side = direction
+    if side == "head" and model.reciprocal:
+        side, relation_id = "tail", relation_id + model.num_relations
+    rel = model.relations(relation_id)
+    if side == "tail":
+        scores = model.interaction.score_tails(vector, rel, table)[0]
+    else:
+        scores = model.interaction.score_heads(table, rel, vector)[0]
+    best = torch.topk(scores.float().cpu(), min(k, kg.num_entities))
+    return [
+        {
+            "rank": rank,
+            "entity": kg.entities[int(e)],
+            "name": kg.display_name(int(e)),
+            "score": float(s),
+        }
+        for rank, (s, e) in enumerate(zip(best.values, best.indices, strict=True), start=1)
     ]

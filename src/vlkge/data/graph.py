@@ -13,7 +13,7 @@ import torch
 
 from vlkge.data.manifest import EntityManifest
 from vlkge.data.triples import LabeledTriples
-from vlkge.errors import DataError, VlkgeError
+from vlkge.errors import ConfigError, DataError, VlkgeError
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,58 @@ class KnowledgeGraph:
             raise VlkgeError(
                 f"unknown relation {label!r} in dataset {self.name} (known: {known})"
             ) from None
+
+    def with_inverse_relations(
+        self, mapping: dict[str, str], key: str = "dataset.inverse_relations"
+    ) -> KnowledgeGraph:
+        """A copy with training-only inverse relations: for every ``relation -> inverse`` and
+        every training triple (h, relation, t), (t, inverse, h) is added to train unless it is
+        already there. ``inverse`` joins the vocabulary (after the existing relations) when the
+        data lack it; valid and test are unchanged. ``key`` names the option in errors."""
+        if not mapping:
+            return self
+        relations = list(self.relations)
+        index = dict(self.relation_index)
+        pairs = []
+        for name, inverse in mapping.items():
+            if name not in index:
+                known = ", ".join(relations[:12]) + (", ..." if len(relations) > 12 else "")
+                raise ConfigError(
+                    f"{key}: unknown relation {name!r} in dataset {self.name} (known: {known})"
+                )
+            if inverse not in index:
+                index[inverse] = len(relations)
+                relations.append(inverse)
+            pairs.append((index[name], index[inverse]))
+        train = self.train
+        added = []
+        for rel, inv in pairs:
+            rows = train[train[:, 1] == rel]
+            added.append(torch.stack([rows[:, 2], torch.full_like(rows[:, 1], inv), rows[:, 0]], 1))
+        combined = torch.cat([train, *added])
+        # keep the first occurrence of every triple (train's own rows come first)
+        keys = (combined[:, 0] * len(relations) + combined[:, 1]) * self.num_entities
+        ordered, order = torch.sort(keys + combined[:, 2], stable=True)
+        repeat = torch.zeros_like(ordered, dtype=torch.bool)
+        repeat[1:] = ordered[1:] == ordered[:-1]
+        keep = ~torch.zeros_like(repeat).scatter_(0, order, repeat)
+        splits = dict(self.splits)
+        splits["train"] = combined[keep]
+        log.info(
+            "%s: %d training-only inverse triple(s) added (%s)",
+            self.name,
+            len(splits["train"]) - len(train),
+            ", ".join(f"{n} -> {i}" for n, i in mapping.items()),
+        )
+        return KnowledgeGraph(
+            name=self.name,
+            entities=self.entities,
+            relations=relations,
+            splits=splits,
+            manifest=self.manifest,
+            inductive=self.inductive,
+            names=self.names,
+        )
 
     @classmethod
     def from_labeled(

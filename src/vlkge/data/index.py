@@ -27,6 +27,7 @@ class Neighbours:
         if len(self.keys) == 0:
             zero = torch.zeros_like(query)
             return zero, zero
+        query = query.contiguous()
         pos = torch.searchsorted(self.keys, query).clamp_max(len(self.keys) - 1)
         found = self.keys[pos] == query
         start = torch.where(found, self.offsets[pos], 0)

@@ -6,6 +6,8 @@ validation; the full entity table is computed once per evaluation.
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from vlkge.data.graph import KnowledgeGraph
@@ -14,6 +16,8 @@ from vlkge.errors import ConfigError
 from vlkge.evaluation.metrics import report
 from vlkge.evaluation.ranking import ScoreFn, rank_triples
 from vlkge.models.model import KGEModel
+
+log = logging.getLogger(__name__)
 
 
 class Evaluator:
@@ -35,6 +39,9 @@ class Evaluator:
             [kg.relation_id(name) for name in cfg["pool_same_split_relations"]], dtype=torch.long
         )
         self._pools: dict[str, torch.Tensor] = {}
+        # inductive metrics: only triples with an entity unseen in training (head or tail)
+        self.only_unseen = bool(cfg.get("only_unseen", False))
+        self.seen = kg.seen_in_train() if self.only_unseen else None
 
     def pool(self, split: str) -> torch.Tensor | None:
         """Per-relation candidate mask: tails of r in any split (or in ``split`` only, for the
@@ -50,14 +57,24 @@ class Evaluator:
         return self._pools[split]
 
     def triples(self, split: str) -> torch.Tensor:
+        """The evaluated triples of ``split``: excluded relations left out and, with
+        ``only_unseen``, only triples whose head or tail never occurs in training."""
         triples = self.kg.splits[split]
         if self.excluded:
             keep = ~torch.isin(triples[:, 1], torch.tensor(sorted(self.excluded)))
             triples = triples[keep]
+        if self.seen is not None:
+            triples = triples[~(self.seen[triples[:, 0]] & self.seen[triples[:, 2]])]
         return triples
 
     def rank(self, score_fn: ScoreFn, split: str, progress: bool = False) -> dict:
         triples = self.triples(split)
+        if self.seen is not None and len(triples) == 0:
+            log.warning(
+                "evaluation.only_unseen: no %s triple touches an entity unseen in training "
+                "(is this an inductive dataset?); the metrics are empty",
+                split,
+            )
         return rank_triples(
             score_fn,
             triples,

@@ -208,6 +208,85 @@ class FusedEntityRepresentation(Representation):
         out = re if self.entity_parts == 1 else torch.cat([re, self.imaginary(re, flat)], -1)
         return out if index is None else out.reshape(*index.shape, self.width)
 
+    #: how :meth:`represent` builds Im(e) of a new entity (complex backbones)
+    NEW_IMAGINARY = ("auto", "zero", "mean_text")
+
+    def represent(
+        self,
+        features: dict[str, torch.Tensor | tuple[torch.Tensor, torch.Tensor]],
+        imaginary: str = "auto",
+    ) -> torch.Tensor:
+        """Vectors ``[n, width]`` of ``n`` entities outside the graph, from raw features.
+
+        ``features``: ``{modality: FloatTensor[n, w]}`` (or ``(features, mask [n])`` when some
+        rows lack the modality), raw encoder outputs of the widths this model was trained on;
+        every modality must be one of the model's. The rules are those of an unseen entity: no
+        structural part (under paper compatibility it still takes its share of the average),
+        the model's projections, fusion and normalisation. Im(e) for complex backbones, by
+        ``imaginary``: ``auto`` (default) takes the gated image path ``tanh(g) P Re(e)`` when
+        the entity has an image feature and is 0 otherwise (a free Im row is learnt per
+        training entity and none exists for a new one); ``zero`` is always 0; ``mean_text``
+        is the mean free Im row of the graph's entities with a text feature.
+        """
+        if imaginary not in self.NEW_IMAGINARY:
+            raise ValueError(f"imaginary must be one of {self.NEW_IMAGINARY}, not {imaginary!r}")
+        device = self.present.device
+        given: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        for name, value in features.items():
+            if name not in self.modalities:
+                used = ", ".join(self.modalities) or "none"
+                raise VlkgeError(f"the model does not use {name} features (its modalities: {used})")
+            table, mask = value if isinstance(value, tuple) else (value, None)
+            table = torch.as_tensor(table, dtype=torch.float32, device=device)
+            table = table.unsqueeze(0) if table.dim() == 1 else table
+            width = getattr(self, f"feature_{name}").shape[1]
+            if table.dim() != 2 or table.shape[1] != width:
+                raise VlkgeError(
+                    f"new {name} features have shape {tuple(table.shape)}; the model was "
+                    f"trained on {width}-d {name} features"
+                )
+            if not torch.isfinite(table).all():
+                raise VlkgeError(f"new {name} features hold non-finite values")
+            mask = torch.ones(len(table), dtype=torch.bool, device=device) if mask is None else mask
+            given[name] = (table, torch.as_tensor(mask, device=device).bool())
+        counts = {len(t) for t, _ in given.values()}
+        if len(counts) != 1:
+            raise VlkgeError("represent needs features of at least one modality, one row each")
+        n = counts.pop()
+        parts, present, counted = [], [], []
+        if self.has_structural:
+            parts.append(torch.zeros(n, self.dim, device=device))
+            present.append(torch.zeros(n, dtype=torch.bool, device=device))
+            counted.append(torch.full((n,), self.paper_compat, device=device))
+        for name in self.modalities:
+            table, mask = given.get(name, (None, torch.zeros(n, dtype=torch.bool, device=device)))
+            width = getattr(self, f"feature_{name}").shape[1]
+            table = torch.zeros(n, width, device=device) if table is None else table * mask[:, None]
+            parts.append(self.projections[name](table))
+            present.append(mask)
+            counted.append(mask)
+        if self.normalize_parts:
+            parts = [F.normalize(p, dim=-1) for p in parts]
+        re = fuse(
+            torch.stack(parts, 1),
+            torch.stack(present, 1),
+            torch.stack(counted, 1),
+            self.fusion,
+            getattr(self, "fusion_logits", None),
+        )
+        if self.entity_parts == 1:
+            return re
+        im = torch.zeros_like(re)
+        if imaginary == "auto" and "image" in given:
+            gated = torch.tanh(self.gate) * self.imag_map(re)
+            im = torch.where(given["image"][1].unsqueeze(1), gated, im)
+        elif imaginary == "mean_text" and self.any_free and "text" in self.modalities:
+            has_text = self.present[:, int(self.has_structural) + self.modalities.index("text")]
+            rows = self.imag_row[has_text & (self.imag_row >= 0)]
+            if len(rows):
+                im = self.imag(rows).mean(0).expand_as(re)
+        return torch.cat([re, im], -1)
+
     # ----------------------------------------------------------------------------------------
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         saved = state_dict.get(prefix + "fingerprint")

@@ -7,6 +7,11 @@
 Queries are ``(side, anchor, relation)`` rows: ``side`` 1 for tail queries ``(anchor, r, ?)``
 and 0 for head queries ``(?, r, anchor)``. With a reciprocal model, head queries are turned into
 tail queries of the inverse relation inside the model.
+
+Every regime can subsample relations per epoch (``training.subsample``): for a relation r with
+fraction f, each epoch keeps round(f * n_r) of r's n_r examples (at least one when f > 0), a
+fresh uniform draw without replacement from the run's generator, so a run is repeatable and a
+resumed run draws what the uninterrupted one would have.
 """
 
 from __future__ import annotations
@@ -52,20 +57,63 @@ def _by_side(model: KGEModel, queries: torch.Tensor, candidates: torch.Tensor | 
 
 
 class Regime:
-    """One epoch's batches and their loss."""
+    """One epoch's batches and their loss.
 
-    def __init__(self, train: torch.Tensor, batch_size: int):
+    ``subsample`` maps relation ids to the fraction of their examples kept per epoch.
+    """
+
+    relation_column = 1  # the column of an example that holds its relation
+
+    def __init__(
+        self, train: torch.Tensor, batch_size: int, subsample: dict[int, float] | None = None
+    ):
         self.train = train
         self.batch_size = batch_size
+        self.subsample = {int(r): float(f) for r, f in (subsample or {}).items() if f < 1.0}
+        self._plan: tuple[torch.Tensor, list[tuple[torch.Tensor, int]]] | None = None
 
     def num_batches(self) -> int:
-        return -(-len(self.examples()) // self.batch_size)
+        return -(-self.epoch_size() // self.batch_size)
 
     def examples(self) -> torch.Tensor:
         return self.train
 
+    def _subsample_plan(self) -> tuple[torch.Tensor, list[tuple[torch.Tensor, int]]]:
+        """Indices of the examples always kept, and per subsampled relation its example
+        indices with the number kept per epoch."""
+        if self._plan is None:
+            relation = self.examples()[:, self.relation_column]
+            sampled = torch.tensor(sorted(self.subsample), dtype=relation.dtype)
+            kept = (~torch.isin(relation, sampled)).nonzero().squeeze(1)
+            groups = []
+            for rel, fraction in sorted(self.subsample.items()):
+                rows = (relation == rel).nonzero().squeeze(1)
+                count = int(fraction * len(rows) + 0.5)
+                if fraction > 0 and len(rows):
+                    count = max(count, 1)
+                if count:
+                    groups.append((rows, count))
+            self._plan = (kept, groups)
+        return self._plan
+
+    def epoch_size(self) -> int:
+        """Examples per epoch after subsampling."""
+        if not self.subsample:
+            return len(self.examples())
+        kept, groups = self._subsample_plan()
+        return len(kept) + sum(count for _, count in groups)
+
+    def epoch_examples(self, generator: torch.Generator) -> torch.Tensor:
+        """This epoch's examples (unshuffled): all of them, or a fresh subsample."""
+        rows = self.examples()
+        if not self.subsample:
+            return rows
+        kept, groups = self._subsample_plan()
+        picks = [idx[torch.randperm(len(idx), generator=generator)[:k]] for idx, k in groups]
+        return rows[torch.cat([kept, *picks])]
+
     def batches(self, generator: torch.Generator) -> Iterator[torch.Tensor]:
-        return _shuffled_batches(self.examples(), self.batch_size, generator)
+        return _shuffled_batches(self.epoch_examples(generator), self.batch_size, generator)
 
     def loss(self, model: KGEModel, batch: torch.Tensor, generator: torch.Generator):
         """The batch's loss and the ``[B, 3]`` triples whose embeddings a regulariser sees."""
@@ -80,8 +128,9 @@ class NegativeSampling(Regime):
         sampler: NegativeSampler,
         loss: str = "logistic",
         temperature: float = 1.0,
+        subsample: dict[int, float] | None = None,
     ):
-        super().__init__(train, batch_size)
+        super().__init__(train, batch_size, subsample)
         self.sampler, self.loss_name, self.temperature = sampler, loss, temperature
 
     def loss(self, model, batch, generator):
@@ -122,8 +171,10 @@ def _as_triples(rows: torch.Tensor) -> torch.Tensor:
 class OneVsAll(Regime):
     """Every (query, answer) pair of both sides is one example scored against all entities."""
 
-    def __init__(self, train, batch_size, loss: str = "ce", smoothing: float = 0.0):
-        super().__init__(train, batch_size)
+    relation_column = 2
+
+    def __init__(self, train, batch_size, loss: str = "ce", smoothing: float = 0.0, subsample=None):
+        super().__init__(train, batch_size, subsample)
         self.rows = _queries(train)
         self.loss_name, self.smoothing = loss, smoothing
 
@@ -145,6 +196,8 @@ class OneVsAll(Regime):
 class KvsAll(Regime):
     """Every distinct query of both sides, with all its training answers as targets."""
 
+    relation_column = 2
+
     def __init__(
         self,
         train,
@@ -153,8 +206,9 @@ class KvsAll(Regime):
         num_relations: int,
         loss: str = "bce",
         smoothing: float = 0.0,
+        subsample=None,
     ):
-        super().__init__(train, batch_size)
+        super().__init__(train, batch_size, subsample)
         self.index = TripleIndex(train, num_entities, num_relations)
         queries = _queries(train)[:, :3]
         self.rows = torch.unique(queries, dim=0)

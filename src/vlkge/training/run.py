@@ -46,12 +46,13 @@ def resolve_device(name: str) -> torch.device:
 
 def load_graph(cfg: dict) -> KnowledgeGraph:
     data = cfg["dataset"]
-    return load_dataset(
+    kg = load_dataset(
         data["name"],
         data_dir=data["data_dir"],
         inductive=data["setting"] == "inductive",
         unseen=data["unseen_entities"],
     )
+    return kg.with_inverse_relations(data["inverse_relations"])
 
 
 def prepare(cfg: dict, features: Features | None = None) -> tuple[KnowledgeGraph, KGEModel]:

@@ -1,5 +1,8 @@
 """Negative sampling: N distinct corruptions per positive, rejecting known true triples.
 
+With ``replacement=True`` the N corruptions of a positive are independent draws that may
+repeat (still rejecting known true triples): the WikiArt-MKG-v2 protocol.
+
 Vectorised rejection: draw every candidate at once, mark those that are known positives or
 repeat an earlier candidate of the same row, redraw only those, until none is left.
 
@@ -23,7 +26,8 @@ class NegativeSampler:
 
     Candidates are all entities, or with ``pools`` (``{"head": Neighbours, "tail":
     Neighbours}`` keyed by relation) only the entities seen on that side of the positive's
-    relation in training: the WikiArt-MKG protocol.
+    relation in training: the WikiArt-MKG protocol. ``replacement`` drops the requirement that
+    a positive's N negatives be distinct.
     """
 
     def __init__(
@@ -33,14 +37,15 @@ class NegativeSampler:
         side: str = "both",
         known: TripleIndex | None = None,
         pools: dict[str, Neighbours] | None = None,
+        replacement: bool = False,
     ):
-        if num >= num_entities:
+        if num >= num_entities and not replacement:
             raise ConfigError(
                 f"training.negatives.num ({num}) must be smaller than the number of "
                 f"candidate entities ({num_entities})"
             )
         self.num_entities, self.num, self.side, self.known = num_entities, num, side, known
-        self.pools = pools
+        self.pools, self.replacement = pools, replacement
 
     @staticmethod
     def relation_pools(train: torch.Tensor) -> dict[str, Neighbours]:
@@ -99,11 +104,12 @@ class NegativeSampler:
         return corrupt_head, negatives
 
     def _admissible(self, positives, corrupt_head) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rows that can have N distinct admissible negatives, and rows that have any."""
+        """Rows that can have N distinct admissible negatives, and rows that have any (with
+        replacement no row needs distinct negatives)."""
         h, r, t = positives.unbind(-1)
         pool = self._pool_sizes(r, corrupt_head)
         if self.known is None:
-            return pool >= 2 * self.num, pool > 0
+            return (pool >= 2 * self.num) & (not self.replacement), pool > 0
         rel = self.known.num_relations
         answers = torch.where(
             corrupt_head,
@@ -111,7 +117,7 @@ class NegativeSampler:
             self.known.tails.counts(h * rel + r),
         )
         left = pool - answers
-        return left >= 2 * self.num, left > 0
+        return (left >= 2 * self.num) & (not self.replacement), left > 0
 
     def _invalid(
         self,
@@ -121,12 +127,15 @@ class NegativeSampler:
         distinct: torch.Tensor,
         filtered: torch.Tensor,
     ) -> torch.Tensor:
-        # repeats: after a stable sort, an entry equal to its left neighbour is a repeat
-        ordered, order = torch.sort(negatives, dim=1, stable=True)
-        repeat_sorted = torch.zeros_like(negatives, dtype=torch.bool)
-        repeat_sorted[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
-        bad = torch.zeros_like(repeat_sorted).scatter_(1, order, repeat_sorted)
-        bad &= distinct.unsqueeze(1)
+        if self.replacement or self.num == 1:
+            bad = torch.zeros_like(negatives, dtype=torch.bool)
+        else:
+            # repeats: after a stable sort, an entry equal to its left neighbour is a repeat
+            ordered, order = torch.sort(negatives, dim=1, stable=True)
+            repeat_sorted = torch.zeros_like(negatives, dtype=torch.bool)
+            repeat_sorted[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
+            bad = torch.zeros_like(repeat_sorted).scatter_(1, order, repeat_sorted)
+            bad &= distinct.unsqueeze(1)
         if self.known is not None:
             h, r, t = (c.unsqueeze(1) for c in positives.unbind(-1))
             head = torch.where(corrupt_head.unsqueeze(1), negatives, h)

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from vlkge.data.graph import KnowledgeGraph
 from vlkge.data.index import TripleIndex
-from vlkge.errors import VlkgeError
+from vlkge.errors import ConfigError, VlkgeError
 from vlkge.evaluation.evaluator import Evaluator
 from vlkge.models.model import KGEModel
 from vlkge.training.checkpoint import load_checkpoint, save_checkpoint
@@ -37,9 +37,24 @@ def show_progress(setting) -> bool:
     return sys.stderr.isatty() if setting == "auto" else bool(setting)
 
 
+def relation_ids(kg: KnowledgeGraph, names, key: str) -> list[int]:
+    """Ids of relation ``names`` given in config ``key``; an unknown name is a ConfigError."""
+    unknown = [n for n in names if n not in kg.relation_index]
+    if unknown:
+        known = ", ".join(kg.relations[:12]) + (", ..." if kg.num_relations > 12 else "")
+        raise ConfigError(
+            f"{key}: unknown relation {unknown[0]!r} in dataset {kg.name} (known: {known})"
+        )
+    return [kg.relation_index[n] for n in names]
+
+
 def build_regime(cfg: dict, kg: KnowledgeGraph) -> Regime:
     train_cfg = cfg["training"]
     regime, batch = train_cfg["regime"], train_cfg["batch_size"]
+    fractions = train_cfg["subsample"]
+    subsample = dict(
+        zip(relation_ids(kg, fractions, "training.subsample"), fractions.values(), strict=True)
+    )
     if regime == "negative_sampling":
         neg = train_cfg["negatives"]
         known = None
@@ -50,12 +65,19 @@ def build_regime(cfg: dict, kg: KnowledgeGraph) -> Regime:
             source = torch.cat([kg.splits[s] for s in splits])
             known = TripleIndex(source, kg.num_entities, kg.num_relations)
         pools = NegativeSampler.relation_pools(kg.train) if neg["pool"] == "relation" else None
-        sampler = NegativeSampler(kg.num_entities, neg["num"], neg["side"], known, pools)
+        sampler = NegativeSampler(
+            kg.num_entities, neg["num"], neg["side"], known, pools, neg["replacement"]
+        )
         return NegativeSampling(
-            kg.train, batch, sampler, train_cfg["loss"], train_cfg["adversarial_temperature"]
+            kg.train,
+            batch,
+            sampler,
+            train_cfg["loss"],
+            train_cfg["adversarial_temperature"],
+            subsample,
         )
     if regime == "1vsall":
-        return OneVsAll(kg.train, batch, train_cfg["loss"], train_cfg["label_smoothing"])
+        return OneVsAll(kg.train, batch, train_cfg["loss"], train_cfg["label_smoothing"], subsample)
     return KvsAll(
         kg.train,
         batch,
@@ -63,6 +85,7 @@ def build_regime(cfg: dict, kg: KnowledgeGraph) -> Regime:
         kg.num_relations,
         train_cfg["loss"],
         train_cfg["label_smoothing"],
+        subsample,
     )
 
 

