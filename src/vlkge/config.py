@@ -178,19 +178,27 @@ def _check_mapping(value: Any, path: str) -> dict:
     for key, entry in value.items():
         if not isinstance(key, str) or not key:
             raise ConfigError(f"{path}: keys must be relation names, not {key!r}")
-        if kind is float and isinstance(entry, int) and not isinstance(entry, bool):
-            entry = float(entry)
-        if kind is float and isinstance(entry, str):
-            try:  # YAML reads 1e-3 (no dot) as a string
-                entry = float(entry)
-            except ValueError:
-                pass
+        if kind is float:
+            entry = _as_float(entry)
         if not isinstance(entry, kind) or isinstance(entry, bool) or entry == "":
             raise ConfigError(f"{path}.{key} must be {kind.__name__}, not {entry!r}")
         if path in UNIT_INTERVAL and not 0.0 <= entry <= 1.0:
             raise ConfigError(f"{path}.{key} must be a fraction in [0, 1], not {entry!r}")
         out[key] = entry
     return out
+
+
+def _as_float(value: Any) -> Any:
+    """Ints and numeric strings as floats (YAML reads 1e-3, without a dot, as a string);
+    anything else unchanged, for the type check to reject."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def _check(value: Any, default: Any, path: str) -> Any:
@@ -214,13 +222,8 @@ def _check(value: Any, default: Any, path: str) -> Any:
         if default is None:
             return None
         raise ConfigError(f"{path} must not be null")
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if expected is float and isinstance(value, str):
-        try:  # YAML reads 1e-3 (no dot) as a string
-            value = float(value)
-        except ValueError:
-            pass
+    if expected is float:
+        value = _as_float(value)
     if expected is not None and (
         not isinstance(value, expected) or (expected is not bool and isinstance(value, bool))
     ):
