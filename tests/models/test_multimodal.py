@@ -88,16 +88,22 @@ def test_adapter_starts_as_identity_and_learns():
 def test_fuse_average_leaves_missing_parts_out():
     p = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [9.0, 9.0]]])
     present = torch.tensor([[True, True, False]])
-    assert torch.allclose(fuse(p, present, present, "average"), torch.tensor([[2.0, 3.0]]))
+    assert torch.allclose(
+        fuse(p.unbind(1), present, present, "average"), torch.tensor([[2.0, 3.0]])
+    )
     # counted but not present (paper compatibility): a zero share in the average
     counted = torch.tensor([[True, True, True]])
-    assert torch.allclose(fuse(p, present, counted, "average"), torch.tensor([[4 / 3, 2.0]]))
+    assert torch.allclose(
+        fuse(p.unbind(1), present, counted, "average"), torch.tensor([[4 / 3, 2.0]])
+    )
 
 
 def test_fuse_concat_zero_fills():
     p = torch.tensor([[[1.0, 2.0], [3.0, 4.0]]])
     present = torch.tensor([[False, True]])
-    assert torch.equal(fuse(p, present, present, "concat"), torch.tensor([[0.0, 0.0, 3.0, 4.0]]))
+    assert torch.equal(
+        fuse(p.unbind(1), present, present, "concat"), torch.tensor([[0.0, 0.0, 3.0, 4.0]])
+    )
 
 
 def test_fuse_weighted_renormalises_over_present_parts():
@@ -105,10 +111,11 @@ def test_fuse_weighted_renormalises_over_present_parts():
     present = torch.tensor([[True, True, True], [True, True, False]])
     ones = torch.ones(3)
     assert torch.allclose(
-        fuse(p, present, present, "weighted", ones), fuse(p, present, present, "average")
+        fuse(p.unbind(1), present, present, "weighted", ones),
+        fuse(p.unbind(1), present, present, "average"),
     )
     logits = torch.tensor([0.0, math.log(2.0), 0.0])
-    out = fuse(p, present, present, "weighted", logits)
+    out = fuse(p.unbind(1), present, present, "weighted", logits)
     assert torch.allclose(out, torch.tensor([[1 / 4 + 1 + 1], [1 / 3 + 4 / 3]]))
 
 
@@ -117,9 +124,9 @@ def test_fuse_nothing_present_is_zero_with_finite_gradient():
     none = torch.zeros(1, 2, dtype=torch.bool)
     logits = torch.ones(2, requires_grad=True)
     for fusion in ("average", "concat", "weighted"):
-        out = fuse(p, none, none, fusion, logits)
+        out = fuse(p.unbind(1), none, none, fusion, logits)
         assert not out.any()
-    fuse(p, none, none, "weighted", logits).sum().backward()
+    fuse(p.unbind(1), none, none, "weighted", logits).sum().backward()
     assert torch.isfinite(logits.grad).all()
 
 
@@ -415,3 +422,28 @@ def test_run_reads_the_feature_cache_and_reloads(tmp_path, make_dataset):
     assert torch.allclose(image[kg.entity_id("e")], torch.from_numpy(vectors["e"]))
     again = evaluate_run(cfg, kg, model, ["test"])
     assert again["test"]["both"]["mrr"] == pytest.approx(metrics["test"]["both"]["mrr"])
+
+
+# --- structural dropout -------------------------------------------------------------------------
+def test_structural_dropout_masks_seen_entities_like_unseen_ones_in_training_only():
+    torch.manual_seed(0)
+    rep, features = fused(structural_dropout=0.5)
+    s, v, t = parts(rep, features)
+    proj_v, proj_t = rep.projections["image"](v), rep.projections["text"](t)
+    # a (seen, image + text): with its structural part masked it is the mean of v and t
+    masked_a = (proj_v[A] + proj_t[A]) / 2
+    full_a = (s[A] + proj_v[A] + proj_t[A]) / 3
+    rep.train()
+    rows = torch.stack([rep()[A] for _ in range(40)])
+    is_masked = torch.isclose(rows, masked_a, atol=1e-6).all(1)
+    is_full = torch.isclose(rows, full_a, atol=1e-6).all(1)
+    assert (is_masked | is_full).all() and 5 < int(is_masked.sum()) < 35
+    # d (seen, no modality) always keeps its structural part
+    assert torch.allclose(rep()[D], s[D]) and torch.allclose(rep()[D], s[D])
+    rep.eval()
+    assert torch.allclose(rep()[A], full_a, atol=1e-6)
+
+
+def test_structural_dropout_is_validated():
+    with pytest.raises(ConfigError, match="structural_dropout"):
+        load_config(overrides=["model.structural_dropout=1.0"])

@@ -172,6 +172,10 @@ class Encoder(ABC):
             return torch.zeros(0, self.image_width or 0)
         return torch.cat(out)
 
+    def forward_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Features of one pixel batch; gradients flow where parameters require them."""
+        return self._encode_pixel_batch(pixels)
+
     def image_transform(self) -> ImageTransform:
         """A picklable callable: RGB ``PIL.Image`` -> pixel tensor (usable in worker processes)."""
         self._need("image")

@@ -229,7 +229,11 @@ class HFEncoder(Encoder):
         return {k: batch[k] for k in ("input_ids", "attention_mask") if k in batch}
 
     def _encode_text_batch(self, texts: list[str]) -> torch.Tensor:
-        inputs = {k: v.to(self.device) for k, v in self.tokenize(texts).items()}
+        return self.forward_tokens(self.tokenize(texts))
+
+    def forward_tokens(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Text features of tokenized inputs (gradients flow where parameters require them)."""
+        inputs = {k: v.to(self.device) for k, v in tokens.items()}
         if self.itm:
             hidden = self.model.text_encoder(**inputs, return_dict=True).last_hidden_state
             return self.model.text_proj(hidden[:, 0, :])

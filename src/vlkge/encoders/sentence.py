@@ -119,10 +119,18 @@ class SentenceEncoder(Encoder):
             f"max_seq_length={self.model.max_seq_length} tokenizer sha256:{digest}"
         )
 
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        """Token ids and attention mask as the model's first module takes them."""
+        prepare = getattr(self.model, "preprocess", None) or self.model.tokenize
+        return dict(prepare(texts))
+
+    def forward_tokens(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Sentence embeddings of tokenized inputs through the whole pipeline (transformer,
+        pooling, normalisation); gradients flow where parameters require them."""
+        inputs = {
+            k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in tokens.items()
+        }
+        return self.model(inputs)["sentence_embedding"]
+
     def _encode_text_batch(self, texts: list[str]) -> torch.Tensor:
-        return self.model.encode(
-            texts,
-            batch_size=self.batch_size,
-            convert_to_tensor=True,
-            show_progress_bar=False,
-        )
+        return self.forward_tokens(self.tokenize(texts))

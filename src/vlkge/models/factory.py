@@ -27,6 +27,7 @@ def build_entities(
     entity_parts: int,
     features: Features | None = None,
     paper_compat: bool = False,
+    towers: dict | None = None,
 ) -> Representation:
     """The entity representation: a structural table, or the fused multimodal one when
     ``model.modalities`` is non-empty (then ``features`` must hold those modalities)."""
@@ -56,6 +57,8 @@ def build_entities(
         adapter_rank=model_cfg.get("adapter", 0),
         entity_parts=entity_parts,
         paper_compat=paper_compat,
+        towers=towers,
+        structural_dropout=model_cfg.get("structural_dropout", 0.0),
     )
 
 
@@ -64,15 +67,19 @@ def build_model(
     kg: KnowledgeGraph,
     features: Features | None = None,
     paper_compat: bool = False,
+    towers: dict | None = None,
 ) -> KGEModel:
     """A model for ``kg`` from the ``model`` section of a config.
 
     ``features`` (``{modality: (FloatTensor[E, w], BoolTensor[E])}``) feed the multimodal
     representation when ``model.modalities`` is set; ``paper_compat`` (``compat.paper``) turns
-    on the reference implementation's fusion and initialisation (SPEC 6.3, 6.4).
+    on the reference implementation's fusion and initialisation (SPEC 6.3, 6.4); ``towers``
+    are fine-tuned encoder towers (:func:`vlkge.encoders.tuning.build_towers`).
     """
     interaction = build_interaction(model_cfg)
-    entities = build_entities(model_cfg, kg, interaction.entity_parts, features, paper_compat)
+    entities = build_entities(
+        model_cfg, kg, interaction.entity_parts, features, paper_compat, towers
+    )
     # relations match the width of one part of an entity vector (k * d for concat fusion)
     width = getattr(entities, "base_width", model_cfg["dim"])
     num_relations = kg.num_relations * (2 if model_cfg["reciprocal"] else 1)

@@ -32,10 +32,17 @@ class KGEModel(nn.Module):
         self.num_relations = num_relations
         self.reciprocal = reciprocal
 
-    def score_triples(self, triples: torch.Tensor) -> torch.Tensor:
-        """Scores of ``[B, 3]`` id triples (h, r, t) -> ``[B]``."""
+    def score_triples(
+        self, triples: torch.Tensor, table: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Scores of ``[B, 3]`` id triples (h, r, t) -> ``[B]``; rows are gathered from
+        ``table`` (a full entity table already computed for this batch) when given."""
         h, r, t = triples.unbind(-1)
-        return self.interaction.score(self.entities(h), self.relations(r), self.entities(t))
+        if table is None:
+            heads, tails = self.entities(h), self.entities(t)
+        else:
+            heads, tails = F.embedding(h, table), F.embedding(t, table)
+        return self.interaction.score(heads, self.relations(r), tails)
 
     def score_against(
         self,

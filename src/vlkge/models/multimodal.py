@@ -7,7 +7,8 @@ the parts it actually has (availability masks); a missing part is absent, never 
 that is averaged in. Structural parts of entities unseen in training are masked out (the
 inductive setting): an unseen image-only entity is represented by ``v_e`` alone. Under paper
 compatibility the masked structural part still takes a share of the average, as in the
-reference implementation (``v_e / 2``).
+reference implementation (``v_e / 2``). ``structural_dropout`` applies the same masking to a
+random share of the training entities in each training pass (for inductive use).
 
 For complex backbones (``entity_parts == 2``) the fused vector is ``Re(e)`` and the imaginary
 part follows the complex-valued extension (SPEC 3):
@@ -21,6 +22,9 @@ part follows the complex-valued extension (SPEC 3):
 
 An entity with no part at all (no structural row, no image, no text) is the zero vector; their
 number is logged as a warning at construction and kept in ``num_empty``.
+
+With ``towers`` (``encoder.finetune``) a modality's features come from a fine-tuned encoder
+tower (:mod:`vlkge.encoders.tuning`) at every forward pass instead of the frozen table.
 
 The frozen features are non-persistent buffers: they move with ``.to(device)``, the optimiser
 never sees them and checkpoints stay small; they are re-read from the feature cache when a run
@@ -77,6 +81,8 @@ class FusedEntityRepresentation(Representation):
         adapter_rank: int = 0,
         entity_parts: int = 1,
         paper_compat: bool = False,
+        towers: dict[str, nn.Module] | None = None,
+        structural_dropout: float = 0.0,
     ):
         super().__init__()
         if fusion not in FUSIONS:
@@ -90,6 +96,7 @@ class FusedEntityRepresentation(Representation):
         self.count, self.dim, self.fusion = count, dim, fusion
         self.normalize_parts, self.paper_compat = normalize_parts, paper_compat
         self.has_structural = structural
+        self.structural_dropout = structural_dropout if structural else 0.0
         self.num_parts = len(self.modalities) + int(structural)
         self.base_width = dim * (self.num_parts if fusion == "concat" else 1)
         self.entity_parts = entity_parts
@@ -127,6 +134,9 @@ class FusedEntityRepresentation(Representation):
                 self.num_empty,
                 count,
             )
+
+        # fine-tuned encoder towers replace the frozen features of their modality
+        self.towers = nn.ModuleDict(towers or {})
 
         # --- projections and fusion weights -----------------------------------------------
         widths = {m: features[m][0].shape[1] for m in self.modalities}
@@ -173,6 +183,12 @@ class FusedEntityRepresentation(Representation):
         buffer = getattr(self, name)
         return buffer if flat is None else buffer[flat]
 
+    def _feature(self, name: str, flat: torch.Tensor | None) -> torch.Tensor:
+        if name in self.towers:  # fine-tuned: recomputed from the tower's trained end
+            table = self.towers[name]()
+            return table if flat is None else table[flat]
+        return self._rows(f"feature_{name}", flat)
+
     def real(self, flat: torch.Tensor | None = None) -> torch.Tensor:
         """The fused (real) vectors of entity ids ``flat`` (``None``: all), ``[n, base_width]``."""
         parts = []
@@ -180,16 +196,25 @@ class FusedEntityRepresentation(Representation):
             rows = self._rows("struct_row", flat)
             parts.append(self.structural(rows.clamp_min(0)))
         for name in self.modalities:
-            parts.append(self.projections[name](self._rows(f"feature_{name}", flat)))
+            parts.append(self.projections[name](self._feature(name, flat)))
         if self.normalize_parts:
             parts = [F.normalize(p, dim=-1) for p in parts]
-        return fuse(
-            torch.stack(parts, 1),
-            self._rows("present", flat),
-            self._rows("counted", flat),
-            self.fusion,
-            getattr(self, "fusion_logits", None),
-        )
+        present, counted = self._availability(flat)
+        return fuse(parts, present, counted, self.fusion, getattr(self, "fusion_logits", None))
+
+    def _availability(self, flat: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``present`` and ``counted`` of ids ``flat``; in training, ``structural_dropout``
+        hides the structural part of a random share of the entities that have a modality, as
+        if they were unseen, so that the modal path learns to carry an entity on its own."""
+        present, counted = self._rows("present", flat), self._rows("counted", flat)
+        if not (self.training and self.structural_dropout):
+            return present, counted
+        drop = torch.rand(len(present), device=present.device) < self.structural_dropout
+        drop &= present[:, 1:].any(1)
+        present = torch.cat([present[:, :1] & ~drop.unsqueeze(1), present[:, 1:]], 1)
+        if not self.paper_compat:  # the reference counts a masked structural part (SPEC 6.3)
+            counted = torch.cat([counted[:, :1] & ~drop.unsqueeze(1), counted[:, 1:]], 1)
+        return present, counted
 
     def imaginary(self, re: torch.Tensor, flat: torch.Tensor | None = None) -> torch.Tensor:
         """Im(e) for entity ids ``flat`` whose real parts are ``re`` (complex extension)."""
@@ -268,7 +293,7 @@ class FusedEntityRepresentation(Representation):
         if self.normalize_parts:
             parts = [F.normalize(p, dim=-1) for p in parts]
         re = fuse(
-            torch.stack(parts, 1),
+            parts,
             torch.stack(present, 1),
             torch.stack(counted, 1),
             self.fusion,

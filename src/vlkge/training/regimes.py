@@ -33,12 +33,18 @@ def _shuffled_batches(
     yield from (rows[idx] for idx in order.split(batch_size))
 
 
-def _by_side(model: KGEModel, queries: torch.Tensor, candidates: torch.Tensor | None = None):
+def _by_side(
+    model: KGEModel,
+    queries: torch.Tensor,
+    candidates: torch.Tensor | None = None,
+    table: torch.Tensor | None = None,
+):
     """Scores of ``[B, 3]`` queries (side, anchor, relation) against all entities or per-row
     candidates, computed with one call per side and reassembled in row order. The entity
-    table (a fusion of features for multimodal models) is computed once for both sides."""
+    table (a fusion of features for multimodal models) is computed once for both sides, or
+    passed in when the caller already has it."""
     is_tail = queries[:, 0] == 1
-    table = model.entities()
+    table = model.entities() if table is None else table
     out = None
     for side, rows in (("tail", is_tail), ("head", ~is_tail)):
         if not rows.any():
@@ -135,7 +141,8 @@ class NegativeSampling(Regime):
 
     def loss(self, model, batch, generator):
         corrupt_head, negatives = self.sampler.sample(batch, generator)
-        pos = model.score_triples(batch)
+        table = model.entities()  # once per batch: positives and negatives share it
+        pos = model.score_triples(batch, table)
         # a corrupted head is a head query (?, r, t); a corrupted tail a tail query (h, r, ?)
         queries = torch.stack(
             [
@@ -145,7 +152,7 @@ class NegativeSampling(Regime):
             ],
             dim=1,
         )
-        neg = _by_side(model, queries, negatives)
+        neg = _by_side(model, queries, negatives, table)
         if self.loss_name == "self_adversarial":
             return losses.self_adversarial(pos, neg, self.temperature), batch
         return losses.logistic(pos, neg), batch
