@@ -100,6 +100,19 @@ def test_config_show_resolved(capsys, tmp_path):
     assert cfg["seed"] == 1
 
 
+def test_config_show_changed_and_full(capsys):
+    from vlkge.config import default_text
+
+    code, out, _ = run(capsys, "config", "show", "--set", "model.dim=32")
+    assert code == 0
+    assert yaml.safe_load(out) == {"model": {"dim": 32}}
+    assert "# default 768;" in out
+    code, out, _ = run(capsys, "config", "show", "--set", "model.dim=32", "--full")
+    assert code == 0
+    assert len(out.splitlines()) == len(default_text().splitlines())
+    assert yaml.safe_load(out)["model"]["dim"] == 32 and "# width d of the" in out
+
+
 def test_version(capsys):
     with pytest.raises(SystemExit) as info:
         main(["--version"])

@@ -287,3 +287,62 @@ def test_set_key_rejects_unknown_and_keeps_the_rest():
     assert cfgmod.diff(before, cfg) == {"model.dim": (768, 8)}
     with pytest.raises(ConfigError, match="--set: unknown key 'model.size'"):
         cfgmod.set_key(cfg, "model.size", 8)
+
+
+# --- documented output and suggestions ------------------------------------------------------
+def test_documented_config_round_trips_with_every_comment():
+    assert cfgmod.documented(cfgmod.defaults()) == cfgmod.default_text()
+    cfg = cfgmod.load_config(
+        overrides=[
+            "model.dim=32",
+            "evaluation.splits=[test]",
+            "zero_shot.templates.painter=by {}, it is",
+            "report.zero_shot=runs/zero shot",
+        ]
+    )
+    full = cfgmod.documented(cfg)
+    assert yaml.safe_load(full) == cfg
+    assert "  dim: 32                 # width d of the" in full
+    assert len(full.splitlines()) == len(cfgmod.default_text().splitlines())
+
+
+def test_documented_changed_keys_only():
+    cfg = cfgmod.load_config(overrides=["model.dim=32", "zero_shot.templates.r=x {}", "seed=1"])
+    assert cfgmod.changed_keys(cfg) == {"model.dim", "zero_shot.templates", "seed"}
+    short = cfgmod.documented(cfg, cfgmod.changed_keys(cfg))
+    assert yaml.safe_load(short) == {
+        "seed": 1,
+        "model": {"dim": 32},
+        "zero_shot": {"templates": {"r": "x {}"}},
+    }
+    assert "# default 768; width d" in short
+    assert "every key has its default" in cfgmod.documented(cfgmod.load_config(), set())
+
+
+@pytest.mark.parametrize(
+    "key, unknown, suggestion",
+    [
+        ("training.dim", "training.dim", "model.dim"),  # right name, wrong section
+        ("dim", "dim", "model.dim"),
+        ("model.dimm", "model.dimm", "model.dim"),
+        ("trainng.epochs", "trainng", "training"),
+        ("report.sample", "report.sample", "report.samples"),
+        ("tracking.tensorbord", "tracking.tensorbord", "tracking.tensorboard"),
+    ],
+)
+def test_unknown_keys_get_a_suggestion(key, unknown, suggestion):
+    message = f"unknown key '{unknown}'; did you mean {suggestion}\\?"
+    with pytest.raises(ConfigError, match=message):
+        cfgmod.load_config(overrides=[f"{key}=1"])
+
+
+def test_new_sections_are_validated():
+    with pytest.raises(ConfigError, match="report.top_k must be positive"):
+        cfgmod.load_config(overrides=["report.top_k=0"])
+    with pytest.raises(ConfigError, match="report.samples must not be negative"):
+        cfgmod.load_config(overrides=["report.samples=-1"])
+    with pytest.raises(ConfigError, match="tracking.tensorboard must be one of"):
+        cfgmod.load_config(overrides=["tracking.tensorboard=sometimes"])
+    assert (
+        cfgmod.load_config(overrides=["report.zero_shot=runs/z"])["report"]["zero_shot"] == "runs/z"
+    )

@@ -342,3 +342,31 @@ def test_minilm_text_run_end_to_end(tmp_path, capsys):
     assert len(answers) == 2 and all(a["entity"] in "abcdefgh" for a in answers)
     assert main([*argv[:2], "--new-image", "x.png", "--relation", "s"]) == 2
     assert "does not use image" in capsys.readouterr().err
+
+
+def test_cli_bad_new_entity_inputs_are_one_line(run, monkeypatch, capsys, tmp_path):
+    """Missing, truncated or huge images, an empty text, a top-k below 1: one line, status 2."""
+    import vlkge.encoders
+    from vlkge.encoders import images
+
+    monkeypatch.setattr(vlkge.encoders, "build_encoder", lambda *args, **kwargs: TwoTowers())
+    whole = (run / "toy" / "img" / "g.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(whole[: len(whole) // 2])
+    cases = [
+        (["--new-image", str(tmp_path / "missing.png")], f"{tmp_path / 'missing.png'}: missing"),
+        (["--new-image", str(tmp_path / "cut.png")], f"{tmp_path / 'cut.png'}: corrupt or"),
+        (["--new-image", str(tmp_path)], f"{tmp_path}: unreadable (IsADirectoryError)"),
+        (["--new-text", "  "], "--new-text is empty"),
+        (["--new-text", "x", "--top-k", "0"], "--top-k must be positive, not 0"),
+        (["--head", "a", "--top-k", "-2"], "--top-k must be positive, not -2"),
+    ]
+    for extra, fragment in cases:
+        assert main(["predict", str(run / "run"), "--relation", "r", *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.splitlines() == [err.strip()] and err.startswith("vlkge: error: "), err
+        assert fragment in err
+    monkeypatch.setattr(images, "MAX_PIXELS", 40)
+    image = str(run / "toy" / "img" / "g.png")
+    assert main(["predict", str(run / "run"), "--relation", "r", "--new-image", image]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"vlkge: error: {image}: too large (8 x 6 pixels, more than 40)"

@@ -116,7 +116,7 @@ def _predict_new(args: argparse.Namespace) -> int:
     if args.head is not None or args.tail is not None:
         raise VlkgeError("--new-text / --new-image replace --head / --tail (use --direction)")
     cfg, kg, model = load_run(args.run)
-    features = new_entity_features(cfg, kg, args.new_text, args.new_image)
+    features = new_entity_features(cfg, kg, args.new_text, args.new_image, model=model)
     direction = args.direction or "tail"
     answers = predict_new_entity(model, kg, features, args.relation, direction, args.top_k)
     if args.json:
@@ -259,7 +259,57 @@ def cmd_config(args: argparse.Namespace) -> int:
     if args.config is None and not args.set:
         print(config_mod.default_text(), end="")
         return 0
-    print(config_mod.dump(config_mod.load_config(args.config, args.set)), end="")
+    cfg = config_mod.load_config(args.config, args.set)
+    only = None if args.full else config_mod.changed_keys(cfg)
+    print(config_mod.documented(cfg, only), end="")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from vlkge.reports import write_report
+
+    path = write_report(
+        args.run, args.out, zero_shot=args.zero_shot, samples=args.samples, top_k=args.top_k
+    )
+    print(f"report: {path}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from vlkge.reports import compare_runs, format_table, render_html
+
+    comparison = compare_runs(args.runs, args.split)
+    print(format_table(comparison))
+    if args.html:
+        out = Path(args.html)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(render_html(comparison), encoding="utf-8")
+        print(f"html: {out}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from vlkge.export import export_embeddings
+    from vlkge.training.run import load_run
+
+    cfg, kg, model = load_run(args.run, args.checkpoint)
+    for path in export_embeddings(cfg, kg, model, args.out):
+        print(path)
+    return 0
+
+
+def cmd_neighbours(args: argparse.Namespace) -> int:
+    from vlkge.export import nearest_entities
+    from vlkge.training.run import load_run
+
+    _, kg, model = load_run(args.run)
+    found = nearest_entities(model, kg, args.entity, args.top_k)
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return 0
+    print(f"nearest to {args.entity} ({kg.display_name(kg.entity_id(args.entity))[:60]}), cosine")
+    for n in found:
+        print(f"{n['rank']:>4} {n['similarity']:>8.4f}  {n['entity']}  {n['name'][:60]}")
     return 0
 
 
@@ -400,7 +450,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["show"])
     p.add_argument("--config", help="a YAML file to resolve against the defaults")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="every key of a resolved config, documented (default: the keys that differ)",
+    )
     p.set_defaults(func=cmd_config)
+
+    p = sub.add_parser("report", help="write a run's HTML report (metrics, curves, predictions)")
+    p.add_argument("run", help="run folder (vlkge train or vlkge zero-shot)")
+    p.add_argument("--out", metavar="FILE", help="HTML file (default: RUN/report.html)")
+    p.add_argument(
+        "--zero-shot",
+        metavar="DIR",
+        help="a zero-shot run shown beside the model (report.zero_shot)",
+    )
+    p.add_argument("--samples", type=int, help="sample queries shown (report.samples)")
+    p.add_argument("--top-k", type=int, help="predictions per sample query (report.top_k)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser(
+        "compare", help="one table of several runs and the config keys they differ in"
+    )
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders")
+    p.add_argument("--split", choices=["train", "valid", "test"], help="default: test")
+    p.add_argument("--html", metavar="FILE", help="also write the table as an HTML page")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser(
+        "export", help="write entity and relation vectors (safetensors and TSV with ids)"
+    )
+    p.add_argument("run", help="run folder")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the exported files")
+    p.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "neighbours",
+        aliases=["neighbors"],
+        help="entities nearest to an entity in the run's fused space (cosine)",
+    )
+    p.add_argument("run", help="run folder")
+    p.add_argument("entity", help="entity id, as in the dataset's files")
+    p.add_argument("--top-k", type=int, default=10)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_neighbours)
     return parser
 
 
@@ -408,16 +502,25 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
     try:
-        return args.func(args)
+        if not sys.stderr.isatty():
+            return args.func(args)
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        with logging_redirect_tqdm():  # log lines above the progress bars, not through them
+            return args.func(args)
     except VlkgeError as exc:
         print(f"vlkge: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("vlkge: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # Interrupted says what was saved
+        print(f"vlkge: interrupted{f': {exc}' if str(exc) else ''}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # output piped into `head` and closed early
         sys.stderr.close()
         return 0
+    except OSError as exc:  # a path that cannot be created, read or written
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"vlkge: error: {where}{exc.strerror or ' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

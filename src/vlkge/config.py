@@ -9,6 +9,8 @@ values are checked for type, allowed choices and range.
 from __future__ import annotations
 
 import difflib
+import math
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ CHOICES: dict[str, tuple] = {
     "model.backbone": ("transe", "distmult", "complex", "rotate"),
     "model.rotate_distance": ("modulus", "l2"),
     "model.fusion": ("average", "concat", "weighted"),
+    "encoder.finetune": ("none", "head", "layers"),
     "training.regime": ("negative_sampling", "1vsall", "kvsall"),
     "training.loss": ("logistic", "self_adversarial", "bce", "ce"),
     "training.negatives.side": ("both", "head", "tail"),
@@ -36,6 +39,8 @@ CHOICES: dict[str, tuple] = {
     "evaluation.candidates": ("all", "relation_pool"),
     "zero_shot.name_source": ("names", "label", "text"),
     "compile": ("auto", True, False),
+    "precision": ("fp32", "bf16", "fp16"),
+    "tracking.tensorboard": ("auto", True, False),
 }
 POSITIVE = {
     "num_threads",
@@ -45,25 +50,35 @@ POSITIVE = {
     "training.negatives.num",
     "training.optimizer.lr",
     "evaluation.max_scores",
+    "evaluation.max_memory_mb",
     "encoder.batch_size",
+    "encoder.finetune_layers",
+    "encoder.finetune_lr",
+    "report.top_k",
 }
 NON_NEGATIVE = {
+    "seed",
     "training.checkpoint_every",
     "model.adapter",
+    "model.structural_dropout",
     "training.regularizer.weight",
     "training.optimizer.weight_decay",
     "training.label_smoothing",
     "validation.every",
     "validation.patience",
     "encoder.workers",
+    "report.samples",
 }
-BELOW_ONE = {"training.label_smoothing"}
+BELOW_ONE = {"training.label_smoothing", "model.structural_dropout"}
+AT_MOST = {"seed": 2**32 - 1}  # numpy's seed range
 # keys whose default is null but whose value has a type
 NULLABLE_TYPES: dict[str, type] = {
     "num_threads": int,
     "dataset.data_dir": str,
     "dataset.unseen_entities": str,
     "features.cache_dir": str,
+    "report.zero_shot": str,
+    "evaluation.max_memory_mb": float,
 }
 SUBSETS: dict[str, tuple] = {
     "model.modalities": ("image", "text"),
@@ -133,8 +148,8 @@ def _merge(base: dict, update: dict, prefix: str = "", source: str = "config") -
     for key, value in update.items():
         path = f"{prefix}{key}"
         if key not in base:
-            close = difflib.get_close_matches(str(key), [str(k) for k in base], n=1)
-            hint = f"; did you mean {prefix}{close[0]}?" if close else ""
+            close = suggest(path, [str(k) for k in base])
+            hint = f"; did you mean {close}?" if close else ""
             raise ConfigError(f"{source}: unknown key {path!r}{hint}")
         if path in MAPPINGS:
             if value is None:
@@ -148,6 +163,44 @@ def _merge(base: dict, update: dict, prefix: str = "", source: str = "config") -
             _merge(base[key], value, f"{path}.", source)
         else:
             base[key] = value
+
+
+def dotted_keys(cfg: dict, prefix: str = "") -> list[str]:
+    """Every leaf key of ``cfg`` as ``section.key`` (free mappings count as leaves)."""
+    out = []
+    for key, value in cfg.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and path not in MAPPINGS:
+            out.extend(dotted_keys(value, f"{path}."))
+        else:
+            out.append(path)
+    return out
+
+
+def suggest(path: str, siblings: list[str]) -> str | None:
+    """The key a misspelt ``path`` most likely meant: a close one of its ``siblings`` (the
+    keys of its section), else a key of another section with the same name (``training.dim``
+    -> ``model.dim``), else the closest dotted key."""
+    prefix, _, leaf = path.rpartition(".")
+    close = difflib.get_close_matches(leaf, siblings, n=1)
+    if close:
+        return f"{prefix}.{close[0]}" if prefix else close[0]
+    every = dotted_keys(defaults())
+    same = [k for k in every if k.rsplit(".", 1)[-1] == leaf]
+    close = same or difflib.get_close_matches(path, every, n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
+def changed_keys(cfg: dict) -> set[str]:
+    """Dotted keys of ``cfg`` whose value differs from the default (mappings as a whole)."""
+    base = defaults()
+
+    def value(node: dict, key: str) -> Any:
+        for part in key.split("."):
+            node = node[part]
+        return node
+
+    return {k for k in dotted_keys(cfg) if value(cfg, k) != value(base, k)}
 
 
 def set_key(cfg: dict, dotted: str, value: Any, source: str = "--set") -> None:
@@ -230,12 +283,16 @@ def _check(value: Any, default: Any, path: str) -> Any:
         raise ConfigError(
             f"{path} must be {expected.__name__}, not {type(value).__name__} {value!r}"
         )
+    if expected is float and not math.isfinite(value):
+        raise ConfigError(f"{path} must be a finite number, not {value!r}")
     if path in POSITIVE and value <= 0:
         raise ConfigError(f"{path} must be positive, not {value!r}")
     if path in NON_NEGATIVE and value < 0:
         raise ConfigError(f"{path} must not be negative, not {value!r}")
     if path in BELOW_ONE and value >= 1:
         raise ConfigError(f"{path} must be below 1, not {value!r}")
+    if path in AT_MOST and value > AT_MOST[path]:
+        raise ConfigError(f"{path} must be at most {AT_MOST[path]}, not {value!r}")
     return value
 
 
@@ -291,6 +348,69 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
 
 def dump(cfg: dict) -> str:
     return yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None)
+
+
+_KEY_LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z_][\w@]*):(?P<rest>.*)$")
+
+
+def _split_comment(rest: str) -> tuple[str, int | None]:
+    """``(value, offset of the comment's #)`` of the text after ``key:``; quotes respected."""
+    quote = None
+    for i, char in enumerate(rest):
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == "#" and (i == 0 or rest[i - 1].isspace()):
+            return rest[:i].strip(), i
+    return rest.strip(), None
+
+
+def inline(value: Any) -> str:
+    """One value as inline YAML (``[x]`` dumped, brackets removed: no document end marker)."""
+    return yaml.safe_dump([value], default_flow_style=True, width=1 << 20).strip()[1:-1]
+
+
+def documented(cfg: dict, only: set[str] | None = None) -> str:
+    """``cfg`` written over the documented defaults: every key with its comment (``only``:
+    just these dotted keys, their sections and comments, each with its default)."""
+    lines: list[str] = []
+    stack: list[str] = []
+    keep_comments = only is None  # continuation comments follow the key line they document
+    for line in default_text().splitlines():
+        match = _KEY_LINE.match(line)
+        if match is None:
+            if keep_comments and (line.strip() or only is None):
+                lines.append(line)
+            continue
+        depth = len(match["indent"]) // 2
+        stack[depth:] = [match["key"]]
+        path = ".".join(stack)
+        value_text, hash_at = _split_comment(match["rest"])
+        if not value_text:  # a section header
+            if only is None or any(k.startswith(f"{path}.") for k in only):
+                lines.append(line)
+            keep_comments = only is None
+            continue
+        keep_comments = only is None or path in only
+        if not keep_comments:
+            continue
+        node: Any = cfg
+        for part in stack:
+            node = node[part]
+        shown = value_text if yaml.safe_load(value_text) == node else inline(node)
+        text = f"{match['indent']}{match['key']}: {shown}"
+        if hash_at is not None:
+            column = len(line) - len(match["rest"]) + hash_at
+            comment = match["rest"][hash_at:]
+            if only is not None:
+                comment = f"# default {value_text};{comment[1:]}"
+            text = f"{text:<{column}}" if len(text) < column else f"{text}  "
+            text += comment
+        lines.append(text)
+    if only is not None and not only:
+        return "# every key has its default value (`vlkge config show` lists them)\n"
+    return "\n".join(lines) + "\n"
 
 
 def diff(a: dict, b: dict, prefix: str = "") -> dict[str, tuple[Any, Any]]:

@@ -27,3 +27,11 @@ class DataError(VlkgeError):
 
 class ConfigError(VlkgeError):
     """A configuration key or value that cannot be used."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a run; the message says what was saved and how to resume.
+
+    A ``KeyboardInterrupt`` (not a ``VlkgeError``) so that callers of the Python API see the
+    interruption they asked for; the CLI prints the message and exits with status 130.
+    """

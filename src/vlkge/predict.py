@@ -33,13 +33,34 @@ def top_k(
     relation_id = torch.tensor([kg.relation_id(relation)])
     model.eval()
     scores = model.score_against(side, anchor_id, relation_id, table=model.entity_table())[0]
-    index = TripleIndex(kg.all_triples(), kg.num_entities, kg.num_relations)
-    _, known_ids = index.known(side, anchor_id, relation_id)
+    return rank_answers(kg, side, int(anchor_id), int(relation_id), scores, k, exclude_known)
+
+
+def rank_answers(
+    kg: KnowledgeGraph,
+    side: str,
+    anchor: int,
+    relation: int,
+    scores: torch.Tensor,
+    k: int = 10,
+    exclude_known: bool = False,
+    index: TripleIndex | None = None,
+) -> list[dict]:
+    """The top-``k`` of any scorer's ``scores`` (``[E]``) for the query (anchor id, relation
+    id), as :func:`top_k` returns them; entities scored ``-inf`` (outside a candidate pool) are
+    never answers. ``index`` (of every known triple) saves rebuilding it for many queries."""
+    if k < 1:
+        raise VlkgeError(f"--top-k must be positive, not {k}")
+    if index is None:
+        index = TripleIndex(kg.all_triples(), kg.num_entities, kg.num_relations)
+    _, known_ids = index.known(side, torch.tensor([anchor]), torch.tensor([relation]))
     known = torch.zeros(kg.num_entities, dtype=torch.bool)
     known[known_ids] = True
-    candidates = torch.arange(kg.num_entities)
+    scores = scores.float().cpu()
+    keep = scores > float("-inf")
     if exclude_known:
-        candidates = candidates[~known]
+        keep &= ~known
+    candidates = keep.nonzero().squeeze(1)
     best = torch.topk(scores[candidates], min(k, len(candidates)))
     return [
         {
@@ -62,11 +83,14 @@ def new_entity_features(
     text: str | None = None,
     image: str | Path | None = None,
     encoder=None,
+    model: KGEModel | None = None,
 ) -> dict[str, torch.Tensor]:
     """Encode a new entity's text and/or image (``{modality: FloatTensor[1, w]}``) with the
     encoder that wrote the run's feature cache (its metadata names it; ``encoder.name`` when
     the cache has no metadata), so the features are those the run's projections were trained
-    on. ``encoder`` replaces that encoder (its weights fingerprint must still match)."""
+    on. ``encoder`` replaces that encoder (its weights fingerprint must still match). A run
+    with a fine-tuned encoder (``encoder.finetune``) encodes with the tuned encoder held by
+    its ``model``."""
     from vlkge.encoders import build_encoder
     from vlkge.encoders.cache import FeatureCache
     from vlkge.models.features import feature_cache_dir
@@ -77,6 +101,8 @@ def new_entity_features(
             "this run is a structural model (model.modalities: []): it can only score entities "
             "it was trained on; train with model.modalities to predict for new entities"
         )
+    if text is not None and not text.strip():
+        raise VlkgeError("--new-text is empty: give the new entity's text")
     given = {m: v for m, v in (("text", text), ("image", image)) if v}
     if not given:
         raise VlkgeError("a new entity needs a text (--new-text) and/or an image (--new-image)")
@@ -86,6 +112,9 @@ def new_entity_features(
                 f"the run's model does not use {modality} features (model.modalities: "
                 f"{modalities}); give the new entity's {' or '.join(modalities)}"
             )
+    towers = getattr(model.entities, "towers", {}) if model is not None else {}
+    if towers:  # the tuned encoder is the one the run's projections were trained on
+        return _encode_new(next(iter(towers.values())).encoder, given)
     cache = FeatureCache(feature_cache_dir(cfg, kg))
     metadata = {m: cache.metadata(m) for m in given}
     for modality, meta in metadata.items():
@@ -110,6 +139,10 @@ def new_entity_features(
                 f"encoder {encoder.name} is not the one that wrote the run's {modality} "
                 f"features ({meta.get('encoder')}; weights differ)"
             )
+    return _encode_new(encoder, given)
+
+
+def _encode_new(encoder, given: dict) -> dict[str, torch.Tensor]:
     out = {}
     if "text" in given:
         out["text"] = encoder.encode_texts([given["text"]])

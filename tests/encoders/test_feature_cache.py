@@ -222,5 +222,5 @@ def test_concurrent_writers_are_refused(parts, manifest, tmp_path):
     cache.folder.mkdir()
     with cache._lock():
         with pytest.raises(VlkgeError, match="another vlkge encode"):
-            FeatureCache(tmp_path / "cache").update(encoder(parts), manifest)
+            FeatureCache(tmp_path / "cache", lock_timeout=0).update(encoder(parts), manifest)
     assert cache.update(encoder(parts), manifest, modalities=["text"])["text"].encoded == 6

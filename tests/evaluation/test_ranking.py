@@ -126,3 +126,99 @@ def test_infinite_scores_and_excluded_candidates_do_not_count():
         scores, torch.tensor([0]), torch.tensor([0]), torch.tensor([1]), "pessimistic", pool
     )
     assert rank.tolist() == [3.0]  # 5.0 is better, the -inf at index 2 ties; index 4 is outside
+
+
+# --- properties beyond the brute-force comparison ------------------------------------------
+score_rows = st.lists(
+    st.lists(st.integers(-4, 4), min_size=6, max_size=6), min_size=1, max_size=5
+).map(lambda rows: torch.tensor(rows, dtype=torch.float))
+
+
+@st.composite
+def queries(draw):
+    """Scores, targets and a filter (as row/column lists) for a batch of queries."""
+    scores = draw(score_rows)
+    n, e = scores.shape
+    targets = torch.tensor([draw(st.integers(0, e - 1)) for _ in range(n)])
+    pairs = draw(st.sets(st.tuples(st.integers(0, n - 1), st.integers(0, e - 1)), max_size=8))
+    rows = torch.tensor([r for r, _ in sorted(pairs)], dtype=torch.long)
+    cols = torch.tensor([c for _, c in sorted(pairs)], dtype=torch.long)
+    return scores, targets, rows, cols
+
+
+TIES_ALL = ["realistic", "optimistic", "pessimistic", "ordinal"]
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    query=queries(),
+    scale=st.floats(0.1, 10.0, allow_subnormal=False),
+    shift=st.floats(-5.0, 5.0, allow_subnormal=False),
+)
+def test_ranks_depend_only_on_the_order_of_scores(query, scale, shift):
+    scores, targets, rows, cols = query
+    for ties in TIES_ALL:
+        base = ranks_from_scores(scores, targets, rows, cols, ties)
+        for transformed in (scores * scale + shift, torch.exp(scores), torch.tanh(scores / 8)):
+            assert torch.equal(ranks_from_scores(transformed, targets, rows, cols, ties), base)
+
+
+@settings(max_examples=80, deadline=None)
+@given(query=queries())
+def test_tie_policies_are_ordered_and_ranks_bounded(query):
+    scores, targets, rows, cols = query
+    rank = {t: ranks_from_scores(scores, targets, rows, cols, t) for t in TIES_ALL}
+    assert (rank["optimistic"] <= rank["realistic"]).all()
+    assert (rank["realistic"] <= rank["pessimistic"]).all()
+    assert (rank["optimistic"] <= rank["ordinal"]).all()
+    assert (rank["ordinal"] <= rank["pessimistic"]).all()
+    assert torch.equal(rank["realistic"], (rank["optimistic"] + rank["pessimistic"]) / 2)
+    filtered = torch.zeros_like(scores, dtype=torch.bool)
+    filtered[rows, cols] = True
+    filtered[torch.arange(len(targets)), targets] = True
+    candidates = (~filtered).sum(1).double()  # entities the target competes with
+    assert (rank["optimistic"] >= 1).all() and (rank["pessimistic"] <= candidates + 1).all()
+
+
+@settings(max_examples=80, deadline=None)
+@given(query=queries(), extra=st.lists(st.tuples(st.integers(0, 4), st.integers(0, 5))))
+def test_filtering_more_never_worsens_a_rank(query, extra):
+    scores, targets, rows, cols = query
+    n = len(targets)
+    more_rows = torch.cat([rows, torch.tensor([r % n for r, _ in extra], dtype=torch.long)])
+    more_cols = torch.cat([cols, torch.tensor([c for _, c in extra], dtype=torch.long)])
+    for ties in TIES_ALL:
+        before = ranks_from_scores(scores, targets, rows, cols, ties)
+        after = ranks_from_scores(scores, targets, more_rows, more_cols, ties)
+        assert (after <= before).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    table=st.lists(st.integers(-3, 3), min_size=7 * 7 * 2, max_size=7 * 7 * 2),
+    picks=st.lists(st.tuples(st.integers(0, 6), st.integers(0, 1), st.integers(0, 6)), min_size=1),
+    max_scores=st.integers(1, 60),
+)
+def test_chunking_never_changes_ranks(table, picks, max_scores):
+    scores = torch.tensor(table, dtype=torch.float).reshape(7, 7, 2)
+
+    def score_fn(side, anchor, relation, span=None):
+        full = scores[anchor, :, relation] if side == "tail" else scores[:, anchor, relation].T
+        return full if span is None else full[:, span[0] : span[1]]  # max_scores < 7: blocks
+
+    triples = torch.tensor(picks)
+    index = TripleIndex(torch.unique(triples, dim=0), 7, 2)
+    whole = rank_triples(score_fn, triples, 7, index)
+    chunked = rank_triples(score_fn, triples, 7, index, max_scores=max_scores)
+    for side in ("head", "tail"):
+        assert torch.equal(whole[side], chunked[side])
+
+
+@settings(max_examples=80, deadline=None)
+@given(ranks=st.lists(st.floats(1.0, 500.0, allow_subnormal=False), min_size=1, max_size=40))
+def test_metric_summaries_are_consistent(ranks):
+    m = summarize(torch.tensor(ranks, dtype=torch.float64))
+    assert 0.0 < m["mrr"] <= 1.0 and m["mr"] >= 1.0
+    assert 1.0 / m["mr"] <= m["mrr"] + 1e-12  # the mean of 1/r is at least 1/mean(r)
+    assert 0.0 <= m["hits@1"] <= m["hits@3"] <= m["hits@10"] <= 1.0
+    assert m["hits@1"] <= m["mrr"] + 1e-12  # a rank-1 answer contributes 1 to the MRR

@@ -149,7 +149,7 @@ class KnowledgeGraph:
           for a transductive setting), ``keep`` (it joins the vocabulary with an untrained
           embedding: the published WN18RR/FB15k-237 protocol) or ``drop`` (its triples are
           removed, with a warning); ``inductive`` always keeps them;
-        - self-loops are reported.
+        - self-loops, and valid/test triples that are also training triples, are reported.
         """
         if unseen not in ("error", "keep", "drop"):
             raise ValueError(f"unseen must be error, keep or drop, not {unseen!r}")
@@ -170,13 +170,14 @@ class KnowledgeGraph:
         num_train_entities = len(entity_index)
 
         tensors: dict[str, torch.Tensor] = {}
+        in_train: set[tuple[int, int, int]] = set()
         for split in SPLITS:
             if split not in splits:
                 continue
             triples = splits[split]
             ids = []
             seen: set[tuple[int, int, int]] = set()
-            duplicates = self_loops = dropped = 0
+            duplicates, self_loops, leaked, dropped = [], [], [], 0  # row positions
             for i, (h, r, t) in enumerate(triples.rows):
                 if r not in relation_index:
                     raise DataError(
@@ -199,19 +200,42 @@ class KnowledgeGraph:
                     entity_index.setdefault(entity, len(entity_index))
                 key = (entity_index[h], relation_index[r], entity_index[t])
                 if key in seen:
-                    duplicates += 1
+                    duplicates.append(i)
                     continue
                 seen.add(key)
-                self_loops += h == t
+                if h == t:
+                    self_loops.append(i)
+                if key in in_train:
+                    leaked.append(i)
                 ids.append(key)
+            if split == "train":
+                in_train = seen
             if duplicates:
-                log.warning("%s: %d duplicate triple(s) dropped", triples.path, duplicates)
+                log.warning(
+                    "%s: %d duplicate triple(s) dropped (the first repeat is line %d)",
+                    triples.path,
+                    len(duplicates),
+                    triples.lines[duplicates[0]],
+                )
             if dropped:
                 log.warning(
                     "%s: %d triple(s) with entities unseen in train dropped", triples.path, dropped
                 )
-            if self_loops:
-                log.info("%s: %d self-loop triple(s)", triples.path, self_loops)
+            if self_loops:  # common in benchmarks (FB15k-237: 1,625 in train), so not a warning
+                log.info(
+                    "%s: %d self-loop triple(s) (h = t) kept (the first is line %d)",
+                    triples.path,
+                    len(self_loops),
+                    triples.lines[self_loops[0]],
+                )
+            if leaked:
+                log.warning(
+                    "%s: %d %s triple(s) also in the train split, kept (the first is line %d)",
+                    triples.path,
+                    len(leaked),
+                    split,
+                    triples.lines[leaked[0]],
+                )
             tensors[split] = torch.tensor(ids, dtype=torch.long).reshape(-1, 3)
 
         entities = list(entity_index)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,19 +57,22 @@ def _raw_lines(path: Path) -> Iterator[bytes]:
     try:
         with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as handle:
             yield from handle
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raise DataError(path, None, f"unreadable or corrupt file ({exc})") from None
 
 
 def numbered_lines(path: str | Path) -> Iterator[tuple[int, str]]:
     """Yield ``(line number, line without line ending)``, decoding each line on its own so a
-    bad byte is reported on its own line; a leading byte-order mark is dropped."""
+    bad byte (invalid UTF-8, or a NUL) is reported on its own line; a leading byte-order mark
+    is dropped."""
     path = Path(path)
     for number, raw in enumerate(_raw_lines(path), start=1):
         try:
             line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
         except UnicodeDecodeError as exc:
             raise DataError(path, number, f"not valid UTF-8 ({exc.reason})") from None
+        if "\x00" in line:
+            raise DataError(path, number, "NUL byte in a text file (is it a binary file?)")
         yield number, line.rstrip("\r\n")
 
 

@@ -15,12 +15,23 @@ reused while the encoder's weights fingerprint, its preprocessing and the entity
 fingerprint are unchanged; a changed encoder invalidates the whole modality. New rows are first
 written as shards (``<modality>.part-NNNNNN.safetensors``, each written atomically), so an
 interrupted run resumes where it stopped; the shards are merged into the main file at the end.
+
+Every file carries checksums in its metadata (``checksums``): a sha256 of the descriptive
+fields, and one per block of ``BLOCK_ROWS`` rows over their entity names, input fingerprints
+and tensor bytes. Reading verifies them: a file that cannot be read at all (truncated, garbage)
+loses its rows, a block that fails its checksum loses only its rows; either is reported in one
+line naming the file, and the next ``update`` re-encodes just what was lost (training refuses
+to read a damaged file). Files without checksums (older caches) are read as before.
+
+Writers hold ``.lock`` in the folder (POSIX ``flock``): a second process encoding into the same
+cache waits for the first, then reuses what it wrote.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -44,6 +55,9 @@ log = logging.getLogger(__name__)
 
 FORMAT = "vlkge-features-1"
 SHARD = re.compile(r"^(text|image)\.part-(\d+)\.safetensors$")
+BLOCK_ROWS = 64  # rows per checksum: the most a flipped bit costs to re-encode
+# metadata fields covered by the header checksum (entities and inputs are in the row blocks)
+CHECKED_FIELDS = ("format", "modality", "encoder", "fingerprint", "preprocessing", "width")
 
 
 class ModalFeatures(NamedTuple):
@@ -76,6 +90,7 @@ class Table:
     used: torch.Tensor
     inputs: list[str]
     failures: dict[str, list[list[str]]]
+    damaged: list[int] = field(default_factory=list)  # rows failing their checksum
 
     def key(self) -> tuple[str, str, int]:
         return (self.header["fingerprint"], self.header["preprocessing"], self.width)
@@ -85,8 +100,12 @@ class Table:
         return int(self.header["width"])
 
     def records(self) -> dict[str, Record]:
+        """The usable rows (damaged ones left out, so that they are encoded again)."""
         out = {}
+        damaged = set(self.damaged)
         for row, entity in enumerate(self.entities):
+            if row in damaged:
+                continue
             feature = self.features[row].clone() if bool(self.valid[row]) else None
             failures = [(str(p), str(r)) for p, r in self.failures.get(entity, [])]
             out[entity] = Record(self.inputs[row], feature, int(self.used[row]), failures)
@@ -195,6 +214,29 @@ def _atomic_text(text: str, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def block_checksums(
+    entities: Sequence[str],
+    inputs: Sequence[str],
+    tensors: Sequence[torch.Tensor],
+    block_rows: int,
+) -> list[str]:
+    """sha256 of each block of ``block_rows`` rows: names, input fingerprints, tensor bytes."""
+    out = []
+    for start in range(0, len(entities), block_rows):
+        end = start + block_rows
+        rows = [list(entities[start:end]), list(inputs[start:end])]
+        digest = hashlib.sha256(json.dumps(rows, ensure_ascii=False).encode())
+        for tensor in tensors:
+            digest.update(tensor[start:end].contiguous().numpy().tobytes())
+        out.append(digest.hexdigest())
+    return out
+
+
+def header_checksum(metadata: dict[str, str]) -> str:
+    fields = [metadata.get(key, "") for key in (*CHECKED_FIELDS, "failures")]
+    return hashlib.sha256(json.dumps(fields, ensure_ascii=False).encode()).hexdigest()
+
+
 def write_table(path: Path, modality: str, header: dict, records: dict[str, Record]) -> None:
     width = int(header["width"])
     entities = list(records)
@@ -221,6 +263,14 @@ def write_table(path: Path, modality: str, header: dict, records: dict[str, Reco
             ensure_ascii=False,
         ),
     }
+    inputs = [records[e].input for e in entities]
+    metadata["checksums"] = json.dumps(
+        {
+            "header": header_checksum(metadata),
+            "block_rows": BLOCK_ROWS,
+            "blocks": block_checksums(entities, inputs, (features, valid, used), BLOCK_ROWS),
+        }
+    )
     _atomic_save({"features": features, "valid": valid, "used": used}, metadata, path)
 
 
@@ -241,6 +291,7 @@ def read_table(path: Path) -> Table:
         entities = json.loads(metadata["entities"])
         inputs = json.loads(metadata["inputs"])
         failures = json.loads(metadata.get("failures", "{}"))
+        checksums = json.loads(metadata["checksums"]) if "checksums" in metadata else None
     except CorruptCache:
         raise
     except Exception as exc:  # truncated, garbage, missing keys, bad JSON
@@ -253,17 +304,46 @@ def read_table(path: Path) -> Table:
         )
     if len(inputs) != n or len(set(entities)) != n:
         raise CorruptCache("entity list and input fingerprints disagree")
-    if features.dtype != torch.float32 or not torch.isfinite(features).all():
-        raise CorruptCache("features are not finite float32 values")
-    return Table(header, entities, features, valid, used, inputs, failures)
+    if features.dtype != torch.float32:
+        raise CorruptCache(f"features are {features.dtype}, not float32")
+    damaged = set((valid & ~torch.isfinite(features).all(1)).nonzero().squeeze(1).tolist())
+    if checksums is not None:
+        damaged |= _failed_checksums(checksums, metadata, entities, inputs, (features, valid, used))
+    return Table(header, entities, features, valid, used, inputs, failures, sorted(damaged))
+
+
+def _failed_checksums(
+    checksums: dict,
+    metadata: dict[str, str],
+    entities: list[str],
+    inputs: list[str],
+    tensors: tuple[torch.Tensor, ...],
+) -> set[int]:
+    """Rows whose block checksum does not match; a damaged header is a corrupt file."""
+    try:
+        block_rows, expected = int(checksums["block_rows"]), list(checksums["blocks"])
+        header = checksums["header"]
+    except (TypeError, KeyError, ValueError):
+        raise CorruptCache("unreadable checksums") from None
+    if header != header_checksum(metadata):
+        raise CorruptCache("the file's description fails its checksum")
+    actual = block_checksums(entities, inputs, tensors, max(block_rows, 1))
+    if len(actual) != len(expected):
+        raise CorruptCache(f"{len(expected)} row checksums for {len(actual)} blocks")
+    damaged: set[int] = set()
+    for block, (want, got) in enumerate(zip(expected, actual, strict=True)):
+        if want != got:
+            damaged.update(range(block * block_rows, min(len(entities), (block + 1) * block_rows)))
+    return damaged
 
 
 # --- the cache -------------------------------------------------------------------------------
 class FeatureCache:
     """Per-modality frozen features of a dataset's entities, kept in ``folder``."""
 
-    def __init__(self, folder: str | os.PathLike):
+    def __init__(self, folder: str | os.PathLike, lock_timeout: float = 600.0):
         self.folder = Path(folder).expanduser()
+        self.lock_timeout = lock_timeout  # seconds a writer waits for another one
 
     def features_path(self, modality: str) -> Path:
         return self.folder / f"{modality}.safetensors"
@@ -323,8 +403,16 @@ class FeatureCache:
                 table = read_table(path)
             except CorruptCache as exc:
                 raise DataError(
-                    path, None, f"corrupt feature cache ({exc}); delete it and run vlkge encode"
+                    path, None, f"corrupt feature cache ({exc}); run vlkge encode again"
                 ) from None
+            if table.damaged:
+                first = table.entities[table.damaged[0]]
+                raise DataError(
+                    path,
+                    None,
+                    f"corrupt feature cache: {len(table.damaged)} row(s) fail their checksum "
+                    f"(the first is entity {first!r}); run vlkge encode again to recompute them",
+                )
             features = torch.zeros(len(index), table.width, dtype=torch.float32)
             mask = torch.zeros(len(index), dtype=torch.bool)
             source, target = [], []
@@ -387,19 +475,27 @@ class FeatureCache:
 
     @contextlib.contextmanager
     def _lock(self):
-        """Hold ``.lock`` in the folder so that two runs cannot write one cache at once."""
+        """Hold ``.lock`` in the folder so that two runs never write one cache at once; a
+        second writer waits up to ``lock_timeout`` seconds, then reads what the first wrote."""
         try:
             import fcntl
         except ImportError:  # not POSIX: no locking
             yield
             return
         with open(self.folder / ".lock", "a+") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                raise VlkgeError(
-                    f"{self.folder}: another vlkge encode is writing this feature cache"
-                ) from None
+            deadline = time.monotonic() + self.lock_timeout
+            for attempt in itertools.count():
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError:
+                    if time.monotonic() >= deadline:
+                        raise VlkgeError(
+                            f"{self.folder}: another vlkge encode is writing this feature cache"
+                        ) from None
+                    if not attempt:
+                        log.info("%s: waiting for another vlkge encode to finish", self.folder)
+                    time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
             try:
                 yield
             finally:
@@ -487,6 +583,16 @@ class FeatureCache:
                 log.info("%s: written by another encoder or preprocessing; re-encoding", path)
                 dirty = True
                 continue
+            if table.damaged:
+                names = [table.entities[row] for row in table.damaged[:3]]
+                log.warning(
+                    "%s: %d row(s) fail their checksum (%s%s); re-encoding them",
+                    path,
+                    len(table.damaged),
+                    ", ".join(names),
+                    ", ..." if len(table.damaged) > 3 else "",
+                )
+                dirty = True
             if is_shard:
                 log.info("%s: resuming an interrupted run", path.name)
             records.update(table.records())
@@ -602,19 +708,24 @@ class FeatureCache:
         vectors = {e: v for e, v in source.vectors.items() if wanted is None or e in wanted}
         report = ModalityReport(modality, source.name, source.width, entities=len(vectors))
         path = self.features_path(modality)
-        if path.is_file() and not self.shards(modality):
-            try:
-                table = read_table(path)
-                if table.key() == key and set(table.entities) == set(vectors):
-                    report.reused = len(vectors)
-                    return report
-            except CorruptCache:
-                pass
-        records = {
-            e: Record(source.fingerprint, v, source.counts.get(e, 1)) for e, v in vectors.items()
-        }
-        report.encoded = len(records)
         with self._lock():
+            if path.is_file() and not self.shards(modality):
+                try:
+                    table = read_table(path)
+                    if (
+                        table.key() == key
+                        and set(table.entities) == set(vectors)
+                        and not table.damaged
+                    ):
+                        report.reused = len(vectors)
+                        return report
+                except CorruptCache:
+                    pass
+            records = {
+                e: Record(source.fingerprint, v, source.counts.get(e, 1))
+                for e, v in vectors.items()
+            }
+            report.encoded = len(records)
             self._commit(modality, header, records)
         return report
 

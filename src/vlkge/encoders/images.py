@@ -1,7 +1,9 @@
 """Decode and preprocess images in DataLoader worker processes; average them per entity.
 
-A missing, unreadable or corrupt image is skipped and reported with its entity, never fatal:
-an entity keeps the average of the images that did load, and has no image feature when none did.
+A missing, unreadable, truncated, corrupt or huge image is skipped and reported with its entity,
+never fatal: an entity keeps the average of the images that did load, and has no image feature
+when none did. "Huge" is more pixels than ``MAX_PIXELS``, checked from the file's header before
+anything is decoded, so a decompression bomb never reaches memory.
 """
 
 from __future__ import annotations
@@ -15,6 +17,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 log = logging.getLogger(__name__)
+
+MAX_PIXELS = 89_478_485  # PIL's own decompression-bomb threshold (about 270 MB as RGB)
+
+
+class ImageTooLarge(ValueError):
+    """An image whose header declares more than ``MAX_PIXELS`` pixels."""
 
 
 @dataclass
@@ -34,6 +42,9 @@ def load_image(path: str, transform: Callable) -> torch.Tensor:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # palette/EXIF chatter from PIL
         with Image.open(path) as image:
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise ImageTooLarge(f"{width} x {height} pixels, more than {MAX_PIXELS:,}")
             image.load()
             rgb = image.convert("RGB")
     pixels = transform(rgb)
@@ -47,6 +58,10 @@ def failure_reason(exc: BaseException) -> str:
         return "missing"
     if isinstance(exc, (IsADirectoryError, PermissionError)):
         return f"unreadable ({type(exc).__name__})"
+    if isinstance(exc, ImageTooLarge):
+        return f"too large ({exc})"
+    if type(exc).__name__ == "DecompressionBombError":  # PIL's check, above 2 x its limit
+        return "too large (a decompression bomb)"
     text = " ".join(str(exc).split())[:200]
     return (
         f"corrupt or unreadable ({type(exc).__name__}: {text})"

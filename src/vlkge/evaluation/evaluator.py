@@ -16,6 +16,7 @@ from vlkge.errors import ConfigError
 from vlkge.evaluation.metrics import report
 from vlkge.evaluation.ranking import ScoreFn, rank_triples
 from vlkge.models.model import KGEModel
+from vlkge.precision import autocast, model_device
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +24,16 @@ log = logging.getLogger(__name__)
 class Evaluator:
     """Filtered link-prediction evaluation for one graph and one ``evaluation`` config."""
 
-    def __init__(self, kg: KnowledgeGraph, cfg: dict, paper_compat: bool = False):
+    def __init__(
+        self, kg: KnowledgeGraph, cfg: dict, paper_compat: bool = False, precision: str = "fp32"
+    ):
         self.kg = kg
+        self.precision = precision  # of the model's scores (vlkge.precision); ranks use fp32
         self.sides = tuple(cfg["sides"])
         self.ties = "ordinal" if paper_compat else cfg["ties"]
         self.max_scores = int(cfg["max_scores"])
+        cap = cfg.get("max_memory_mb")
+        self.max_memory = None if cap is None else int(cap * 2**20)
         unknown = [s for s in cfg["filter_splits"] if s not in kg.splits]
         if unknown:
             raise ConfigError(f"evaluation.filter_splits names missing split(s): {unknown}")
@@ -59,6 +65,9 @@ class Evaluator:
     def triples(self, split: str) -> torch.Tensor:
         """The evaluated triples of ``split``: excluded relations left out and, with
         ``only_unseen``, only triples whose head or tail never occurs in training."""
+        if split not in self.kg.splits:
+            have = ", ".join(self.kg.splits)
+            raise ConfigError(f"dataset {self.kg.name} has no {split} split (it has {have})")
         triples = self.kg.splits[split]
         if self.excluded:
             keep = ~torch.isin(triples[:, 1], torch.tensor(sorted(self.excluded)))
@@ -85,6 +94,7 @@ class Evaluator:
             max_scores=self.max_scores,
             pool=self.pool(split),
             progress=progress,
+            max_memory=self.max_memory,
         )
 
     def evaluate_scores(self, score_fn: ScoreFn, split: str, progress: bool = False) -> dict:
@@ -97,16 +107,27 @@ class Evaluator:
         was_training = model.training
         model.eval()
         try:
-            return self.evaluate_scores(model_scorer(model), split, progress)
+            return self.evaluate_scores(model_scorer(model, self.precision), split, progress)
         finally:
             model.train(was_training)
 
 
-def model_scorer(model: KGEModel) -> ScoreFn:
-    """A ``ScoreFn`` over a model, computing the entity table once."""
-    table = model.entity_table()
+def model_scorer(model: KGEModel, precision: str = "fp32") -> ScoreFn:
+    """A ``ScoreFn`` over a model, computing the entity table once (on the model's device,
+    under ``precision``); ids are moved to the model's device."""
+    device = model_device(model)
+    with autocast(device, precision):
+        table = model.entity_table()
 
-    def score(side: str, anchor: torch.Tensor, relation: torch.Tensor) -> torch.Tensor:
-        return model.score_against(side, anchor, relation, table=table)
+    def score(
+        side: str,
+        anchor: torch.Tensor,
+        relation: torch.Tensor,
+        span: tuple[int, int] | None = None,
+    ) -> torch.Tensor:
+        with autocast(device, precision):
+            return model.score_against(
+                side, anchor.to(device), relation.to(device), table=table, span=span
+            )
 
     return score

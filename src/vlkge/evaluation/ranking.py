@@ -11,7 +11,11 @@ with the chosen tie policy:
   paper compatibility, since it rewards models that tie many candidates.
 
 Memory is bounded: queries are processed in chunks whose score matrix holds at most
-``max_scores`` elements.
+``max_scores`` elements, and at most ``max_memory`` bytes counting the masks that ranking
+builds beside it (:data:`BYTES_PER_SCORE`). When a single query's row over all entities does
+not fit, the candidates are scored in blocks (``span``) in two passes: the first reads each
+target's score, the second counts the candidates above and tied with it, block by block.
+Filtering uses the sparse index of known triples; nothing entities-by-entities is built.
 """
 
 from __future__ import annotations
@@ -27,8 +31,57 @@ from vlkge.errors import VlkgeError
 TIES = ("realistic", "optimistic", "pessimistic", "ordinal")
 SIDES = ("head", "tail")
 
-#: ``score_fn(side, anchor_ids [b], relation_ids [b]) -> scores [b, num_entities]``
-ScoreFn = Callable[[str, torch.Tensor, torch.Tensor], torch.Tensor]
+#: bytes one scored candidate costs while ranking: the float32 score (plus a lower-precision
+#: copy under mixed precision) and the boolean masks of counted, greater, equal and pooled
+BYTES_PER_SCORE = 12
+
+#: ``score_fn(side, anchor_ids [b], relation_ids [b], span=None) -> scores [b, E]``; with
+#: ``span=(start, end)`` only the candidates ``start <= id < end`` (``[b, end - start]``)
+ScoreFn = Callable[..., torch.Tensor]
+
+
+def _counts(
+    scores: torch.Tensor,
+    true: torch.Tensor,
+    targets: torch.Tensor,
+    offset: int,
+    filter_rows: torch.Tensor | None,
+    filter_cols: torch.Tensor | None,
+    candidates: torch.Tensor | None,
+    ordinal: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Candidates above, tied with, and (``ordinal``) tied before each row's ``true`` score,
+    in a block of columns ``offset ..`` of the candidates."""
+    if torch.isnan(scores).any():
+        raise VlkgeError("the model produced NaN scores; the run has diverged")
+    width = scores.shape[1]
+    counted = (
+        torch.ones_like(scores, dtype=torch.bool) if candidates is None else candidates.clone()
+    )
+    if filter_rows is not None:
+        inside = (filter_cols >= offset) & (filter_cols < offset + width)
+        counted[filter_rows[inside], filter_cols[inside] - offset] = False
+    rows = torch.arange(len(targets), device=scores.device)
+    inside = (targets >= offset) & (targets < offset + width)
+    counted[rows[inside], targets[inside] - offset] = False
+    true = true.unsqueeze(1)
+    greater = ((scores > true) & counted).sum(1)
+    equal = (scores == true) & counted
+    before = None
+    if ordinal:
+        columns = torch.arange(offset, offset + width, device=scores.device)
+        before = (equal & (columns.unsqueeze(0) < targets.unsqueeze(1))).sum(1)
+    return greater, equal.sum(1), before
+
+
+def _ranks(greater, tied, before, ties: str) -> torch.Tensor:
+    if ties == "optimistic":
+        return greater.double() + 1
+    if ties == "ordinal":
+        return (greater + before).double() + 1
+    if ties == "pessimistic":
+        return greater.double() + tied.double() + 1
+    return greater.double() + tied.double() / 2 + 1
 
 
 def ranks_from_scores(
@@ -46,27 +99,21 @@ def ranks_from_scores(
     """
     if ties not in TIES:
         raise ValueError(f"ties must be one of {TIES}, not {ties!r}")
-    if torch.isnan(scores).any():
-        raise VlkgeError("the model produced NaN scores; the run has diverged")
-    rows = torch.arange(len(targets))
-    counted = (
-        torch.ones_like(scores, dtype=torch.bool) if candidates is None else candidates.clone()
+    true = scores[torch.arange(len(targets), device=scores.device), targets]
+    counts = _counts(
+        scores, true, targets, 0, filter_rows, filter_cols, candidates, ties == "ordinal"
     )
-    if filter_rows is not None:
-        counted[filter_rows, filter_cols] = False
-    counted[rows, targets] = False
-    true = scores[rows, targets].unsqueeze(1)
-    greater = ((scores > true) & counted).sum(1)
-    if ties == "optimistic":
-        return greater.double() + 1
-    equal = (scores == true) & counted
-    if ties == "ordinal":
-        before = torch.arange(scores.shape[1]).unsqueeze(0) < targets.unsqueeze(1)
-        return (greater + (equal & before).sum(1)).double() + 1
-    tied = equal.sum(1).double()
-    if ties == "pessimistic":
-        return greater.double() + tied + 1
-    return greater.double() + tied / 2 + 1
+    return _ranks(*counts, ties)
+
+
+def chunking(num_entities: int, max_scores: int, max_memory: int | None) -> tuple[int, int]:
+    """``(queries per chunk, candidates per block)`` within both caps."""
+    budget = max_scores
+    if max_memory is not None:
+        budget = min(budget, max_memory // BYTES_PER_SCORE)
+    budget = max(1, budget)
+    span = min(num_entities, budget)
+    return max(1, budget // span), span
 
 
 def rank_triples(
@@ -79,13 +126,18 @@ def rank_triples(
     max_scores: int = 1 << 24,
     pool: torch.Tensor | None = None,
     progress: bool = False,
+    max_memory: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """Filtered ranks of every triple on each side: ``{side: ranks [n]}``.
 
     ``pool`` is an optional boolean ``[num_relations, num_entities]`` mask of candidates per
     relation (the WikiArt protocol); entities outside a relation's pool are never ranked.
+    ``max_memory`` (bytes) caps what a chunk of scores and its masks take, on top of
+    ``max_scores`` elements.
     """
-    chunk = max(1, max_scores // max(1, num_entities))
+    if ties not in TIES:
+        raise ValueError(f"ties must be one of {TIES}, not {ties!r}")
+    chunk, span = chunking(num_entities, max_scores, max_memory)
     out: dict[str, torch.Tensor] = {}
     total = len(triples) * len(sides)
     with tqdm(total=total, desc="ranking", unit="query", disable=not progress, leave=False) as bar:
@@ -95,13 +147,52 @@ def rank_triples(
                 batch = triples[start : start + chunk]
                 h, r, t = batch.unbind(-1)
                 anchor, target = (h, t) if side == "tail" else (t, h)
-                scores = score_fn(side, anchor, r).float()
                 frows = fcols = None
                 if filter_index is not None:
                     frows, fcols = filter_index.known(side, anchor, r)
-                ranks[start : start + len(batch)] = ranks_from_scores(
-                    scores, target, frows, fcols, ties, None if pool is None else pool[r]
-                )
+                query = (side, anchor, r, target, frows, fcols)
+                rows = None if pool is None else pool[r]
+                if span == num_entities:
+                    found = _rank_whole(score_fn, query, rows, ties)
+                else:
+                    found = _rank_blocks(score_fn, query, rows, ties, num_entities, span)
+                ranks[start : start + len(batch)] = found.cpu()
                 bar.update(len(batch))
             out[side] = ranks
     return out
+
+
+def _on(device: torch.device, *tensors):
+    return tuple(None if t is None else t.to(device) for t in tensors)
+
+
+def _rank_whole(score_fn: ScoreFn, query, pool_rows, ties: str) -> torch.Tensor:
+    side, anchor, relation, target, frows, fcols = query
+    scores = score_fn(side, anchor, relation).float()
+    target, frows, fcols, pool_rows = _on(scores.device, target, frows, fcols, pool_rows)
+    return ranks_from_scores(scores, target, frows, fcols, ties, pool_rows)
+
+
+def _rank_blocks(score_fn: ScoreFn, query, pool_rows, ties: str, count: int, span: int):
+    """Ranks over candidate blocks of ``span`` entities: the targets' scores, then counts."""
+    side, anchor, relation, target, frows, fcols = query
+    spans = [(s, min(s + span, count)) for s in range(0, count, span)]
+    true = None
+    for s, e in spans:
+        scores = score_fn(side, anchor, relation, span=(s, e)).float()
+        if true is None:
+            true = scores.new_empty(len(target))
+            target, frows, fcols, pool_rows = _on(scores.device, target, frows, fcols, pool_rows)
+        inside = ((target >= s) & (target < e)).nonzero().squeeze(1)
+        true[inside] = scores[inside, target[inside] - s]
+    totals = None
+    for s, e in spans:
+        scores = score_fn(side, anchor, relation, span=(s, e)).float()
+        block_pool = None if pool_rows is None else pool_rows[:, s:e]
+        counts = _counts(scores, true, target, s, frows, fcols, block_pool, ties == "ordinal")
+        totals = (
+            counts
+            if totals is None
+            else tuple(None if a is None else a + b for a, b in zip(totals, counts, strict=True))
+        )
+    return _ranks(*totals, ties)

@@ -162,7 +162,12 @@ class ZeroShotScorer:
         every = torch.arange(self.count)
 
         @torch.no_grad()
-        def score(side: str, anchor: torch.Tensor, relation: torch.Tensor) -> torch.Tensor:
+        def score(
+            side: str,
+            anchor: torch.Tensor,
+            relation: torch.Tensor,
+            span: tuple[int, int] | None = None,
+        ) -> torch.Tensor:
             if side not in ("head", "tail"):
                 raise ValueError(f"side must be head or tail, not {side!r}")
             out = torch.full((len(anchor), self.count), float("-inf"))
@@ -181,7 +186,7 @@ class ZeroShotScorer:
                         f"{prompts.shape[1]}-d: both must come from one encoder"
                     )
                 out[rows.unsqueeze(1), ids.unsqueeze(0)] = queries[rows] @ prompts.T
-            return out
+            return out if span is None else out[:, span[0] : span[1]]  # a block, not bounded
 
         return score
 
@@ -240,6 +245,48 @@ def zero_shot_features(
     return out
 
 
+def build_scorer(
+    cfg: dict,
+    kg: KnowledgeGraph,
+    encoder,
+    features: dict[str, tuple[torch.Tensor, torch.Tensor]],
+) -> tuple[ZeroShotScorer, torch.Tensor]:
+    """The configured baseline's scorer and, per entity, the index in
+    ``zero_shot.anchor_modalities`` of its anchor's modality (-1: none)."""
+    settings = cfg["zero_shot"]
+    order = list(settings["anchor_modalities"])
+    anchors, source = anchor_table(features, order, kg.num_entities)
+    tails = relation_templates(kg, settings["templates"], settings["default_template"])
+    relation_templates(  # checks the names and templates
+        kg, settings["head_templates"], settings["default_template"], "zero_shot.head_templates"
+    )
+    heads = [settings["head_templates"].get(r, tails[i]) for i, r in enumerate(kg.relations)]
+    bank = PromptBank(encoder, entity_names(kg, settings["name_source"]))
+    return ZeroShotScorer(anchors, bank, tails, heads), source
+
+
+def load_zero_shot(
+    run_dir: str | Path, encoder=None, progress: bool = False
+) -> tuple[dict, KnowledgeGraph, ZeroShotScorer]:
+    """Config, graph and scorer of a ``vlkge zero-shot`` run folder (for reports), with its
+    features from the run's feature cache; ``encoder`` replaces ``encoder.name``."""
+    from vlkge.encoders import build_encoder
+    from vlkge.training.run import load_graph
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise VlkgeError(f"{run_dir}: not a run folder (no config.yaml)")
+    cfg = config_mod.load_config(run_dir / "config.yaml")
+    kg = load_graph(cfg)
+    if encoder is None:
+        settings = cfg["encoder"]
+        encoder = build_encoder(
+            settings["name"], device=cfg["device"], batch_size=settings["batch_size"]
+        )
+    features = zero_shot_features(cfg, kg, encoder, progress)
+    return cfg, kg, build_scorer(cfg, kg, encoder, features)[0]
+
+
 def zero_shot(
     cfg: dict,
     kg: KnowledgeGraph,
@@ -250,16 +297,8 @@ def zero_shot(
 ) -> dict:
     """Metrics (``metrics.json`` layout) of the zero-shot baseline on ``splits`` (default:
     ``evaluation.splits``), with ``features`` the entities' anchor features."""
-    settings = cfg["zero_shot"]
-    order = list(settings["anchor_modalities"])
-    anchors, source = anchor_table(features, order, kg.num_entities)
-    tails = relation_templates(kg, settings["templates"], settings["default_template"])
-    relation_templates(  # checks the names and templates
-        kg, settings["head_templates"], settings["default_template"], "zero_shot.head_templates"
-    )
-    heads = [settings["head_templates"].get(r, tails[i]) for i, r in enumerate(kg.relations)]
-    bank = PromptBank(encoder, entity_names(kg, settings["name_source"]))
-    scorer = ZeroShotScorer(anchors, bank, tails, heads)
+    order = list(cfg["zero_shot"]["anchor_modalities"])
+    scorer, source = build_scorer(cfg, kg, encoder, features)
     evaluator = Evaluator(kg, cfg["evaluation"], cfg["compat"]["paper"])
     out: dict = {}
     start = time.perf_counter()
@@ -282,7 +321,7 @@ def zero_shot(
             **{m: int((source == i).sum()) for i, m in enumerate(order)},
             "none": int((source < 0).sum()),
         },
-        "prompts_encoded": bank.encoded,
+        "prompts_encoded": scorer.prompts.encoded,
         "time_s": time.perf_counter() - start,
     }
     return out

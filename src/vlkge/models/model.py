@@ -51,13 +51,16 @@ class KGEModel(nn.Module):
         relation: torch.Tensor,
         candidates: torch.Tensor | None = None,
         table: torch.Tensor | None = None,
+        span: tuple[int, int] | None = None,
     ) -> torch.Tensor:
         """Score queries against candidate entities.
 
         ``side="tail"``: queries ``(anchor, relation, ?)``; ``side="head"``: ``(?, relation,
         anchor)``. ``candidates`` is ``None`` (all entities, ``[B, E]``) or ids ``[B, N]``
         (per-row candidates, ``[B, N]``). ``table`` is an optional precomputed full entity
-        table, reused across calls during evaluation.
+        table, reused across calls during evaluation. ``span=(start, end)`` with ``candidates``
+        ``None`` scores only the entities ``start <= id < end`` (``[B, end - start]``), so
+        evaluation can bound the candidate side of its memory.
         """
         if side not in ("head", "tail"):
             raise ValueError(f"side must be head or tail, not {side!r}")
@@ -66,9 +69,10 @@ class KGEModel(nn.Module):
         if side == "head" and self.reciprocal:
             side, relation = "tail", relation + self.num_relations
         rel = self.relations(relation)
+        pool = table if span is None else table[span[0] : span[1]]
         if side == "tail":
-            return self.interaction.score_tails(anchors, rel, table, candidates)
-        return self.interaction.score_heads(table, rel, anchors, candidates)
+            return self.interaction.score_tails(anchors, rel, pool, candidates)
+        return self.interaction.score_heads(pool, rel, anchors, candidates)
 
     @torch.no_grad()
     def entity_table(self) -> torch.Tensor:

@@ -12,6 +12,10 @@ Every regime can subsample relations per epoch (``training.subsample``): for a r
 fraction f, each epoch keeps round(f * n_r) of r's n_r examples (at least one when f > 0), a
 fresh uniform draw without replacement from the run's generator, so a run is repeatable and a
 resumed run draws what the uninterrupted one would have.
+
+Data-parallel runs (:mod:`vlkge.training.distributed`) set ``rank`` and ``world``: every rank
+draws the whole global batch's randomness, then scores only its rows ``rank::world``
+(:meth:`Regime.local`); a rank left without rows gets a ``None`` loss.
 """
 
 from __future__ import annotations
@@ -62,6 +66,14 @@ def _by_side(
     return out
 
 
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    if tensor.device == device:
+        return tensor
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
 class Regime:
     """One epoch's batches and their loss.
 
@@ -69,6 +81,8 @@ class Regime:
     """
 
     relation_column = 1  # the column of an example that holds its relation
+    rank, world = 0, 1  # this process's share of each global batch (data-parallel runs)
+    device = torch.device("cpu")  # where the model is: batches are moved there
 
     def __init__(
         self, train: torch.Tensor, batch_size: int, subsample: dict[int, float] | None = None
@@ -121,8 +135,16 @@ class Regime:
     def batches(self, generator: torch.Generator) -> Iterator[torch.Tensor]:
         return _shuffled_batches(self.epoch_examples(generator), self.batch_size, generator)
 
+    def local(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """This rank's rows of each global-batch tensor, on the model's device (copied from
+        pinned memory without blocking on CUDA)."""
+        if self.world > 1:
+            tensors = tuple(t[self.rank :: self.world] for t in tensors)
+        return tuple(to_device(t, self.device) for t in tensors)
+
     def loss(self, model: KGEModel, batch: torch.Tensor, generator: torch.Generator):
-        """The batch's loss and the ``[B, 3]`` triples whose embeddings a regulariser sees."""
+        """This rank's loss (mean over its rows of the global ``batch``; ``None`` when it has
+        none) and the ``[b, 3]`` triples whose embeddings a regulariser sees."""
         raise NotImplementedError
 
 
@@ -141,7 +163,10 @@ class NegativeSampling(Regime):
 
     def loss(self, model, batch, generator):
         corrupt_head, negatives = self.sampler.sample(batch, generator)
+        batch, corrupt_head, negatives = self.local(batch, corrupt_head, negatives)
         table = model.entities()  # once per batch: positives and negatives share it
+        if not len(batch):
+            return None, batch
         pos = model.score_triples(batch, table)
         # a corrupted head is a head query (?, r, t); a corrupted tail a tail query (h, r, ?)
         queries = torch.stack(
@@ -189,13 +214,17 @@ class OneVsAll(Regime):
         return self.rows
 
     def loss(self, model, batch, generator):
+        (batch,) = self.local(batch)
+        if not len(batch):
+            model.entities()  # keeps the ranks' structural-dropout draws in step
+            return None, _as_triples(batch)
         scores = _by_side(model, batch[:, :3])
         answers = batch[:, 3]
         if self.loss_name == "ce":
             loss = losses.cross_entropy(scores, answers, self.smoothing)
         else:
             targets = torch.zeros_like(scores)
-            targets[torch.arange(len(batch)), answers] = 1.0
+            targets[torch.arange(len(batch), device=scores.device), answers] = 1.0
             loss = losses.bce(scores, targets, self.smoothing)
         return loss, _as_triples(batch)
 
@@ -225,18 +254,23 @@ class KvsAll(Regime):
         return self.rows
 
     def loss(self, model, batch, generator):
+        (batch,) = self.local(batch)
+        if not len(batch):
+            model.entities()  # keeps the ranks' structural-dropout draws in step
+            return None, batch[:, :3]
         scores = _by_side(model, batch)
         targets = torch.zeros_like(scores)
+        rows_cpu = batch.cpu()  # the index of known answers lives on the CPU
         for side_flag, side in ((1, "tail"), (0, "head")):
-            rows = (batch[:, 0] == side_flag).nonzero().squeeze(1)
-            hit_rows, hit_cols = self.index.known(side, batch[rows, 1], batch[rows, 2])
-            targets[rows[hit_rows], hit_cols] = 1.0
+            rows = (rows_cpu[:, 0] == side_flag).nonzero().squeeze(1)
+            hit_rows, hit_cols = self.index.known(side, rows_cpu[rows, 1], rows_cpu[rows, 2])
+            targets[to_device(rows[hit_rows], self.device), to_device(hit_cols, self.device)] = 1.0
         if self.loss_name == "ce":
             loss = losses.cross_entropy(scores, targets, self.smoothing)
         else:
             loss = losses.bce(scores, targets, self.smoothing)
         # one representative answer per query for the regulariser
-        first = torch.zeros(len(batch), dtype=torch.long)
+        first = torch.zeros(len(batch), dtype=torch.long, device=batch.device)
         nz = targets.nonzero()
         first[nz[:, 0].flip(0)] = nz[:, 1].flip(0)
         return loss, _as_triples(torch.cat([batch, first.unsqueeze(1)], dim=1))

@@ -7,6 +7,10 @@ Run folder layout::
     trace.jsonl      one line per epoch: loss, time, validation metrics when validated
     checkpoints/     last.pt (rolling, with optimiser and random state), best.pt (model only)
     metrics.json     written by the run once training ends (see vlkge.training.run)
+
+Checkpoints are written atomically, so a killed run resumes from the last one. Ctrl-C stops at
+the next batch boundary and saves ``last.pt`` there (:mod:`vlkge.training.interrupt`); resuming
+is exact, mid-epoch included (:meth:`Trainer.train_epoch`).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -23,12 +28,16 @@ from tqdm.auto import tqdm
 
 from vlkge.data.graph import KnowledgeGraph
 from vlkge.data.index import TripleIndex
-from vlkge.errors import ConfigError, VlkgeError
+from vlkge.errors import ConfigError, Interrupted, VlkgeError
 from vlkge.evaluation.evaluator import Evaluator
 from vlkge.models.model import KGEModel
-from vlkge.training.checkpoint import load_checkpoint, save_checkpoint
+from vlkge.precision import autocast, grad_scaler, model_device
+from vlkge.training import distributed
+from vlkge.training.checkpoint import load_checkpoint, restore_model, save_checkpoint
+from vlkge.training.interrupt import StopRequest
 from vlkge.training.regimes import KvsAll, NegativeSampling, OneVsAll, Regime
 from vlkge.training.sampler import NegativeSampler
+from vlkge.training.tracking import TensorBoardLog
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +98,17 @@ def build_regime(cfg: dict, kg: KnowledgeGraph) -> Regime:
     )
 
 
-def build_optimizer(cfg: dict, params) -> torch.optim.Optimizer:
+def build_optimizer(cfg: dict, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """The configured optimiser; fine-tuned encoder parameters (``.towers.``) form their own
+    group at ``encoder.finetune_lr``."""
     opt = cfg["training"]["optimizer"]
     cls = {"adagrad": torch.optim.Adagrad, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}
-    return cls[opt["name"]](params, lr=opt["lr"], weight_decay=opt["weight_decay"])
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [{"params": [p for n, p in named if ".towers." not in n]}]
+    tuned = [p for n, p in named if ".towers." in n]
+    if tuned:
+        groups.append({"params": tuned, "lr": cfg["encoder"]["finetune_lr"]})
+    return cls[opt["name"]](groups, lr=opt["lr"], weight_decay=opt["weight_decay"])
 
 
 def regularization(cfg: dict, model: KGEModel, triples: torch.Tensor) -> torch.Tensor | None:
@@ -120,12 +136,21 @@ class Trainer:
     ):
         self.cfg, self.kg, self.model, self.run_dir = cfg, kg, model, Path(run_dir)
         self.regime = build_regime(cfg, kg)
-        self.optimizer = build_optimizer(cfg, model.parameters())
+        self.optimizer = build_optimizer(cfg, model)
         self.evaluator = evaluator
         self.generator = torch.Generator().manual_seed(cfg["seed"])
         self.epoch = 0
         self.best = {"metric": -math.inf, "epoch": 0}
-        self.progress = show_progress(cfg["training"]["progress"])
+        self.progress = show_progress(cfg["training"]["progress"]) and distributed.is_main()
+        # the epoch in progress: generator state at its start, batches done, loss sums
+        self.partial: dict | None = None
+        self.interrupt = StopRequest()
+        # data-parallel runs: this rank scores its share of each global batch (distributed.py)
+        self.regime.rank, self.regime.world = distributed.rank(), distributed.world_size()
+        self.device = self.regime.device = model_device(model)
+        self.precision = cfg["precision"]
+        self.scaler = grad_scaler(self.device, self.precision)
+        self.main = distributed.is_main()
 
     @property
     def last_path(self) -> Path:
@@ -137,13 +162,20 @@ class Trainer:
 
     # --- state -----------------------------------------------------------------------------
     def state(self) -> dict:
+        """Everything a run needs to continue exactly: ``epoch`` completed epochs, model,
+        optimiser, the generator that drives batching, subsampling and negative sampling (the
+        sampler keeps no state of its own), torch's global generators (dropout), the best
+        validation so far, and ``partial``, the epoch in progress when Ctrl-C stopped it."""
         return {
             "epoch": self.epoch,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             "best": dict(self.best),
+            "partial": self.partial,
+            "scaler": self.scaler.state_dict(),
         }
 
     def resume(self) -> bool:
@@ -151,19 +183,25 @@ class Trainer:
         if not self.last_path.is_file():
             return False
         state = load_checkpoint(self.last_path)
-        self.model.load_state_dict(state["model"])
+        restore_model(self.model, state["model"], self.last_path)
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.epoch, self.best = state["epoch"], state["best"]
+        self.partial = state.get("partial")
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         trace = self.run_dir / "trace.jsonl"
-        if trace.is_file():
+        if trace.is_file() and self.main:
             lines = [ln for ln in trace.read_text().splitlines() if ln.strip()]
             kept = [ln for ln in lines if json.loads(ln)["epoch"] <= self.epoch]
             trace.write_text("".join(f"{ln}\n" for ln in kept))
         log.info(
-            "resuming from epoch %d (best %s %.4f at epoch %d)",
+            "resuming after epoch %d%s (best %s %.4f at epoch %d)",
             self.epoch,
+            f" and {self.partial['batches']} batches of the next" if self.partial else "",
             self.cfg["validation"]["metric"],
             self.best["metric"],
             self.best["epoch"],
@@ -172,11 +210,33 @@ class Trainer:
 
     # --- loop ------------------------------------------------------------------------------
     def train_epoch(self) -> float:
+        """One epoch; returns its mean loss.
+
+        Mid-epoch resumption (a checkpoint written at Ctrl-C) is exact without storing the
+        epoch's batch order: ``partial`` holds the generator state at the epoch's start, the
+        number of batches done and the loss summed so far. Resuming restores that state and
+        replays the epoch's batch iterator over the batches done (redrawing the subsample and
+        permutation, computing no loss), then restores the generator to where the interrupted
+        run stopped, so the remaining batches, their negatives and the epoch's mean loss are
+        those of an uninterrupted run.
+        """
         self.model.train()
-        total, count = 0.0, 0
+        partial, stopped_at = self.partial, None
+        if partial is None:
+            partial = {"generator": self.generator.get_state(), "batches": 0, "loss": 0.0, "n": 0}
+            self.partial = partial
+        else:
+            stopped_at = self.generator.get_state()
+            self.generator.set_state(partial["generator"])
+        batches = iter(self.regime.batches(self.generator))
+        for _ in range(partial["batches"]):
+            next(batches)
+        if stopped_at is not None:
+            self.generator.set_state(stopped_at)
         batches = tqdm(
-            self.regime.batches(self.generator),
+            batches,
             total=self.regime.num_batches(),
+            initial=partial["batches"],
             desc=f"epoch {self.epoch + 1}",
             unit="batch",
             leave=False,
@@ -184,20 +244,63 @@ class Trainer:
         )
         for batch in batches:
             self.optimizer.zero_grad(set_to_none=True)
+            loss = self._batch_loss(batch)
+            if loss.requires_grad:
+                self.scaler.scale(loss).backward()
+            loss = distributed.all_reduce_gradients(self.model, loss)  # the global batch's
+            if not torch.isfinite(loss):
+                raise VlkgeError(
+                    f"non-finite loss ({loss.item()}) in epoch {self.epoch + 1}, batch "
+                    f"{partial['batches'] + 1}; stopped. {self._saved()} (start a new run with "
+                    "a lower training.optimizer.lr)"
+                )
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            partial["loss"] += loss.item() * len(batch)
+            partial["n"] += len(batch)
+            partial["batches"] += 1
+            self.interrupt.check()
+        self.partial = None
+        return partial["loss"] / max(partial["n"], 1)
+
+    def _batch_loss(self, batch: torch.Tensor) -> torch.Tensor:
+        """This rank's loss on its rows of the global ``batch``, regulariser included, weighted
+        by its share of the batch (1 on a single process) so that the ranks' gradients sum to
+        the global batch's; zero for a rank left without rows."""
+        with autocast(self.device, self.precision):
             loss, triples = self.regime.loss(self.model, batch, self.generator)
+            if loss is None:
+                return torch.zeros((), device=self.device)
             reg = regularization(self.cfg, self.model, triples)
             if reg is not None:
                 loss = loss + reg
-            if not torch.isfinite(loss):
-                raise VlkgeError(
-                    f"non-finite loss ({float(loss)}) in epoch {self.epoch + 1}; stopped, the last "
-                    f"good checkpoint is {self.last_path} (try a lower training.optimizer.lr)"
-                )
-            loss.backward()
-            self.optimizer.step()
-            total += loss.item() * len(batch)
-            count += len(batch)
-        return total / max(count, 1)
+        if self.regime.world == 1:
+            return loss
+        return loss * (len(triples) / len(batch))
+
+    def _saved(self) -> str:
+        """What the last checkpoint on disk holds, for messages about a stopped run."""
+        if not self.last_path.is_file():
+            return "No checkpoint was written yet"
+        done = load_checkpoint(self.last_path)["epoch"]
+        return f"The last good checkpoint, after epoch {done}, is kept: {self.last_path}"
+
+    def _interrupted(self) -> Interrupted:
+        """Save what a Ctrl-C stopped (unless a second Ctrl-C left it inconsistent)."""
+        resume = f"resume with `vlkge train --resume {self.run_dir}`"
+        if not self.interrupt.requested or self.interrupt.forced:
+            return Interrupted(
+                f"stopped at once in epoch {self.epoch + 1}. {self._saved()}; {resume}"
+            )
+        if self.main:
+            save_checkpoint(self.last_path, self.state())
+        where = (
+            f"in epoch {self.epoch + 1} after {self.partial['batches']} of "
+            f"{self.regime.num_batches()} batches"
+            if self.partial
+            else f"after epoch {self.epoch}"
+        )
+        return Interrupted(f"stopped {where}; checkpoint saved to {self.last_path}; {resume}")
 
     def fit(self) -> dict:
         cfg_train, cfg_valid = self.cfg["training"], self.cfg["validation"]
@@ -206,8 +309,14 @@ class Trainer:
         epochs, every = cfg_train["epochs"], cfg_valid["every"]
         patience, metric = cfg_valid["patience"], cfg_valid["metric"]
         validate = every > 0 and self.evaluator is not None
+        # in a data-parallel run only rank 0 writes the run folder
+        trace_path = self.run_dir / "trace.jsonl" if self.main else os.devnull
         with (
-            open(self.run_dir / "trace.jsonl", "a", encoding="utf-8") as trace,
+            open(trace_path, "a", encoding="utf-8") as trace,
+            TensorBoardLog(
+                self.run_dir, self.cfg["tracking"]["tensorboard"] if self.main else False,
+                self.epoch + 1,
+            ) as board,
             tqdm(
                 total=epochs,
                 initial=self.epoch,
@@ -216,6 +325,7 @@ class Trainer:
                 disable=not self.progress,
             ) as bar,
         ):
+            self.interrupt.install()
             try:
                 while self.epoch < epochs:
                     if validate and patience and self.epoch - self.best["epoch"] >= patience:
@@ -235,15 +345,16 @@ class Trainer:
                     }
                     if validate and (self.epoch % every == 0 or self.epoch == epochs):
                         vstart = time.perf_counter()
-                        result = self.evaluator.evaluate(self.model, cfg_valid["split"])["both"]
+                        result = self._validate(cfg_valid["split"])
                         entry["valid"] = {k: v for k, v in result.items() if k != "count"}
                         entry["valid_time"] = time.perf_counter() - vstart
                         if result[metric] > self.best["metric"]:
                             self.best = {"metric": result[metric], "epoch": self.epoch}
-                            save_checkpoint(
-                                self.best_path,
-                                {"epoch": self.epoch, "model": self.model.state_dict()},
-                            )
+                            if self.main:
+                                save_checkpoint(
+                                    self.best_path,
+                                    {"epoch": self.epoch, "model": self.model.state_dict()},
+                                )
                         log.info(
                             "epoch %d/%d  loss %.4f  valid %s %.4f  (best %.4f @ %d)  %.1fs",
                             self.epoch,
@@ -256,23 +367,46 @@ class Trainer:
                             time.perf_counter() - start,
                         )
                     else:
-                        log.debug("epoch %d/%d  loss %.4f", self.epoch, epochs, loss)
+                        log.info(
+                            "epoch %d/%d  loss %.4f  %.1fs",
+                            self.epoch,
+                            epochs,
+                            loss,
+                            entry["train_time"],
+                        )
                     trace.write(json.dumps(entry) + "\n")
                     trace.flush()
+                    board.log(entry)
                     ckpt_every = cfg_train["checkpoint_every"]
-                    if ckpt_every and (self.epoch % ckpt_every == 0 or self.epoch == epochs):
+                    if (
+                        self.main
+                        and ckpt_every
+                        and (self.epoch % ckpt_every == 0 or self.epoch == epochs)
+                    ):
                         save_checkpoint(self.last_path, self.state())
                     bar.set_postfix(loss=f"{loss:.4f}", best=f"{self.best['metric']:.4f}")
                     bar.update(1)
+                    self.interrupt.check()
             except KeyboardInterrupt:
-                # the in-memory state is mid-epoch; the last completed epoch is on disk
-                done = load_checkpoint(self.last_path)["epoch"] if self.last_path.is_file() else 0
-                raise VlkgeError(
-                    f"interrupted during epoch {self.epoch + 1}; epochs up to {done} are saved, "
-                    f"resume with `vlkge train --resume {self.run_dir}`"
-                ) from None
+                raise self._interrupted() from None
+            finally:
+                self.interrupt.restore()
         if not validate:  # no model selection: the final model is the selected one
-            save_checkpoint(self.best_path, {"epoch": self.epoch, "model": self.model.state_dict()})
             self.best = {"metric": float("nan"), "epoch": self.epoch}
-        save_checkpoint(self.last_path, self.state())
+        if self.main:
+            if not validate:
+                save_checkpoint(
+                    self.best_path, {"epoch": self.epoch, "model": self.model.state_dict()}
+                )
+            save_checkpoint(self.last_path, self.state())
+        distributed.barrier()  # the other ranks read best.pt next
         return dict(self.best)
+
+    def _validate(self, split: str) -> dict:
+        """Rank 0 evaluates ``split`` (``"both"`` metrics); in a data-parallel run the other
+        ranks receive its result, so they take the same best-epoch and early-stopping
+        decisions."""
+        result = None
+        if self.main:
+            result = self.evaluator.evaluate(self.model, split, progress=self.progress)["both"]
+        return distributed.broadcast_object(result)

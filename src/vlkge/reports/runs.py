@@ -1,0 +1,86 @@
+"""A finished run folder as the reports read it: config, metrics, per-epoch trace.
+
+Trained runs (``vlkge train``) and zero-shot runs (``vlkge zero-shot``) share the layout
+(``config.yaml`` and ``metrics.json``); only trained runs have ``trace.jsonl`` and checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vlkge import config as config_mod
+from vlkge.data.graph import SPLITS
+from vlkge.errors import VlkgeError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunFolder:
+    """What a run wrote: its resolved config, final metrics and training trace."""
+
+    path: Path
+    cfg: dict
+    metrics: dict
+    trace: list[dict] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.path.resolve().name
+
+    @property
+    def zero_shot(self) -> bool:
+        return "zero_shot" in self.metrics
+
+    @property
+    def splits(self) -> list[str]:
+        """The evaluated splits, in train/valid/test order."""
+        return [s for s in SPLITS if isinstance(self.metrics.get(s), dict)]
+
+    def main_split(self) -> str | None:
+        """The split a report leads with: test when evaluated, else the last one."""
+        return "test" if "test" in self.splits else (self.splits[-1] if self.splits else None)
+
+
+def read_trace(path: Path) -> list[dict]:
+    """Entries of ``trace.jsonl``; a line cut short by a killed run is skipped."""
+    if not path.is_file():
+        return []
+    entries = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            log.warning("%s:%d: unreadable trace line skipped", path, number)
+            continue
+        if isinstance(entry, dict) and "epoch" in entry:
+            entries.append(entry)
+    return entries
+
+
+def read_run(path: str | Path) -> RunFolder:
+    """The run folder at ``path``; anything that is not a finished run is a one-line error."""
+    path = Path(path)
+    if not path.is_dir():
+        raise VlkgeError(f"{path}: no such run folder")
+    if not (path / "config.yaml").is_file():
+        raise VlkgeError(f"{path}: not a run folder (no config.yaml)")
+    metrics_path = path / "metrics.json"
+    if not metrics_path.is_file():
+        raise VlkgeError(
+            f"{path}: no metrics.json (the run has not finished; "
+            f"`vlkge train --resume {path}` completes it)"
+        )
+    try:
+        metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise VlkgeError(f"{metrics_path}: not valid JSON ({exc})") from None
+    if not isinstance(metrics, dict):
+        raise VlkgeError(f"{metrics_path}: expected a JSON object of metrics per split")
+    cfg = config_mod.load_config(path / "config.yaml")
+    return RunFolder(path, cfg, metrics, read_trace(path / "trace.jsonl"))

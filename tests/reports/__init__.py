@@ -1,0 +1,1 @@
+"""Tests of vlkge.reports (a package, so its conftest does not shadow tests/encoders/conftest)."""

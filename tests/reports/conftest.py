@@ -1,0 +1,154 @@
+"""Tiny finished runs for the report tests: a structural run on Nations (no manifest), a
+multimodal run on a toy graph with names, texts and images (one missing, one corrupt), and a
+zero-shot run on that graph; all made once per session in a few seconds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from vlkge.config import load_config
+from vlkge.data.datasets import load_dataset
+from vlkge.encoders.base import Encoder
+from vlkge.encoders.cache import FeatureCache
+
+Image = pytest.importorskip("PIL.Image")
+
+ENTITIES = ["cat", "dog", "fox", "wolf", "oak", "elm", "rose", "tulip"]
+TRAIN = [
+    ("cat", "eats", "rose"),
+    ("dog", "eats", "oak"),
+    ("fox", "eats", "tulip"),
+    ("wolf", "eats", "elm"),
+    ("cat", "near", "dog"),
+    ("dog", "near", "fox"),
+    ("fox", "near", "wolf"),
+    ("oak", "near", "elm"),
+    ("rose", "near", "tulip"),
+    ("wolf", "near", "cat"),
+]
+VALID = [("cat", "eats", "tulip"), ("elm", "near", "oak")]
+TEST = [("dog", "eats", "rose"), ("tulip", "near", "rose"), ("fox", "eats", "oak")]
+COLOURS = {"cat": (200, 40, 40), "dog": (40, 200, 40), "oak": (40, 40, 200), "rose": (90, 9, 9)}
+
+
+class MeanColour:
+    """Picklable image transform: an RGB image -> its mean colour in [0, 1]."""
+
+    def __call__(self, image):
+        pixels = torch.from_numpy(np.asarray(image, dtype=np.float32)).reshape(-1, 3)
+        return pixels.mean(0) / 255
+
+
+class Stub(Encoder):
+    """A deterministic text + image encoder into one 6-d space (letter counts, mean colour)."""
+
+    def __init__(self):
+        self.name, self.device, self.batch_size = "stub-vl", torch.device("cpu"), 8
+        torch.manual_seed(0)
+        self.net = nn.ModuleDict({"text": nn.Linear(26, 6), "image": nn.Linear(3, 6)})
+
+    def module(self):
+        return self.net
+
+    @property
+    def text_width(self):
+        return 6
+
+    @property
+    def image_width(self):
+        return 6
+
+    def _encode_text_batch(self, texts):
+        counts = torch.zeros(len(texts), 26)
+        for i, text in enumerate(texts):
+            for char in text.lower():
+                if "a" <= char <= "z":
+                    counts[i, ord(char) - 97] += 1
+        return self.net["text"](counts)
+
+    def image_transform(self):
+        return MeanColour()
+
+    def _encode_pixel_batch(self, pixels):
+        return self.net["image"](pixels)
+
+
+def write_graph(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, rows in (("train", TRAIN), ("valid", VALID), ("test", TEST)):
+        (folder / f"{name}.txt").write_text("".join("\t".join(r) + "\n" for r in rows))
+    (folder / "entity2name.txt").write_text("".join(f"{e}\tthe {e}\n" for e in ENTITIES))
+    rows = [f"{e}\ttext\ta {e} is a living thing\n" for e in ENTITIES[:6]]
+    (folder / "img").mkdir(exist_ok=True)
+    for entity, colour in COLOURS.items():
+        Image.new("RGB", (40, 30), colour).save(folder / "img" / f"{entity}.png")
+        rows.append(f"{entity}\timage\timg/{entity}.png\n")
+    (folder / "img" / "broken.jpg").write_bytes(b"not a picture at all")
+    rows.append("fox\timage\timg/broken.jpg\n")  # corrupt
+    rows.append("wolf\timage\timg/missing.png\n")  # missing
+    (folder / "manifest.tsv").write_text("".join(rows), encoding="utf-8")
+    return folder
+
+
+FAST = [
+    "model.dim=6",
+    "training.epochs=3",
+    "training.batch_size=4",
+    "training.negatives.num=2",
+    "training.progress=false",
+    "num_threads=1",
+    "compile=false",
+    "report.samples=3",
+    "report.top_k=3",
+]
+
+
+class Runs:
+    """Paths of the session's runs and the stub encoder that wrote their features."""
+
+    def __init__(self, root: Path):
+        from vlkge.evaluation.zero_shot import run_zero_shot
+        from vlkge.training.run import train
+
+        self.root = root
+        self.encoder = Stub()
+        graph = write_graph(root / "toy")
+        kg = load_dataset(str(graph))
+        cache = root / "cache"
+        FeatureCache(cache).update(self.encoder, kg.manifest, kg.entities, workers=0)
+        base = [f"dataset.name={graph}", f"features.cache_dir={cache}", *FAST]
+        self.zero_shot = root / "zero-shot"
+        run_zero_shot(
+            load_config(overrides=[*base, "zero_shot.templates={eats: 'it eats {}'}"]),
+            self.zero_shot,
+            encoder=self.encoder,
+        )
+        self.multimodal = root / "vl"
+        multimodal = load_config(
+            overrides=[*base, "model.modalities=[image, text]", "report.after_train=false"]
+        )
+        train(multimodal, self.multimodal)
+        self.structural = root / "nations"
+        train(
+            load_config(
+                overrides=[
+                    "dataset.name=nations",
+                    *FAST,
+                    "model.dim=8",
+                    "training.batch_size=256",
+                    "validation.every=0",
+                    "training.negatives.filter_splits=[]",
+                ]
+            ),
+            self.structural,
+        )
+
+
+@pytest.fixture(scope="session")
+def runs(tmp_path_factory) -> Runs:
+    return Runs(tmp_path_factory.mktemp("report-runs"))
