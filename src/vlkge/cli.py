@@ -44,6 +44,7 @@ def _metrics_table(metrics: dict, title: str) -> str:
 
 # --- commands --------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
+    from vlkge.training import distributed
     from vlkge.training.run import train
 
     if args.resume:
@@ -57,6 +58,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         run_dir = Path(args.out)
         cfg = config_mod.load_config(args.config, args.set)
     metrics = train(cfg, run_dir)
+    if not distributed.is_main():  # a data-parallel run reports once, from rank 0
+        return 0
     for split in cfg["evaluation"]["splits"]:
         print(_metrics_table(metrics[split], split))
     print(f"run folder: {run_dir}")
@@ -167,12 +170,26 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
+    """Under torchrun each rank encodes a share of the entities (vlkge.encoders.sharded)."""
+    from vlkge.training import distributed
+    from vlkge.training.run import resolve_device
+
+    cfg = config_mod.load_config(args.config, args.set)
+    device = distributed.device_for_rank(resolve_device(args.device or cfg["device"]))
+    with distributed.session(device):
+        return _encode(args, cfg, device)
+
+
+def _encode(args: argparse.Namespace, cfg: dict, device) -> int:
     from vlkge.data.datasets import load_dataset
     from vlkge.encoders import build_encoder
     from vlkge.encoders.cache import FeatureCache, default_cache_dir
     from vlkge.encoders.precomputed import read_features
+    from vlkge.encoders.sharded import encode_sharded
+    from vlkge.models.features import encoder_manifest
+    from vlkge.training import distributed
 
-    cfg = config_mod.load_config(args.config, args.set)
+    main = distributed.is_main()
     settings = cfg["encoder"]
     batch_size = settings["batch_size"] if args.batch_size is None else args.batch_size
     workers = settings["workers"] if args.workers is None else args.workers
@@ -187,17 +204,21 @@ def cmd_encode(args: argparse.Namespace) -> int:
         image_root=args.image_root,
         unseen="keep",
     )
-    manifest = kg.manifest
+    manifest = encoder_manifest(cfg, kg)
     name = args.encoder or settings["name"]
     source = name if args.encoder or not imports else next(iter(imports.values()))
     out = Path(
         args.out
         or cfg["features"]["cache_dir"]
-        or default_cache_dir(kg.name, Path(source).name if Path(source).exists() else source)
+        or default_cache_dir(
+            kg.name,
+            Path(source).name if Path(source).exists() else source,
+            settings["text_template"],
+        )
     )
     cache = FeatureCache(out)
     reports = []
-    for modality, path in imports.items():
+    for modality, path in imports.items() if main else ():
         features = read_features(path, ids=args.ids, entities=kg.entities)
         reports.append(cache.import_features(modality, features))
     wanted = args.modalities
@@ -210,9 +231,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
             "import features with --text-features / --image-features instead"
         )
     if run_encoder:
-        encoder = build_encoder(
-            name, kind=args.kind, device=args.device or cfg["device"], batch_size=batch_size
-        )
+        encoder = build_encoder(name, kind=args.kind, device=device, batch_size=batch_size)
         if wanted is None:
             wanted = [m for m in encoder.modalities if m not in imports]
         absent = [m for m in wanted if not (manifest.texts if m == "text" else manifest.images)]
@@ -221,7 +240,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
                 log.info("dataset %s has no %s inputs; skipping that modality", kg.name, m)
             wanted = [m for m in wanted if m not in absent]
         if wanted:
-            result = cache.update(
+            result = encode_sharded(
+                cache,
                 encoder,
                 manifest,
                 kg.entities,
@@ -229,7 +249,9 @@ def cmd_encode(args: argparse.Namespace) -> int:
                 workers=workers,
                 progress=sys.stderr.isatty(),
             )
-            reports.extend(result.values())
+            reports.extend(result.values() if result else ())
+    if not main:  # rank 0 reports for the whole launch
+        return 0
     for report in reports:
         print(report.summary())
         shown = list(report.failures.items())[:5]

@@ -105,3 +105,24 @@ def test_read_keyed_texts_bad_row(tmp_path):
     with pytest.raises(DataError, match="entity<TAB>text") as info:
         read_keyed_texts(path)
     assert str(info.value).startswith(f"{path}:2:")
+
+
+def test_text_template_rewrites_texts_with_names():
+    from vlkge.errors import ConfigError
+
+    manifest = EntityManifest(texts={"a": ["first", "second"], "b": ["only"]}, images={"a": ["x"]})
+    assert manifest.with_text_template("{text}", {}) is manifest
+    named = manifest.with_text_template("{name}: {text}", {"a": "Alpha"})
+    assert named.texts == {"a": ["Alpha: first", "Alpha: second"], "b": ["b: only"]}
+    assert named.images == manifest.images and manifest.texts["a"] == ["first", "second"]
+    with pytest.raises(ConfigError, match="only {text} and {name}"):
+        manifest.with_text_template("{gloss}", {})
+
+
+def test_text_templates_get_their_own_cache_folder():
+    from vlkge.encoders.cache import default_cache_dir
+
+    plain = default_cache_dir("wn9-img", "minilm")
+    named = default_cache_dir("wn9-img", "minilm", "{name}: {text}")
+    assert plain.name == "minilm" and named.parent == plain.parent
+    assert named.name.startswith("minilm-text-") and named != plain

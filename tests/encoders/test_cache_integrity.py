@@ -58,7 +58,8 @@ def rewrite(path: Path, **metadata: str) -> None:
 def test_a_flipped_bit_costs_only_its_block(tmp_path, caplog):
     cache = FeatureCache(tmp_path / "cache")
     cache.update(StubEncoder(), texts())
-    before = cache.load(ENTITIES)["text"].features
+    # a copy: the loaded table maps the file, which the test damages in place
+    before = cache.load(ENTITIES)["text"].features.clone()
     path = cache.features_path("text")
     flip_feature_byte(path, 9)
     assert read_table(path).damaged == [8, 9, 10, 11]

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from vlkge.data.triples import numbered_lines
-from vlkge.errors import DataError
+from vlkge.errors import ConfigError, DataError
 
 KINDS = ("text", "image")
 
@@ -37,6 +37,23 @@ class EntityManifest:
     def entities(self) -> list[str]:
         """Every entity with at least one modality, in first-seen order."""
         return list(dict.fromkeys([*self.texts, *self.images]))
+
+    def with_text_template(self, template: str, names: dict[str, str]) -> EntityManifest:
+        """The manifest with each text rewritten as ``template`` says: ``{text}`` is the text,
+        ``{name}`` the entity's name (``names``, else its id); images are unchanged."""
+        if template == "{text}":
+            return self
+        try:
+            template.format(text="", name="")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ConfigError(
+                f"encoder.text_template {template!r} may use only {{text}} and {{name}} ({exc})"
+            ) from None
+        texts = {
+            entity: [template.format(text=text, name=names.get(entity, entity)) for text in items]
+            for entity, items in self.texts.items()
+        }
+        return EntityManifest(texts, self.images)
 
     def availability(self, entities: Iterable[str]) -> dict[str, torch.Tensor]:
         """Boolean flags per modality, aligned with ``entities`` (a graph's id order)."""

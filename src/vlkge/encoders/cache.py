@@ -25,6 +25,11 @@ to read a damaged file). Files without checksums (older caches) are read as befo
 
 Writers hold ``.lock`` in the folder (POSIX ``flock``): a second process encoding into the same
 cache waits for the first, then reuses what it wrote.
+
+Sharded encoding (``vlkge encode`` under torchrun): each rank encodes its own entities into
+shards numbered ``rank, rank + world, ...`` (:meth:`FeatureCache.encode_part`, no lock, no
+merge), then one process runs :meth:`FeatureCache.update`, which finds every row in the shards
+and merges them without encoding anything again.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import hashlib
 import itertools
 import json
 import logging
+import math
 import os
 import re
 import time
@@ -274,6 +280,55 @@ def write_table(path: Path, modality: str, header: dict, records: dict[str, Reco
     _atomic_save({"features": features, "valid": valid, "used": used}, metadata, path)
 
 
+def mapped_tensor(path: Path, name: str, view) -> torch.Tensor:
+    """Tensor ``name`` of a safetensors file, memory-mapped (copy-on-write) instead of read:
+    a feature table larger than memory is paged in on use and shared between processes."""
+    import numpy as np
+
+    with open(path, "rb") as handle:
+        header_size = int.from_bytes(handle.read(8), "little")
+        begin, end = json.loads(handle.read(header_size))[name]["data_offsets"]
+    shape = tuple(view.get_shape())
+    if view.get_dtype() != "F32" or not all(shape) or end - begin != 4 * math.prod(shape):
+        return view[:]  # not a float32 table with rows (read_table reports the rest)
+    array = np.memmap(path, np.float32, mode="c", offset=8 + header_size + begin, shape=shape)
+    return torch.from_numpy(array)
+
+
+def aligned_table(
+    folder: Path, modality: str, table: Table, source: list[int], target: list[int], count: int
+) -> torch.Tensor:
+    """``table``'s rows ``source`` placed at rows ``target`` of a ``[count, width]`` table of
+    zeros, memory-mapped from ``<modality>.aligned-<key>.npy`` (written once per cache file and
+    entity list) so that it is never held in memory whole; in memory if the folder is
+    read-only."""
+    import numpy as np
+
+    stat = (folder / f"{modality}.safetensors").stat()
+    identity = [table.header, stat.st_size, stat.st_mtime_ns, source, target, count]
+    key = hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
+    path = folder / f"{modality}.aligned-{key}.npy"
+    if not path.is_file():
+        try:
+            for stale in folder.glob(f"{modality}.aligned-*.npy"):
+                stale.unlink(missing_ok=True)
+            tmp = folder / f".{modality}.aligned-{key}.npy.{os.getpid()}.tmp"
+            out = np.lib.format.open_memmap(tmp, "w+", np.float32, (count, table.width))
+            src, dst = torch.tensor(source), torch.tensor(target)
+            for start in range(0, len(src), BLOCK_ROWS * 1024):
+                rows = slice(start, start + BLOCK_ROWS * 1024)
+                out[dst[rows].numpy()] = table.features[src[rows]].numpy()
+            out.flush()
+            del out
+            os.replace(tmp, path)
+        except OSError:
+            log.info("%s: read-only cache, features loaded into memory", folder)
+            features = torch.zeros(count, table.width)
+            features[target] = table.features[source]
+            return features
+    return torch.from_numpy(np.load(path, mmap_mode="c"))
+
+
 def read_table(path: Path) -> Table:
     """Read one cache file; raises :class:`CorruptCache` on anything unexpected."""
     from safetensors import safe_open
@@ -283,7 +338,7 @@ def read_table(path: Path) -> Table:
             metadata = handle.metadata() or {}
             if metadata.get("format") != FORMAT:
                 raise CorruptCache(f"not a vlkge feature cache (format {metadata.get('format')})")
-            features = handle.get_tensor("features")
+            features = mapped_tensor(path, "features", handle.get_slice("features"))
             valid = handle.get_tensor("valid").bool()
             used = handle.get_tensor("used")
         header = {k: metadata[k] for k in ("encoder", "fingerprint", "preprocessing", "width")}
@@ -306,7 +361,8 @@ def read_table(path: Path) -> Table:
         raise CorruptCache("entity list and input fingerprints disagree")
     if features.dtype != torch.float32:
         raise CorruptCache(f"features are {features.dtype}, not float32")
-    damaged = set((valid & ~torch.isfinite(features).all(1)).nonzero().squeeze(1).tolist())
+    finite = torch.cat([torch.isfinite(b).all(1) for b in features.split(BLOCK_ROWS * 1024)])
+    damaged = set((valid & ~finite).nonzero().squeeze(1).tolist())
     if checksums is not None:
         damaged |= _failed_checksums(checksums, metadata, entities, inputs, (features, valid, used))
     return Table(header, entities, features, valid, used, inputs, failures, sorted(damaged))
@@ -413,7 +469,6 @@ class FeatureCache:
                     f"corrupt feature cache: {len(table.damaged)} row(s) fail their checksum "
                     f"(the first is entity {first!r}); run vlkge encode again to recompute them",
                 )
-            features = torch.zeros(len(index), table.width, dtype=torch.float32)
             mask = torch.zeros(len(index), dtype=torch.bool)
             source, target = [], []
             for row, entity in enumerate(table.entities):
@@ -421,9 +476,11 @@ class FeatureCache:
                 if position is not None and bool(table.valid[row]):
                     source.append(row)
                     target.append(position)
-            if source:
-                features[target] = table.features[source]
-                mask[target] = True
+            mask[target] = True
+            if source == target and len(source) == len(index) == len(table.entities):
+                features = table.features  # already aligned: the mapped file itself
+            else:
+                features = aligned_table(self.folder, modality, table, source, target, len(index))
             out[modality] = ModalFeatures(features, mask)
         return out
 
@@ -472,6 +529,61 @@ class FeatureCache:
                     encoder, manifest, labels, modality, workers, shard_size, progress
                 )
         return reports
+
+    def encode_part(
+        self,
+        encoder: Encoder,
+        manifest: EntityManifest,
+        entities: Sequence[str],
+        modalities: Iterable[str],
+        *,
+        rank: int,
+        world: int,
+        workers: int = 0,
+        shard_size: int = 1024,
+        progress: bool = False,
+    ) -> int:
+        """Encode the stale entities among ``entities[rank::world]`` into this rank's shards,
+        without merging (one process merges afterwards with :meth:`update`). Returns how many
+        entity rows were encoded."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        mine = list(entities)[rank::world]
+        encoded = 0
+        for modality in modalities:
+            source = manifest.texts if modality == "text" else manifest.images
+            items = [(e, list(source[e])) for e in mine if source.get(e)]
+            if modality == "text":
+                fingerprints = {e: text_fingerprint(texts) for e, texts in items}
+            else:
+                fingerprints = _image_fingerprints(items, max(workers, 4), progress)
+            header = {
+                "encoder": encoder.name,
+                "fingerprint": encoder.fingerprint,
+                "preprocessing": encoder.modality_preprocessing(modality),
+                "width": str(encoder.width(modality)),
+            }
+            key = (header["fingerprint"], header["preprocessing"], int(header["width"]))
+            records, _ = self._existing(modality, key, clean=False)
+            todo = [(e, inputs) for e, inputs in items if _stale(records.get(e), fingerprints[e])]
+            if todo:
+                log.info(
+                    "%s: rank %d encodes %d of %d entities", modality, rank, len(todo), len(items)
+                )
+                self._encode(
+                    encoder,
+                    modality,
+                    todo,
+                    fingerprints,
+                    header,
+                    records,
+                    workers,
+                    shard_size,
+                    progress,
+                    rank,
+                    world,
+                )
+            encoded += len(todo)
+        return encoded
 
     @contextlib.contextmanager
     def _lock(self):
@@ -562,11 +674,15 @@ class FeatureCache:
             self._commit(modality, header, records)
         return report
 
-    def _existing(self, modality: str, key: tuple) -> tuple[dict[str, Record], bool]:
-        """Rows usable with this encoder (main file, then shards); dirty if anything to merge."""
+    def _existing(
+        self, modality: str, key: tuple, clean: bool = True
+    ) -> tuple[dict[str, Record], bool]:
+        """Rows usable with this encoder (main file, then shards); dirty if anything to merge.
+        ``clean`` removes temporary files of an interrupted write (never while other ranks
+        write theirs)."""
         records: dict[str, Record] = {}
         dirty = False
-        for tmp in self.folder.glob(f"{modality}*.tmp"):  # leftovers of an interrupted write
+        for tmp in self.folder.glob(f"{modality}*.tmp") if clean else ():
             tmp.unlink(missing_ok=True)
         for path in [self.features_path(modality), *self.shards(modality)]:
             if not path.is_file():
@@ -609,9 +725,13 @@ class FeatureCache:
         workers: int,
         shard_size: int,
         progress: bool,
+        rank: int = 0,
+        world: int = 1,
     ) -> None:
         existing = [int(SHARD.match(p.name).group(2)) for p in self.shards(modality)]
+        # numbers rank, rank + world, ...: ranks encoding side by side never share a name
         sequence = max(existing, default=-1) + 1
+        sequence += (rank - sequence) % world
         pending: dict[str, Record] = {}
 
         def flush() -> None:
@@ -621,7 +741,7 @@ class FeatureCache:
                 write_table(path, modality, header, pending)
                 records.update(pending)
                 pending.clear()
-                sequence += 1
+                sequence += world
 
         if modality == "image":
             for done in encode_entity_images(
@@ -734,9 +854,12 @@ def _stale(record: Record | None, fingerprint: str) -> bool:
     return record is None or record.input != fingerprint
 
 
-def default_cache_dir(dataset: str, encoder: str) -> Path:
-    """``<vlkge cache>/features/<dataset>/<encoder slug>``."""
+def default_cache_dir(dataset: str, encoder: str, text_template: str = "{text}") -> Path:
+    """``<vlkge cache>/features/<dataset>/<encoder slug>``, with a short hash of the text
+    template when it is not the plain text (so templates never overwrite each other)."""
     from vlkge.data.datasets import cache_dir
 
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", encoder.strip("/")).strip("_") or "encoder"
+    if text_template != "{text}":
+        slug += "-text-" + hashlib.sha256(text_template.encode()).hexdigest()[:8]
     return cache_dir() / "features" / Path(dataset).name / slug

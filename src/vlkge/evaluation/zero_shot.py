@@ -200,7 +200,7 @@ def zero_shot_features(
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Anchor features from the feature cache, encoding a missing modality there first."""
     from vlkge.encoders.cache import FeatureCache
-    from vlkge.models.features import feature_cache_dir
+    from vlkge.models.features import encoder_manifest, feature_cache_dir
 
     wanted = list(cfg["zero_shot"]["anchor_modalities"])
     cache = FeatureCache(feature_cache_dir(cfg, kg))
@@ -228,14 +228,14 @@ def zero_shot_features(
             log.info("encoder %s has no %s tower; anchors use the others", encoder.name, modality)
             continue
         else:
-            manifest = kg.manifest
+            manifest = encoder_manifest(cfg, kg)
             if manifest is None or not (manifest.texts if modality == "text" else manifest.images):
                 log.info("dataset %s has no %s inputs", kg.name, modality)
                 continue
             log.info("encoding %s features into %s", modality, cache.folder)
             cache.update(
                 encoder,
-                kg.manifest,
+                manifest,
                 kg.entities,
                 [modality],
                 workers=cfg["encoder"]["workers"],

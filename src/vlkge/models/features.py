@@ -40,8 +40,12 @@ def check_features(features: Features, num_entities: int, modalities) -> Feature
                 f"{name} mask has shape {tuple(mask.shape)}, expected [{num_entities}]"
             )
         mask = mask.bool()
-        table = table.float() * mask.unsqueeze(1)
-        if not torch.isfinite(table).all():
+        # no copy of a table that is already float32 with zero rows where the mask is False
+        # (a memory-mapped cache file stays mapped); checked in blocks for the same reason
+        table = table.float()
+        if not mask.all() and table[~mask].any():
+            table = table * mask.unsqueeze(1)
+        if not all(torch.isfinite(block).all() for block in table.split(1 << 16)):
             raise VlkgeError(f"{name} features hold non-finite values")
         out[name] = (table, mask)
     return out
@@ -55,7 +59,16 @@ def feature_cache_dir(cfg: dict, kg: KnowledgeGraph) -> Path:
     encoder = cfg.get("encoder") or {}
     from vlkge.encoders.cache import default_cache_dir
 
-    return default_cache_dir(kg.name, encoder.get("name") or "encoder")
+    template = encoder.get("text_template", "{text}")
+    return default_cache_dir(kg.name, encoder.get("name") or "encoder", template)
+
+
+def encoder_manifest(cfg: dict, kg: KnowledgeGraph):
+    """The entities' texts and images as the encoder sees them (``encoder.text_template``
+    applied), or ``None`` when the dataset has none."""
+    if kg.manifest is None:
+        return None
+    return kg.manifest.with_text_template(cfg["encoder"]["text_template"], kg.names)
 
 
 def load_features(cache_dir: str | Path | None, kg: KnowledgeGraph, modalities) -> Features:

@@ -54,10 +54,12 @@ MAP_NOISE = 0.01
 
 
 def _fingerprint(table: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    rows = table[mask].double()
-    return torch.stack(
-        [mask.sum().double(), rows.norm(dim=1).sum(), rows.square().sum()]
-    )  # all non-negative, so a relative tolerance is meaningful
+    # in blocks: a memory-mapped table is never copied whole
+    norms = squares = torch.zeros((), dtype=torch.float64)
+    for block, keep in zip(table.split(1 << 16), mask.split(1 << 16), strict=True):
+        rows = block[keep].double()
+        norms, squares = norms + rows.norm(dim=1).sum(), squares + rows.square().sum()
+    return torch.stack([mask.sum().double(), norms, squares])  # all non-negative
 
 
 class FusedEntityRepresentation(Representation):

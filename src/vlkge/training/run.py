@@ -22,7 +22,7 @@ from vlkge.errors import ConfigError, VlkgeError
 from vlkge.evaluation.evaluator import Evaluator
 from vlkge.models.backbones.kernels import configure_kernels
 from vlkge.models.factory import build_model
-from vlkge.models.features import Features, feature_cache_dir, load_features
+from vlkge.models.features import Features, encoder_manifest, feature_cache_dir, load_features
 from vlkge.models.model import KGEModel
 from vlkge.training import distributed
 from vlkge.training.checkpoint import load_checkpoint, restore_model
@@ -106,7 +106,8 @@ def build_tuned_towers(cfg: dict, kg: KnowledgeGraph) -> dict:
     from vlkge.encoders.tuning import build_towers
 
     settings = cfg["encoder"]
-    if kg.manifest is None:
+    manifest = encoder_manifest(cfg, kg)
+    if manifest is None:
         raise VlkgeError(
             f"encoder.finetune needs the texts/images of dataset {kg.name} (no manifest.tsv)"
         )
@@ -116,7 +117,7 @@ def build_tuned_towers(cfg: dict, kg: KnowledgeGraph) -> dict:
     log.info("fine-tuning %s of encoder %s", settings["finetune"], encoder.name)
     return build_towers(
         encoder,
-        kg.manifest,
+        manifest,
         kg.entities,
         cfg["model"]["modalities"],
         settings["finetune"],

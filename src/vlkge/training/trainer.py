@@ -314,7 +314,8 @@ class Trainer:
         with (
             open(trace_path, "a", encoding="utf-8") as trace,
             TensorBoardLog(
-                self.run_dir, self.cfg["tracking"]["tensorboard"] if self.main else False,
+                self.run_dir,
+                self.cfg["tracking"]["tensorboard"] if self.main else False,
                 self.epoch + 1,
             ) as board,
             tqdm(
