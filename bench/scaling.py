@@ -4,7 +4,7 @@
 Usage::
 
     python bench/scaling.py [--threads 1] [--synthetic 10000 100000 1000000]
-                            [--caps 1048576 16777216] [--json-out results.json]
+                            [--caps-mb 8 256] [--json-out results.json]
 
 Two measurements, each in its own subprocess (so ``ru_maxrss`` is that run's peak alone):
 
@@ -13,8 +13,8 @@ Two measurements, each in its own subprocess (so ``ru_maxrss`` is that run's pea
    split (both sides, all entities): seconds per epoch, training triples per second,
    evaluation seconds and peak resident memory.
 2. Synthetic graphs of up to 1M entities (3 random triples per entity, 1,000 test triples,
-   d 64, untrained DistMult): full filtered evaluation under each ``evaluation.max_scores``
-   cap (score-matrix elements per chunk): seconds and peak memory, next to the model's own
+   d 64, untrained DistMult): full filtered evaluation under each ``evaluation.max_memory_mb``
+   cap (MiB of scores and ranking masks per chunk): seconds and peak memory, next to the model's own
    size (the entity table) so the memory the evaluation adds can be read off. The memory
    exponent is fitted on the peak above the interpreter's own (Python and torch loaded).
 
@@ -88,7 +88,7 @@ def child_real(name: str, threads: int) -> dict:
     }
 
 
-def child_synthetic(entities: int, cap: int, threads: int) -> dict:
+def child_synthetic(entities: int, cap_mb: int, threads: int) -> dict:
     import torch
 
     from vlkge.data.graph import KnowledgeGraph
@@ -113,7 +113,7 @@ def child_synthetic(entities: int, cap: int, threads: int) -> dict:
         {"train": random_triples(3 * entities), "valid": random_triples(1000)},
     )
     kg.splits["test"] = random_triples(1000)
-    cfg = _config(["model.backbone=distmult", "model.dim=64", f"evaluation.max_scores={cap}"])
+    cfg = _config(["model.backbone=distmult", "model.dim=64", f"evaluation.max_memory_mb={cap_mb}"])
     model = build_model(cfg["model"], kg)
     table_mb = entities * 64 * 4 / 2**20
     before = peak_rss_mb()
@@ -121,7 +121,7 @@ def child_synthetic(entities: int, cap: int, threads: int) -> dict:
     Evaluator(kg, cfg["evaluation"]).evaluate(model, "test")
     return {
         "entities": entities,
-        "max_scores": cap,
+        "max_memory_mb": cap_mb,
         "eval_s": time.perf_counter() - start,
         "peak_rss_mb": peak_rss_mb(),
         "rss_before_eval_mb": before,
@@ -153,7 +153,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--datasets", nargs="*", default=list(REAL))
     parser.add_argument("--synthetic", nargs="*", type=int, default=[10_000, 100_000, 1_000_000])
-    parser.add_argument("--caps", nargs="*", type=int, default=[1 << 20, 1 << 24])
+    parser.add_argument("--caps-mb", nargs="*", type=int, default=[8, 256])
     parser.add_argument("--json-out", type=Path)
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -169,8 +169,9 @@ def main() -> None:
 
     real = [run_child(["real", name, "--threads", str(args.threads)]) for name in args.datasets]
     real.sort(key=lambda r: r["entities"])
-    print("| dataset | entities | train triples | s / epoch | triples / s | eval s | peak MB |")
-    print("|---|---|---|---|---|---|---|")
+    if real:
+        print("| dataset | entities | train triples | s / epoch | triples / s | eval s | peak MB |")
+        print("|---|---|---|---|---|---|---|")
     for r in real:
         print(
             f"| {r['dataset']} | {r['entities']:,} | {r['train_triples']:,} | "
@@ -179,15 +180,17 @@ def main() -> None:
         )
     synthetic = [
         run_child(["synthetic", str(n), str(cap), "--threads", str(args.threads)])
-        for cap in args.caps
+        for cap in args.caps_mb
         for n in args.synthetic
     ]
     print()
-    print("| entities | max_scores | eval s | peak MB | entity table MB | peak - before eval MB |")
+    print(
+        "| entities | max_memory_mb | eval s | peak MB | entity table MB | peak - before eval MB |"
+    )
     print("|---|---|---|---|---|---|")
     for r in synthetic:
         print(
-            f"| {r['entities']:,} | {r['max_scores']:,} | {r['eval_s']:.2f} | "
+            f"| {r['entities']:,} | {r['max_memory_mb']} | {r['eval_s']:.2f} | "
             f"{r['peak_rss_mb']:.0f} | {r['entity_table_mb']:.0f} | "
             f"{r['peak_rss_mb'] - r['rss_before_eval_mb']:.0f} |"
         )
@@ -196,14 +199,14 @@ def main() -> None:
         xs = [r["entities"] for r in real]
         fits["real peak memory"] = growth_exponent(xs, [r["peak_rss_mb"] for r in real])
         fits["real eval time"] = growth_exponent(xs, [r["eval_s"] for r in real])
-    for cap in args.caps:
-        rows = [r for r in synthetic if r["max_scores"] == cap]
+    for cap in args.caps_mb:
+        rows = [r for r in synthetic if r["max_memory_mb"] == cap]
         if len(rows) > 1:
             xs = [r["entities"] for r in rows]
-            fits[f"synthetic peak memory above the interpreter, cap {cap:,}"] = growth_exponent(
+            fits[f"synthetic peak memory above the interpreter, cap {cap} MiB"] = growth_exponent(
                 xs, [r["peak_rss_mb"] - r["baseline_mb"] for r in rows]
             )
-            fits[f"synthetic eval time, cap {cap:,}"] = growth_exponent(
+            fits[f"synthetic eval time, cap {cap} MiB"] = growth_exponent(
                 xs, [r["eval_s"] for r in rows]
             )
     print()

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
-from torch import nn
+from fakes import LetterColourEncoder
 
 from vlkge.cli import main
 from vlkge.config import load_config
 from vlkge.data.datasets import load_dataset
-from vlkge.encoders.base import Encoder
 from vlkge.encoders.cache import FeatureCache
 from vlkge.errors import VlkgeError
 from vlkge.models import build_model
@@ -30,46 +28,8 @@ TEXT = {"a", "c", "f", "g"}
 COLOURS = {"a": (200, 10, 10), "b": (10, 200, 10), "e": (10, 10, 200), "g": (120, 120, 0)}
 
 
-class MeanColour:
-    """Picklable image transform: an RGB image -> its mean colour in [0, 1]."""
-
-    def __call__(self, image):
-        pixels = torch.from_numpy(np.asarray(image, dtype=np.float32)).reshape(-1, 3)
-        return pixels.mean(0) / 255
-
-
-class TwoTowers(Encoder):
-    """A tiny deterministic text + image encoder (letter counts / mean colour, then linear)."""
-
-    def __init__(self, seed: int = 0):
-        self.name, self.device, self.batch_size = "stub-vl", torch.device("cpu"), 4
-        torch.manual_seed(seed)
-        self.net = nn.ModuleDict({"text": nn.Linear(26, 6), "image": nn.Linear(3, 5)})
-
-    def module(self):
-        return self.net
-
-    @property
-    def text_width(self):
-        return 6
-
-    @property
-    def image_width(self):
-        return 5
-
-    def _encode_text_batch(self, texts):
-        counts = torch.zeros(len(texts), 26)
-        for i, text in enumerate(texts):
-            for char in text.lower():
-                if "a" <= char <= "z":
-                    counts[i, ord(char) - 97] += 1
-        return self.net["text"](counts)
-
-    def image_transform(self):
-        return MeanColour()
-
-    def _encode_pixel_batch(self, pixels):
-        return self.net["image"](pixels)
+class TwoTowers(LetterColourEncoder):
+    """The shared letter/colour stub: 6-d text, 5-d image features."""
 
 
 def write_image(path, colour):

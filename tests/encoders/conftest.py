@@ -14,9 +14,8 @@ import torch
 transformers = pytest.importorskip("transformers")
 PIL = pytest.importorskip("PIL")
 
+from fakes import LetterColourEncoder  # noqa: E402
 from PIL import Image  # noqa: E402
-
-from vlkge.encoders.base import Encoder  # noqa: E402
 
 IMAGE_SIZE = 30
 TOWER = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4)
@@ -148,55 +147,21 @@ def write_images(tmp_path):
     return write
 
 
-class MeanColour:
-    """Picklable image transform: an RGB image -> its mean colour in [0, 1]."""
-
-    def __call__(self, image):
-        pixels = torch.from_numpy(np.asarray(image, dtype=np.float32)).reshape(-1, 3)
-        return pixels.mean(0) / 255
-
-
-class StubEncoder(Encoder):
-    """A tiny deterministic text + image encoder (letter counts / mean colour, then linear)
-    that counts what it encodes; ``delay`` seconds per batch make runs overlap in time."""
+class StubEncoder(LetterColourEncoder):
+    """The shared letter/colour stub, counting what it encodes; ``delay`` seconds per batch
+    make runs overlap in time."""
 
     def __init__(self, delay: float = 0.0):
-        self.name, self.device, self.batch_size = "stub", torch.device("cpu"), 4
-        self.net = torch.nn.ModuleDict(
-            {"text": torch.nn.Linear(26, 6), "image": torch.nn.Linear(3, 5)}
-        )
-        generator = torch.Generator().manual_seed(0)
-        with torch.no_grad():
-            for parameter in self.net.parameters():
-                parameter.copy_(torch.randn(parameter.shape, generator=generator))
-        self.delay = delay
+        super().__init__(seed=0)
+        self.name, self.delay = "stub", delay
         self.texts = self.images = 0
-
-    def module(self):
-        return self.net
-
-    @property
-    def text_width(self):
-        return 6
-
-    @property
-    def image_width(self):
-        return 5
 
     def _encode_text_batch(self, texts):
         time.sleep(self.delay)
         self.texts += len(texts)
-        counts = torch.zeros(len(texts), 26)
-        for i, text in enumerate(texts):
-            for char in text.lower():
-                if "a" <= char <= "z":
-                    counts[i, ord(char) - 97] += 1
-        return self.net["text"](counts)
-
-    def image_transform(self):
-        return MeanColour()
+        return super()._encode_text_batch(texts)
 
     def _encode_pixel_batch(self, pixels):
         time.sleep(self.delay)
         self.images += len(pixels)
-        return self.net["image"](pixels)
+        return super()._encode_pixel_batch(pixels)

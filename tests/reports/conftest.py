@@ -6,14 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
-from torch import nn
+from fakes import LetterColourEncoder
 
 from vlkge.config import load_config
 from vlkge.data.datasets import load_dataset
-from vlkge.encoders.base import Encoder
 from vlkge.encoders.cache import FeatureCache
 
 Image = pytest.importorskip("PIL.Image")
@@ -34,48 +31,6 @@ TRAIN = [
 VALID = [("cat", "eats", "tulip"), ("elm", "near", "oak")]
 TEST = [("dog", "eats", "rose"), ("tulip", "near", "rose"), ("fox", "eats", "oak")]
 COLOURS = {"cat": (200, 40, 40), "dog": (40, 200, 40), "oak": (40, 40, 200), "rose": (90, 9, 9)}
-
-
-class MeanColour:
-    """Picklable image transform: an RGB image -> its mean colour in [0, 1]."""
-
-    def __call__(self, image):
-        pixels = torch.from_numpy(np.asarray(image, dtype=np.float32)).reshape(-1, 3)
-        return pixels.mean(0) / 255
-
-
-class Stub(Encoder):
-    """A deterministic text + image encoder into one 6-d space (letter counts, mean colour)."""
-
-    def __init__(self):
-        self.name, self.device, self.batch_size = "stub-vl", torch.device("cpu"), 8
-        torch.manual_seed(0)
-        self.net = nn.ModuleDict({"text": nn.Linear(26, 6), "image": nn.Linear(3, 6)})
-
-    def module(self):
-        return self.net
-
-    @property
-    def text_width(self):
-        return 6
-
-    @property
-    def image_width(self):
-        return 6
-
-    def _encode_text_batch(self, texts):
-        counts = torch.zeros(len(texts), 26)
-        for i, text in enumerate(texts):
-            for char in text.lower():
-                if "a" <= char <= "z":
-                    counts[i, ord(char) - 97] += 1
-        return self.net["text"](counts)
-
-    def image_transform(self):
-        return MeanColour()
-
-    def _encode_pixel_batch(self, pixels):
-        return self.net["image"](pixels)
 
 
 def write_graph(folder: Path) -> Path:
@@ -116,7 +71,7 @@ class Runs:
         from vlkge.training.run import train
 
         self.root = root
-        self.encoder = Stub()
+        self.encoder = LetterColourEncoder(image_width=6, batch_size=8)
         graph = write_graph(root / "toy")
         kg = load_dataset(str(graph))
         cache = root / "cache"

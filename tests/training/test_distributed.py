@@ -5,11 +5,9 @@ resumes exactly."""
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
-import sys
 
+import launch
 import pytest
 import yaml
 
@@ -33,31 +31,8 @@ SETTINGS = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def torchrun(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_addr",
-        "127.0.0.1",
-        "--master_port",
-        str(free_port()),
-        "-m",
-        "vlkge",
-        *args,
-    ]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done
+    return launch.torchrun("-m", "vlkge", *args)
 
 
 def sets(settings) -> list[str]:

@@ -20,6 +20,13 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "valid", "test")
 
 
+def _report(triples, rows: list[int], what: str, level: int = logging.WARNING) -> None:
+    """Log ``len(rows)`` findings in a split's file with the line of the first one."""
+    if rows:
+        first = triples.lines[rows[0]]
+        log.log(level, "%s: %d %s line %d)", triples.path, len(rows), what, first)
+
+
 @dataclass
 class KnowledgeGraph:
     """Entities, relations and the id-triples of each split (``LongTensor[n, 3]``: h, r, t)."""
@@ -210,32 +217,18 @@ class KnowledgeGraph:
                 ids.append(key)
             if split == "train":
                 in_train = seen
-            if duplicates:
-                log.warning(
-                    "%s: %d duplicate triple(s) dropped (the first repeat is line %d)",
-                    triples.path,
-                    len(duplicates),
-                    triples.lines[duplicates[0]],
-                )
+            _report(triples, duplicates, "duplicate triple(s) dropped (the first repeat is")
             if dropped:
                 log.warning(
                     "%s: %d triple(s) with entities unseen in train dropped", triples.path, dropped
                 )
-            if self_loops:  # common in benchmarks (FB15k-237: 1,625 in train), so not a warning
-                log.info(
-                    "%s: %d self-loop triple(s) (h = t) kept (the first is line %d)",
-                    triples.path,
-                    len(self_loops),
-                    triples.lines[self_loops[0]],
-                )
-            if leaked:
-                log.warning(
-                    "%s: %d %s triple(s) also in the train split, kept (the first is line %d)",
-                    triples.path,
-                    len(leaked),
-                    split,
-                    triples.lines[leaked[0]],
-                )
+            # self loops are common in benchmarks (FB15k-237: 1,625 in train): not a warning
+            _report(
+                triples, self_loops, "self-loop triple(s) (h = t) kept (the first is", logging.INFO
+            )
+            _report(
+                triples, leaked, f"{split} triple(s) also in the train split, kept (the first is"
+            )
             tensors[split] = torch.tensor(ids, dtype=torch.long).reshape(-1, 3)
 
         entities = list(entity_index)

@@ -550,19 +550,9 @@ class FeatureCache:
         mine = list(entities)[rank::world]
         encoded = 0
         for modality in modalities:
-            source = manifest.texts if modality == "text" else manifest.images
-            items = [(e, list(source[e])) for e in mine if source.get(e)]
-            if modality == "text":
-                fingerprints = {e: text_fingerprint(texts) for e, texts in items}
-            else:
-                fingerprints = _image_fingerprints(items, max(workers, 4), progress)
-            header = {
-                "encoder": encoder.name,
-                "fingerprint": encoder.fingerprint,
-                "preprocessing": encoder.modality_preprocessing(modality),
-                "width": str(encoder.width(modality)),
-            }
-            key = (header["fingerprint"], header["preprocessing"], int(header["width"]))
+            items, fingerprints, header, key = _plan(
+                encoder, manifest, mine, modality, workers, progress
+            )
             records, _ = self._existing(modality, key, clean=False)
             todo = [(e, inputs) for e, inputs in items if _stale(records.get(e), fingerprints[e])]
             if todo:
@@ -623,19 +613,9 @@ class FeatureCache:
         shard_size: int,
         progress: bool,
     ) -> ModalityReport:
-        source = manifest.texts if modality == "text" else manifest.images
-        items = [(e, list(source[e])) for e in labels if source.get(e)]
-        if modality == "text":
-            fingerprints = {e: text_fingerprint(texts) for e, texts in items}
-        else:
-            fingerprints = _image_fingerprints(items, max(workers, 4), progress)
-        header = {
-            "encoder": encoder.name,
-            "fingerprint": encoder.fingerprint,
-            "preprocessing": encoder.modality_preprocessing(modality),
-            "width": str(encoder.width(modality)),
-        }
-        key = (header["fingerprint"], header["preprocessing"], int(header["width"]))
+        items, fingerprints, header, key = _plan(
+            encoder, manifest, labels, modality, workers, progress
+        )
         records, dirty = self._existing(modality, key)
         report = ModalityReport(modality, encoder.name, int(header["width"]), entities=len(items))
         todo = [(e, inputs) for e, inputs in items if _stale(records.get(e), fingerprints[e])]
@@ -656,7 +636,7 @@ class FeatureCache:
             )
             report.encoded = len(todo)
         for entity in labels:  # requested entities that no longer have this modality
-            if entity in records and not source.get(entity):
+            if entity in records and entity not in fingerprints:
                 del records[entity]
                 report.removed += 1
                 dirty = True
@@ -852,6 +832,26 @@ class FeatureCache:
 
 def _stale(record: Record | None, fingerprint: str) -> bool:
     return record is None or record.input != fingerprint
+
+
+def _plan(encoder: Encoder, manifest, labels, modality: str, workers: int, progress: bool):
+    """What encoding ``labels`` in ``modality`` involves: ``(items, fingerprints, header,
+    key)``: each entity's inputs, their fingerprints, the table header this encoder writes and
+    the key under which earlier rows are reusable."""
+    source = manifest.texts if modality == "text" else manifest.images
+    items = [(e, list(source[e])) for e in labels if source.get(e)]
+    if modality == "text":
+        fingerprints = {e: text_fingerprint(texts) for e, texts in items}
+    else:
+        fingerprints = _image_fingerprints(items, max(workers, 4), progress)
+    header = {
+        "encoder": encoder.name,
+        "fingerprint": encoder.fingerprint,
+        "preprocessing": encoder.modality_preprocessing(modality),
+        "width": str(encoder.width(modality)),
+    }
+    key = (header["fingerprint"], header["preprocessing"], int(header["width"]))
+    return items, fingerprints, header, key
 
 
 def default_cache_dir(dataset: str, encoder: str, text_template: str = "{text}") -> Path:
