@@ -1,0 +1,155 @@
+#!/usr/bin/env python
+"""Full filtered evaluation, vlkge against PyKEEN, on the same model: time and peak memory.
+
+Usage::
+
+    python bench/eval_compare.py [--datasets wn9-img wn18rr fb15k-237] [--dim 200]
+                                 [--threads 2] [--json-out results.json]
+
+For each dataset one DistMult model (width ``--dim``, Xavier-uniform, seed 0; untrained, which
+costs the evaluation the same) is built by vlkge and its two tables are copied into a PyKEEN
+``ERModel`` with the DistMult interaction, so both libraries rank exactly the same scores. Each
+library then evaluates the test split in its own subprocess (filtered with train + valid + test,
+both sides, all entities, realistic ties): wall time (best of ``--repeats``, filter
+construction included) and the process's peak resident memory. The MRRs must agree; the table
+prints the time ratio (target: vlkge at least 3x faster) and both peaks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from pykeen_compare import PYKEEN_METRICS, peak_rss_mb
+
+DATASETS = ("wn9-img", "wn18rr", "fb15k-237")
+
+
+def build(dataset: str, dim: int):
+    from vlkge.config import load_config
+    from vlkge.training.run import prepare
+
+    cfg = load_config(
+        overrides=[
+            f"dataset.name={dataset}",
+            "dataset.unseen_entities=drop",
+            "model.backbone=distmult",
+            f"model.dim={dim}",
+            "seed=0",
+        ]
+    )
+    kg, model = prepare(cfg)
+    return cfg, kg, model
+
+
+def child(library: str, dataset: str, dim: int, repeats: int, threads: int) -> dict:
+    import torch
+
+    torch.set_num_threads(threads)
+    cfg, kg, model = build(dataset, dim)
+    test = kg.splits["test"]
+    times, mrr = [], None
+    if library == "vlkge":
+        from vlkge.evaluation.evaluator import Evaluator
+
+        for _ in range(repeats):
+            start = time.perf_counter()
+            result = Evaluator(kg, cfg["evaluation"]).evaluate(model, "test")
+            times.append(time.perf_counter() - start)
+            mrr = result["both"]["mrr"]
+    else:
+        from pykeen.evaluation import RankBasedEvaluator
+        from pykeen.models import ERModel
+        from pykeen.triples import CoreTriplesFactory
+
+        factory = CoreTriplesFactory.create(
+            mapped_triples=kg.train, num_entities=kg.num_entities, num_relations=kg.num_relations
+        )
+        theirs = ERModel(
+            triples_factory=factory,
+            interaction="distmult",
+            entity_representations_kwargs=dict(shape=dim),
+            relation_representations_kwargs=dict(shape=dim),
+        )
+        with torch.no_grad():
+            theirs.entity_representations[0]._embeddings.weight.copy_(model.entities.weight)
+            theirs.relation_representations[0]._embeddings.weight.copy_(model.relations.weight)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            result = RankBasedEvaluator(filtered=True).evaluate(
+                model=theirs,
+                mapped_triples=test,
+                additional_filter_triples=[kg.splits["train"], kg.splits["valid"]],
+                batch_size=256,
+                use_tqdm=False,
+            )
+            times.append(time.perf_counter() - start)
+            mrr = float(result.get_metric(f"both.realistic.{PYKEEN_METRICS['mrr']}"))
+    return {
+        "library": library,
+        "dataset": dataset,
+        "entities": kg.num_entities,
+        "test_triples": len(test),
+        "eval_s": min(times),
+        "mrr": mrr,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def run_child(*args: str) -> dict:
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "result.json"
+        subprocess.run(
+            [sys.executable, __file__, "--child", *args, "--result", str(out)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return json.loads(out.read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="*", default=list(DATASETS))
+    parser.add_argument("--dim", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--json-out", type=Path)
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        library, dataset = args.child
+        result = child(library, dataset, args.dim, args.repeats, args.threads)
+        args.result.write_text(json.dumps(result))
+        return
+    rows = []
+    print(f"DistMult d {args.dim}, {args.threads} threads, best of {args.repeats}")
+    print(
+        "| dataset | entities | test | MRR vlkge / PyKEEN | eval s vlkge | eval s PyKEEN "
+        "| PyKEEN / vlkge | peak MB vlkge | peak MB PyKEEN |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for dataset in args.datasets:
+        common = ["--dim", str(args.dim), "--threads", str(args.threads)]
+        common += ["--repeats", str(args.repeats)]
+        ours = run_child("vlkge", dataset, *common)
+        theirs = run_child("pykeen", dataset, *common)
+        rows.append({"vlkge": ours, "pykeen": theirs})
+        print(
+            f"| {dataset} | {ours['entities']:,} | {ours['test_triples']:,} | "
+            f"{ours['mrr']:.4f} / {theirs['mrr']:.4f} | {ours['eval_s']:.2f} | "
+            f"{theirs['eval_s']:.2f} | {theirs['eval_s'] / ours['eval_s']:.1f}x | "
+            f"{ours['peak_rss_mb']:.0f} | {theirs['peak_rss_mb']:.0f} |"
+        )
+    if args.json_out:
+        args.json_out.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
