@@ -67,13 +67,18 @@ def run_vlkge(dataset: str, model_name: str, s: dict) -> dict:
     import torch
 
     from vlkge.config import load_config
+    from vlkge.data.datasets import load_dataset
     from vlkge.evaluation.evaluator import Evaluator
     from vlkge.training.run import prepare
     from vlkge.training.trainer import Trainer
 
     torch.set_num_threads(s["threads"])
+    # N distinct negatives need N < entities; smaller graphs (Nations: 14) draw with
+    # replacement, as PyKEEN always does
+    replacement = s["negatives"] >= load_dataset(dataset).num_entities
     cfg = load_config(
         overrides=[
+            f"training.negatives.replacement={str(replacement).lower()}",
             f"dataset.name={dataset}",
             f"seed={s['seed']}",
             "device=cpu",
