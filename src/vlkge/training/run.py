@@ -133,12 +133,15 @@ def evaluate_run(
     splits,
     progress: bool = False,
     paper_protocol: bool | None = None,
+    evaluator: Evaluator | None = None,
 ) -> dict:
     """Metrics of ``model`` on ``splits``; ``paper_protocol`` overrides the run's choice of
-    ranking protocol (merged filter and id-ordered ties) without changing the model."""
-    if paper_protocol is None:
-        paper_protocol = cfg["compat"]["paper"]
-    evaluator = Evaluator(kg, cfg["evaluation"], paper_protocol, cfg["precision"])
+    ranking protocol (merged filter and id-ordered ties) without changing the model.
+    ``evaluator`` reuses one already built for the run's own protocol (its filter index)."""
+    if evaluator is None:
+        if paper_protocol is None:
+            paper_protocol = cfg["compat"]["paper"]
+        evaluator = Evaluator(kg, cfg["evaluation"], paper_protocol, cfg["precision"])
     out: dict = {}
     for split in splits:
         start = time.perf_counter()
@@ -198,7 +201,12 @@ def _train(cfg: dict, run_dir: Path, device: torch.device, features: Features | 
     best_path = run_dir / "checkpoints" / "best.pt"
     restore_model(model, load_checkpoint(best_path)["model"], best_path)
     metrics = evaluate_run(
-        cfg, kg, model, cfg["evaluation"]["splits"], show_progress(cfg["training"]["progress"])
+        cfg,
+        kg,
+        model,
+        cfg["evaluation"]["splits"],
+        show_progress(cfg["training"]["progress"]),
+        evaluator=evaluator,
     )
     metrics["best_epoch"] = best["epoch"]
     metrics["train_time_s"] = train_time

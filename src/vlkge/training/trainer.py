@@ -141,7 +141,8 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(cfg["seed"])
         self.epoch = 0
         self.best = {"metric": -math.inf, "epoch": 0}
-        self.progress = show_progress(cfg["training"]["progress"]) and distributed.is_main()
+        self.main = distributed.is_main()
+        self.progress = show_progress(cfg["training"]["progress"]) and self.main
         # the epoch in progress: generator state at its start, batches done, loss sums
         self.partial: dict | None = None
         self.interrupt = StopRequest()
@@ -150,7 +151,6 @@ class Trainer:
         self.device = self.regime.device = model_device(model)
         self.precision = cfg["precision"]
         self.scaler = grad_scaler(self.device, self.precision)
-        self.main = distributed.is_main()
 
     @property
     def last_path(self) -> Path:
