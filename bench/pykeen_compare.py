@@ -4,14 +4,22 @@
 Usage::
 
     python bench/pykeen_compare.py [--datasets kinships umls] [--models distmult complex]
-                                   [--epochs N] [--quick] [--json-out results.json]
+                                   [--regime negative_sampling|1vsall] [--epochs N] [--quick]
+                                   [--json-out results.json]
 
 Both libraries see the same id-triples (vlkge's loader; PyKEEN gets them as a
 ``CoreTriplesFactory``), the same model (interaction, width, Xavier-uniform initialisation of
-both tables, no regulariser, no constraint), the same negative-sampling regime (softplus /
-logistic loss over 1 positive + N negatives, head or tail corrupted with probability 1/2,
-Adagrad, same learning rate, batch size, epochs and seed) and the same evaluation protocol
+both tables, no regulariser, no constraint), the same training regime, Adagrad with the same learning
+rate, batch size, epochs and seed, and and the same evaluation protocol
 (filtered with train + valid + test, realistic ties, head and tail queries of the test split).
+Two regimes:
+
+- ``negative_sampling`` (the paper's): softplus / logistic loss over 1 positive + N negatives,
+  head or tail corrupted with probability 1/2 (PyKEEN: ``SLCWATrainingLoop``);
+- ``1vsall``: every training triple's head and tail query scored against all entities with a
+  softmax cross-entropy (vlkge: ``training.regime: 1vsall``, a batch of ``2 * batch_size``
+  queries; PyKEEN: ``SymmetricLCWATrainingLoop`` with ``CrossEntropyLoss``, which scores both
+  sides of ``batch_size`` triples per step): the same queries per step.
 
 Each (dataset, model, library) runs in its own subprocess with ``torch.set_num_threads``, so
 imports and peak memory (``ru_maxrss``) do not leak between them and the libraries never run at
@@ -77,6 +85,12 @@ def run_vlkge(dataset: str, model_name: str, s: dict) -> dict:
     # N distinct negatives need N < entities; smaller graphs (Nations: 14) draw with
     # replacement, as PyKEEN always does
     replacement = s["negatives"] >= load_dataset(dataset).num_entities
+    if s["regime"] == "1vsall":  # both sides of batch_size triples per step, as PyKEEN's
+        regime = ["training.regime=1vsall", "training.loss=ce"]
+        batch_size = 2 * s["batch_size"]
+    else:
+        regime = ["training.regime=negative_sampling", "training.loss=logistic"]
+        batch_size = s["batch_size"]
     cfg = load_config(
         overrides=[
             f"training.negatives.replacement={str(replacement).lower()}",
@@ -89,10 +103,9 @@ def run_vlkge(dataset: str, model_name: str, s: dict) -> dict:
             # PyKEEN's RotatE takes the L2 norm over all 2d real coordinates
             "model.rotate_distance=l2",
             "model.reciprocal=false",
-            "training.regime=negative_sampling",
-            "training.loss=logistic",
+            *regime,
             f"training.epochs={s['epochs']}",
-            f"training.batch_size={s['batch_size']}",
+            f"training.batch_size={batch_size}",
             f"training.negatives.num={s['negatives']}",
             "training.negatives.side=both",
             # PyKEEN's BasicNegativeSampler does not reject known triples by default
@@ -150,10 +163,10 @@ def _xavier_uniform_like_vlkge(tensor):
 def run_pykeen(dataset: str, model_name: str, s: dict) -> dict:
     import torch
     from pykeen.evaluation import RankBasedEvaluator
-    from pykeen.losses import SoftplusLoss
+    from pykeen.losses import CrossEntropyLoss, SoftplusLoss
     from pykeen.models import ERModel
     from pykeen.sampling import BasicNegativeSampler
-    from pykeen.training import SLCWATrainingLoop
+    from pykeen.training import SLCWATrainingLoop, SymmetricLCWATrainingLoop
     from pykeen.training.callbacks import TrainingCallback
     from pykeen.triples import CoreTriplesFactory
     from pykeen.utils import set_random_seed
@@ -186,7 +199,7 @@ def run_pykeen(dataset: str, model_name: str, s: dict) -> dict:
         interaction_kwargs=dict(p=1) if model_name == "transe" else None,
         entity_representations_kwargs=dict(representation),
         relation_representations_kwargs=relation,
-        loss=SoftplusLoss(reduction="mean"),
+        loss=SoftplusLoss(reduction="mean") if s["regime"] != "1vsall" else CrossEntropyLoss(),
         random_seed=s["seed"],
     )
     rss_setup = peak_rss_mb()
@@ -204,17 +217,20 @@ def run_pykeen(dataset: str, model_name: str, s: dict) -> dict:
 
     start, cpu = time.perf_counter(), time.process_time()
     optimizer = torch.optim.Adagrad(model.get_grad_params(), lr=s["lr"])
-    loop = SLCWATrainingLoop(
-        model=model,
-        triples_factory=train_tf,
-        optimizer=optimizer,
-        negative_sampler=BasicNegativeSampler,
-        negative_sampler_kwargs=dict(
-            num_negs_per_pos=s["negatives"],
-            corruption_scheme=("head", "tail"),
-            filtered=bool(s["negative_filter"]),
-        ),
-    )
+    if s["regime"] == "1vsall":
+        loop = SymmetricLCWATrainingLoop(model=model, triples_factory=train_tf, optimizer=optimizer)
+    else:
+        loop = SLCWATrainingLoop(
+            model=model,
+            triples_factory=train_tf,
+            optimizer=optimizer,
+            negative_sampler=BasicNegativeSampler,
+            negative_sampler_kwargs=dict(
+                num_negs_per_pos=s["negatives"],
+                corruption_scheme=("head", "tail"),
+                filtered=bool(s["negative_filter"]),
+            ),
+        )
     timer = EpochTimer()
     timer.last = time.perf_counter()
     losses = loop.train(
@@ -372,6 +388,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="default 100 (3 with --quick)")
     parser.add_argument("--quick", action="store_true", help="few epochs, one evaluation")
     parser.add_argument("--dim", type=int, default=200)
+    parser.add_argument(
+        "--regime", choices=("negative_sampling", "1vsall"), default="negative_sampling"
+    )
     parser.add_argument("--negatives", type=int, default=32, help="N negatives per positive")
     parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument("--batch-size", type=int, default=512)
@@ -400,6 +419,7 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = {
         "epochs": args.epochs or (3 if args.quick else 100),
+        "regime": args.regime,
         "dim": args.dim,
         "negatives": args.negatives,
         "lr": args.lr,

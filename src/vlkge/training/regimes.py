@@ -49,6 +49,10 @@ def _by_side(
     passed in when the caller already has it."""
     is_tail = queries[:, 0] == 1
     table = model.entities() if table is None else table
+    if model.reciprocal:
+        # (?, r, t) is (t, r + num_relations, ?): one call, no reassembly of the two sides
+        relation = torch.where(is_tail, queries[:, 2], queries[:, 2] + model.num_relations)
+        return model.score_against("tail", queries[:, 1], relation, candidates, table=table)
     out = None
     for side, rows in (("tail", is_tail), ("head", ~is_tail)):
         if not rows.any():

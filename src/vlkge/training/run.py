@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from vlkge import config as config_mod
+from vlkge.allocator import keep_freed_memory
 from vlkge.data.datasets import load_dataset
 from vlkge.data.graph import KnowledgeGraph
 from vlkge.errors import ConfigError, VlkgeError
@@ -84,6 +85,7 @@ def prepare(cfg: dict, features: Features | None = None) -> tuple[KnowledgeGraph
     # sparse gradients of large tables are full of denormal floats, which run 10x slower on
     # x86 (the projection's weight gradient of a multimodal model: 0.62 -> 0.25 s per batch)
     torch.set_flush_denormal(True)
+    keep_freed_memory()
     seed_everything(cfg["seed"])
     configure_kernels(cfg["compile"])
     kg = load_graph(cfg)
