@@ -29,14 +29,14 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _metrics_table(metrics: dict, title: str) -> str:
-    rows = [f"{title:<12} {'MRR':>7} {'MR':>9} {'H@1':>7} {'H@3':>7} {'H@10':>7} {'n':>7}"]
-    for key in ("both", "head", "tail"):
-        if key in metrics:
-            m = metrics[key]
-            rows.append(
-                f"{key:<12} {m['mrr']:>7.4f} {m['mr']:>9.2f} {m['hits@1']:>7.4f} "
-                f"{m['hits@3']:>7.4f} {m['hits@10']:>7.4f} {m['count']:>7}"
-            )
+    rows = [f"{title:<13} {'MRR':>7} {'MR':>9} {'H@1':>7} {'H@3':>7} {'H@10':>7} {'n':>7}"]
+    lines = [(key, metrics[key]) for key in ("both", "head", "tail") if key in metrics]
+    lines += list(metrics.get("by_role", {}).items())  # inductive runs
+    for key, m in lines:
+        rows.append(
+            f"{key:<13} {m['mrr']:>7.4f} {m['mr']:>9.2f} {m['hits@1']:>7.4f} "
+            f"{m['hits@3']:>7.4f} {m['hits@10']:>7.4f} {m['count']:>7}"
+        )
     for rel, m in metrics.get("per_relation", {}).items():
         rows.append(f"  {rel[:30]:<30} MRR {m['mrr']:.4f}  H@10 {m['hits@10']:.4f}  n {m['count']}")
     return "\n".join(rows)

@@ -85,3 +85,20 @@ def test_evaluate_cli_flag(tmp_path, make_dataset, capsys):
     assert json.loads(capsys.readouterr().out)["test"]["both"]["count"] == 6
     assert main(["evaluate", str(tmp_path / "run"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["test"]["both"]["count"] == 10
+
+
+def test_metrics_by_role_of_the_unseen_entity():
+    kg = graph()
+    evaluator = Evaluator(kg, load_config(overrides=["evaluation.only_unseen=true"])["evaluation"])
+    metrics = evaluator.evaluate_scores(scores_by_id, "test")
+    ranks = evaluator.rank(scores_by_id, "test")
+    # kept: (x, r, a), (b, s, y), (x, s, y); head queries rank the head, tail queries the tail
+    head, tail = ranks["head"], ranks["tail"]
+    anchor = torch.cat([tail[[0, 2]], head[[1, 2]]])  # x or y is the query's known side
+    answer = torch.cat([head[[0, 2]], tail[[1, 2]]])  # x or y is the ranked answer
+    roles = metrics["by_role"]
+    assert roles["unseen_anchor"]["count"] == 4 and roles["unseen_answer"]["count"] == 4
+    assert roles["unseen_anchor"]["mrr"] == float((1 / anchor).mean())
+    assert roles["unseen_answer"]["mrr"] == float((1 / answer).mean())
+    full = Evaluator(kg, load_config()["evaluation"]).evaluate_scores(scores_by_id, "test")
+    assert "by_role" not in full

@@ -13,7 +13,7 @@ import torch
 from vlkge.data.graph import KnowledgeGraph
 from vlkge.data.index import TripleIndex
 from vlkge.errors import ConfigError
-from vlkge.evaluation.metrics import report
+from vlkge.evaluation.metrics import report, role_report
 from vlkge.evaluation.ranking import ScoreFn, rank_triples
 from vlkge.models.model import KGEModel
 from vlkge.precision import autocast, model_device
@@ -100,7 +100,11 @@ class Evaluator:
     def evaluate_scores(self, score_fn: ScoreFn, split: str, progress: bool = False) -> dict:
         """Metrics (``metrics.json`` layout) for any scorer, trained model or zero-shot."""
         ranks = self.rank(score_fn, split, progress)
-        return report(ranks, self.triples(split)[:, 1], self.kg.relations)
+        triples = self.triples(split)
+        out = report(ranks, triples[:, 1], self.kg.relations)
+        if self.seen is not None:
+            out["by_role"] = role_report(ranks, triples, self.seen)
+        return out
 
     @torch.no_grad()
     def evaluate(self, model: KGEModel, split: str, progress: bool = False) -> dict:

@@ -3,7 +3,8 @@
 Layout (other tools read it)::
 
     {"both": {"mrr", "mr", "hits@1", "hits@3", "hits@10", "count"},
-     "head": {...}, "tail": {...}, "per_relation": {"<relation>": {...}}}
+     "head": {...}, "tail": {...}, "per_relation": {"<relation>": {...}},
+     "by_role": {"unseen_anchor": {...}, "unseen_answer": {...}}}   # only_unseen runs
 """
 
 from __future__ import annotations
@@ -45,3 +46,21 @@ def report(
         for rel in torch.unique(relations)
     }
     return out
+
+
+def role_report(ranks: dict[str, torch.Tensor], triples: torch.Tensor, seen: torch.Tensor) -> dict:
+    """Inductive metrics by the unseen entity's role in each query (both sides pooled):
+    ``unseen_anchor`` ranks known entities for a new one (the WikiArt case: an unseen artwork's
+    artist), ``unseen_answer`` ranks a new entity among all candidates. A triple between two
+    unseen entities counts in both."""
+    anchor_unseen, answer_unseen = [], []
+    heads, tails = triples[:, 0], triples[:, 2]
+    for side in ranks:
+        anchor, answer = (tails, heads) if side == "head" else (heads, tails)
+        anchor_unseen.append(~seen[anchor])
+        answer_unseen.append(~seen[answer])
+    both = torch.cat(list(ranks.values()))
+    return {
+        "unseen_anchor": summarize(both[torch.cat(anchor_unseen)]),
+        "unseen_answer": summarize(both[torch.cat(answer_unseen)]),
+    }
