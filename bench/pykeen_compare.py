@@ -281,7 +281,7 @@ def finish(kg, epoch_times, train_s, train_cpu_s, losses, eval_times, metrics, r
         "epoch_times": epoch_times,
         "triples_per_s": len(kg.splits["train"]) / epoch_s,
         "final_loss": losses[-1] if losses else float("nan"),
-        "eval_s": min(eval_times),
+        "eval_s": min(eval_times) if eval_times else None,  # --eval-repeats 0: not evaluated
         "eval_times": eval_times,
         "metrics": metrics,
         "peak_rss_setup_mb": rss_setup,
@@ -402,7 +402,12 @@ def main(argv: list[str] | None = None) -> int:
         default="none",
         help="reject training triples as negatives (vlkge: redraws; PyKEEN: drops them)",
     )
-    parser.add_argument("--eval-repeats", type=int, default=None, help="default 3 (1 if quick)")
+    parser.add_argument(
+        "--eval-repeats",
+        type=int,
+        default=None,
+        help="default 3 (1 if quick); 0 skips evaluation (training throughput only)",
+    )
     parser.add_argument("--eval-batch-size", type=int, default=0, help="PyKEEN; 0: whole split")
     parser.add_argument("--json-out", type=Path, default=None)
     # internal: one run in a subprocess
@@ -427,7 +432,9 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "threads": args.threads,
         "negative_filter": [] if args.negative_filter == "none" else ["train"],
-        "eval_repeats": args.eval_repeats or (1 if args.quick else 3),
+        "eval_repeats": (
+            args.eval_repeats if args.eval_repeats is not None else (1 if args.quick else 3)
+        ),
         "eval_batch_size": args.eval_batch_size,
     }
     print("settings:", json.dumps(settings), flush=True)
