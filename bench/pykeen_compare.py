@@ -431,7 +431,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-batch-size", type=int, default=0, help="PyKEEN; 0: whole split")
     parser.add_argument("--json-out", type=Path, default=None)
     parser.add_argument(
-        "--table-from", type=Path, default=None, help="print the table of a saved --json-out"
+        "--table-from",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="print one table of saved --json-out files (runs with the same settings)",
     )
     # internal: one run in a subprocess
     parser.add_argument("--worker", choices=LIBRARIES, help=argparse.SUPPRESS)
@@ -445,10 +449,7 @@ def main(argv: list[str] | None = None) -> int:
         worker(args)
         return 0
     if args.table_from:
-        saved = json.loads(args.table_from.read_text(encoding="utf-8"))
-        print("settings:", json.dumps(saved["settings"]))
-        print(table([derive_ratios(row) for row in saved["results"]]))
-        return 0
+        return print_saved(args.table_from)
 
     settings = {
         "epochs": args.epochs or (3 if args.quick else 100),
@@ -476,21 +477,38 @@ def main(argv: list[str] | None = None) -> int:
                 done = row[library]
                 print("failed" if "error" in done else f"{done['process_s']:.1f}s", flush=True)
             rows.append(derive_ratios(row))
+            if args.json_out:  # after every row: a long run stopped early keeps what it measured
+                save(args.json_out, settings, rows)
     print()
     print(table(rows))
     if args.json_out:
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        payload = {
-            "settings": settings,
-            "python": sys.version.split()[0],
-            "versions": versions(),
-            "cpu_count": os.cpu_count(),
-            "load_average": os.getloadavg(),
-            "results": rows,
-        }
-        args.json_out.write_text(json.dumps(payload, indent=2), encoding="utf-8")
         print(f"\nwrote {args.json_out}")
     return 1 if any("error" in row[lib] for row in rows for lib in LIBRARIES) else 0
+
+
+def save(path: Path, settings: dict, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "settings": settings,
+        "python": sys.version.split()[0],
+        "versions": versions(),
+        "cpu_count": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "results": rows,
+    }
+    path.write_text(json.dumps(payload, indent=2), encoding="utf-8")
+
+
+def print_saved(paths: list[Path]) -> int:
+    """One table of the rows of saved runs; they must share their settings."""
+    saved = [json.loads(p.read_text(encoding="utf-8")) for p in paths]
+    for path, other in zip(paths[1:], saved[1:], strict=True):
+        if other["settings"] != saved[0]["settings"]:
+            print(f"error: {path} was run with other settings than {paths[0]}", file=sys.stderr)
+            return 2
+    print("settings:", json.dumps(saved[0]["settings"]))
+    print(table([derive_ratios(row) for run in saved for row in run["results"]]))
+    return 0
 
 
 def versions() -> dict:

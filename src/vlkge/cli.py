@@ -69,7 +69,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from vlkge.training.run import evaluate_run, load_run
 
-    cfg, kg, model = load_run(args.run, args.checkpoint)
+    cfg, kg, model = load_run(args.run, args.checkpoint, args.set)
     if args.ties:
         cfg["evaluation"]["ties"] = args.ties
     if args.only_unseen:
@@ -374,6 +374,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--only-unseen",
         action="store_true",
         help="score only triples touching an entity unseen in training (evaluation.only_unseen)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change how the run is evaluated: evaluation.*, model.neighbours, "
+        "model.neighbour_temperature, device, num_threads, precision",
     )
     p.add_argument("--json", action="store_true", help="print metrics.json-style JSON")
     p.set_defaults(func=cmd_evaluate)

@@ -45,6 +45,8 @@ CHOICES: dict[str, tuple] = {
 POSITIVE = {
     "num_threads",
     "model.dim",
+    "model.neighbour_temperature",
+    "evaluation.calibration.temperature",
     "training.epochs",
     "training.batch_size",
     "training.negatives.num",
@@ -61,6 +63,8 @@ NON_NEGATIVE = {
     "training.checkpoint_every",
     "model.adapter",
     "model.structural_dropout",
+    "model.neighbours",
+    "evaluation.calibration.bank",
     "training.regularizer.weight",
     "training.optimizer.weight_decay",
     "training.label_smoothing",

@@ -13,6 +13,7 @@ import torch
 from vlkge.data.graph import KnowledgeGraph
 from vlkge.data.index import TripleIndex
 from vlkge.errors import ConfigError
+from vlkge.evaluation.calibration import calibrated, fit_weights, hub_penalties
 from vlkge.evaluation.metrics import report, role_report
 from vlkge.evaluation.ranking import ScoreFn, rank_triples
 from vlkge.models.model import KGEModel
@@ -48,6 +49,14 @@ class Evaluator:
         # inductive metrics: only triples with an entity unseen in training (head or tail)
         self.only_unseen = bool(cfg.get("only_unseen", False))
         self.seen = kg.seen_in_train() if self.only_unseen else None
+        self.calibration = cfg.get("calibration") or {"weights": []}
+        weights = self.calibration["weights"]
+        if not all(
+            isinstance(w, int | float) and not isinstance(w, bool) and w >= 0 for w in weights
+        ):
+            raise ConfigError(
+                f"evaluation.calibration.weights must be non-negative numbers, not {weights}"
+            )
 
     def pool(self, split: str) -> torch.Tensor | None:
         """Per-relation candidate mask: tails of r in any split (or in ``split`` only, for the
@@ -105,6 +114,36 @@ class Evaluator:
         if self.seen is not None:
             out["by_role"] = role_report(ranks, triples, self.seen)
         return out
+
+    def calibrate(self, score_fn: ScoreFn) -> tuple[ScoreFn, dict | None]:
+        """``score_fn`` with the hubness correction of ``evaluation.calibration``
+        (:mod:`vlkge.evaluation.calibration`), its weights fit on the calibration split, and a
+        summary for ``metrics.json``; ``score_fn`` itself (and ``None``) when it is off."""
+        settings = self.calibration
+        if not settings["weights"]:
+            return score_fn, None
+        split = settings["split"]
+        num_relations = self.kg.num_relations
+        penalties = hub_penalties(
+            score_fn,
+            self.kg.num_entities,
+            num_relations,
+            self.sides,
+            settings["temperature"],
+            settings["bank"],
+        )
+        ranks = {}
+        for weight in sorted({0.0, *map(float, settings["weights"])}):
+            uniform = {side: torch.full((num_relations,), weight) for side in self.sides}
+            ranks[weight] = self.rank(calibrated(score_fn, penalties, uniform), split)
+        weights = fit_weights(ranks, self.triples(split)[:, 1], num_relations)
+        chosen = {
+            side: {self.kg.relations[r]: float(w) for r, w in enumerate(weights[side]) if w}
+            for side in self.sides
+        }
+        log.info("calibration fit on %s: %s", split, chosen)
+        summary = {"split": split, "temperature": settings["temperature"], "weights": chosen}
+        return calibrated(score_fn, penalties, weights), summary
 
     @torch.no_grad()
     def evaluate(self, model: KGEModel, split: str, progress: bool = False) -> dict:

@@ -302,10 +302,12 @@ def zero_shot(
     evaluator = Evaluator(kg, cfg["evaluation"], cfg["compat"]["paper"])
     out: dict = {}
     start = time.perf_counter()
+    fitted = None  # the calibrated scorer (candidate pools are applied by the ranking)
+    if evaluator.calibration["weights"]:
+        fitted, out["calibration"] = evaluator.calibrate(scorer.scorer())
     for split in splits or cfg["evaluation"]["splits"]:
-        out[split] = evaluator.evaluate_scores(
-            scorer.scorer(evaluator.pool(split)), split, progress
-        )
+        score_fn = fitted or scorer.scorer(evaluator.pool(split))
+        out[split] = evaluator.evaluate_scores(score_fn, split, progress)
         both = out[split]["both"]
         log.info(
             "zero-shot %s: MRR %.4f  H@1 %.4f  H@10 %.4f",

@@ -59,6 +59,8 @@ def build_entities(
         paper_compat=paper_compat,
         towers=towers,
         structural_dropout=model_cfg.get("structural_dropout", 0.0),
+        neighbours=model_cfg.get("neighbours", 0),
+        neighbour_temperature=model_cfg.get("neighbour_temperature", 0.05),
     )
 
 

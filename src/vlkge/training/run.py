@@ -20,7 +20,7 @@ from vlkge.allocator import keep_freed_memory
 from vlkge.data.datasets import load_dataset
 from vlkge.data.graph import KnowledgeGraph
 from vlkge.errors import ConfigError, VlkgeError
-from vlkge.evaluation.evaluator import Evaluator
+from vlkge.evaluation.evaluator import Evaluator, model_scorer
 from vlkge.models.backbones.kernels import configure_kernels
 from vlkge.models.factory import build_model
 from vlkge.models.features import Features, encoder_manifest, feature_cache_dir, load_features
@@ -145,9 +145,17 @@ def evaluate_run(
             paper_protocol = cfg["compat"]["paper"]
         evaluator = Evaluator(kg, cfg["evaluation"], paper_protocol, cfg["precision"])
     out: dict = {}
+    scorer = None
+    if evaluator.calibration["weights"]:
+        model.eval()
+        scorer, out["calibration"] = evaluator.calibrate(model_scorer(model, evaluator.precision))
     for split in splits:
         start = time.perf_counter()
-        out[split] = evaluator.evaluate(model, split, progress=progress)
+        if scorer is None:
+            out[split] = evaluator.evaluate(model, split, progress=progress)
+        else:
+            with torch.no_grad():
+                out[split] = evaluator.evaluate_scores(scorer, split, progress)
         log.info(
             "%s: MRR %.4f  H@1 %.4f  H@3 %.4f  H@10 %.4f  (%.1fs)",
             split,
@@ -241,14 +249,35 @@ def write_metrics(run_dir: Path, metrics: dict) -> None:
     tmp.replace(path)
 
 
+#: config keys a trained run may change when it is loaded: how it is evaluated and where it
+#: runs, and the inference-only borrowing of unseen entities (no trained weight depends on them)
+INFERENCE_KEYS = (
+    "evaluation.",
+    "model.neighbours",
+    "model.neighbour_temperature",
+    "device",
+    "num_threads",
+    "precision",
+)
+
+
 def load_run(
-    run_dir: str | Path, checkpoint: str = "best"
+    run_dir: str | Path, checkpoint: str = "best", overrides: list[str] | tuple = ()
 ) -> tuple[dict, KnowledgeGraph, KGEModel]:
-    """Config, graph and model (weights from ``checkpoints/<checkpoint>.pt``) of a run folder."""
+    """Config, graph and model (weights from ``checkpoints/<checkpoint>.pt``) of a run folder;
+    ``overrides`` (``key=value``) may change the :data:`INFERENCE_KEYS` of its config."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise VlkgeError(f"{run_dir}: not a run folder (no config.yaml)")
-    cfg = config_mod.load_config(run_dir / "config.yaml")
+    for text in overrides:
+        key = text.split("=", 1)[0].strip()
+        if not any(key == k or (k.endswith(".") and key.startswith(k)) for k in INFERENCE_KEYS):
+            raise ConfigError(
+                f"--set {key}: a trained run's {key} cannot change; evaluation may set "
+                "evaluation.*, model.neighbours, model.neighbour_temperature, device, "
+                "num_threads and precision"
+            )
+    cfg = config_mod.load_config(run_dir / "config.yaml", overrides)
     kg, model = prepare(cfg)
     path = run_dir / "checkpoints" / f"{checkpoint}.pt"
     restore_model(model, load_checkpoint(path)["model"], path)

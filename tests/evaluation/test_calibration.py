@@ -1,0 +1,191 @@
+"""The hubness correction: penalties against brute force, the calibrated scorer, weights fit per
+(relation, side) on validation, the evaluator, model runs and the zero-shot baseline."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.evaluation.test_zero_shot import TEMPLATES, BagOfWords, features_of, toy_graph
+from vlkge.config import load_config
+from vlkge.data.graph import KnowledgeGraph
+from vlkge.data.triples import LabeledTriples
+from vlkge.errors import ConfigError
+from vlkge.evaluation import calibration as cal
+from vlkge.evaluation.calibration import calibrated, fit_weights, hub_penalties
+from vlkge.evaluation.evaluator import Evaluator
+from vlkge.evaluation.zero_shot import zero_shot
+
+E, R = 7, 2
+
+
+def dense_scorer(scores: torch.Tensor):
+    """A ``ScoreFn`` over fixed ``[R, E, E]`` (head, tail) scores."""
+
+    def score(side, anchor, relation, span=None):
+        rows = scores[relation, anchor] if side == "tail" else scores[relation, :, anchor]
+        return rows if span is None else rows[:, span[0] : span[1]]
+
+    return score
+
+
+def random_scores(seed=0):
+    return torch.randn(R, E, E, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("bank", [0, 4])
+def test_penalties_are_the_scaled_logsumexp_over_the_bank(monkeypatch, bank):
+    monkeypatch.setattr(cal, "CHUNK", 3)  # several chunks
+    scores = random_scores()
+    got = hub_penalties(dense_scorer(scores), E, R, ("head", "tail"), 0.5, bank, seed=3)
+    anchors = torch.arange(E)
+    if bank:
+        anchors = torch.randperm(E, generator=torch.Generator().manual_seed(3))[:bank].sort().values
+    for r in range(R):
+        tail_side = scores[r][anchors]  # rows: bank heads, columns: candidate tails
+        head_side = scores[r][:, anchors].T  # rows: bank tails, columns: candidate heads
+        for side, block in (("tail", tail_side), ("head", head_side)):
+            t = 0.5 * float(block.std())
+            expected = torch.tensor([t * torch.logsumexp(block[:, e] / t, 0) for e in range(E)])
+            assert torch.allclose(got[side][r], expected, atol=1e-5)
+
+
+def test_constant_scores_get_no_penalty_and_infinite_ones_are_ignored():
+    scores = torch.zeros(R, E, E)
+    scores[1, :, 2] = -torch.inf  # candidate 2 never allowed for relation 1
+    scores[1, 0, 3] = 1.0
+    got = hub_penalties(dense_scorer(scores), E, R, ("tail",), 0.3)
+    assert torch.equal(got["tail"][0], torch.zeros(E))
+    assert got["tail"][1][2] == 0 and torch.isfinite(got["tail"][1]).all()
+
+
+def test_calibrated_scores_subtract_the_weighted_penalty_also_within_a_span():
+    scores = random_scores(1)
+    penalties = {"tail": torch.rand(R, E), "head": torch.rand(R, E)}
+    weights = {"tail": torch.tensor([0.0, 2.0]), "head": torch.tensor([1.0, 0.5])}
+    fn = calibrated(dense_scorer(scores), penalties, weights)
+    anchor, relation = torch.tensor([0, 4, 6]), torch.tensor([1, 0, 1])
+    for side in ("tail", "head"):
+        base = dense_scorer(scores)(side, anchor, relation)
+        expected = base - weights[side][relation, None] * penalties[side][relation]
+        assert torch.allclose(fn(side, anchor, relation), expected)
+        assert torch.allclose(fn(side, anchor, relation, (2, 5)), expected[:, 2:5])
+
+
+def test_fit_picks_the_best_weight_per_relation_and_side_and_the_smallest_on_ties():
+    relations = torch.tensor([0, 0, 1, 1])
+    ranks = {
+        0.0: {"tail": torch.tensor([2, 2, 1, 1]), "head": torch.tensor([5, 5, 3, 3])},
+        0.5: {"tail": torch.tensor([1, 1, 1, 1]), "head": torch.tensor([5, 5, 2, 2])},
+        1.0: {"tail": torch.tensor([1, 1, 4, 4]), "head": torch.tensor([5, 5, 1, 1])},
+    }
+    got = fit_weights(ranks, relations, 3)
+    assert got["tail"].tolist() == [0.5, 0.0, 0.0]  # relation 2: no query, 0
+    assert got["head"].tolist() == [0.0, 1.0, 0.0]
+
+
+# --- in the evaluator -----------------------------------------------------------------------
+TRAIN = [("a", "r", "b"), ("b", "r", "c"), ("c", "s", "a"), ("d", "s", "b"), ("e", "r", "f")]
+VALID = [("a", "r", "c"), ("d", "r", "e"), ("f", "s", "a"), ("b", "s", "d")]
+TEST = [("c", "r", "d"), ("e", "s", "c"), ("g", "r", "a")]
+
+
+def graph() -> KnowledgeGraph:
+    splits = {
+        "train": LabeledTriples("train", TRAIN, list(range(1, 6))),
+        "valid": LabeledTriples("valid", VALID, list(range(1, 5))),
+        "test": LabeledTriples("test", TEST, list(range(1, 4))),
+    }
+    return KnowledgeGraph.from_labeled("toy", splits, inductive=True)
+
+
+def settings(*overrides):
+    return load_config(overrides=list(overrides))["evaluation"]
+
+
+def test_off_by_default_and_the_scorer_is_unchanged():
+    kg = graph()
+    evaluator = Evaluator(kg, settings())
+    fn = dense_scorer(random_scores())
+    assert evaluator.calibrate(fn) == (fn, None)
+
+
+def test_calibration_never_lowers_the_fit_split_and_is_reported():
+    kg = graph()
+    scores = random_scores(2)[:, : kg.num_entities, : kg.num_entities] * 3
+    scores[:, :, 0] += 4.0  # entity 0 a hub for every relation and side
+    base = dense_scorer(scores)
+    plain = Evaluator(kg, settings()).evaluate_scores(base, "valid")["both"]["mrr"]
+    evaluator = Evaluator(kg, settings("evaluation.calibration.weights=[0.5,1,2]"))
+    fn, summary = evaluator.calibrate(base)
+    fitted = evaluator.evaluate_scores(fn, "valid")["both"]["mrr"]
+    assert fitted >= plain - 1e-12
+    assert summary["split"] == "valid" and summary["temperature"] == 0.3
+    assert set(summary["weights"]) == {"head", "tail"}
+    for side in summary["weights"].values():
+        assert set(side) <= set(kg.relations) and all(w in (0.5, 1.0, 2.0) for w in side.values())
+
+
+def test_bad_weights_and_splits_are_config_errors():
+    kg = graph()
+    with pytest.raises(ConfigError, match="calibration.weights"):
+        Evaluator(kg, settings("evaluation.calibration.weights=[-1]"))
+    evaluator = Evaluator(
+        kg,
+        settings("evaluation.calibration.weights=[1]", "evaluation.calibration.split=dev"),
+    )
+    with pytest.raises(ConfigError, match="no dev split"):
+        evaluator.calibrate(dense_scorer(random_scores()))
+    with pytest.raises(ConfigError, match="temperature"):
+        settings("evaluation.calibration.temperature=0")
+
+
+def test_zero_shot_writes_the_fitted_weights():
+    kg = toy_graph()
+    rows = {"dog": "kind of animal", "leaf": "part of plant", "cat": "part of dog"}
+    cfg = load_config(
+        overrides=[
+            "evaluation.splits=[valid,test]",
+            "evaluation.calibration.weights=[1]",
+            f"zero_shot.templates={TEMPLATES}".replace("'", '"'),
+        ]
+    )
+    metrics = zero_shot(cfg, kg, BagOfWords(), features_of(kg, rows))
+    assert metrics["calibration"]["split"] == "valid"
+    assert set(metrics) == {"valid", "test", "ties", "zero_shot", "calibration"}
+
+
+def test_a_trained_run_reports_calibrated_metrics_and_evaluate_reproduces_them(
+    tmp_path, make_dataset, capsys
+):
+    import json
+
+    from vlkge.cli import main
+    from vlkge.training.run import train
+
+    folder = make_dataset(tmp_path / "toy", train=TRAIN, valid=VALID, test=TEST)
+    cfg = load_config(
+        overrides=[
+            f"dataset.name={folder}",
+            "dataset.setting=inductive",
+            "model.dim=4",
+            "training.epochs=2",
+            "training.negatives.num=2",
+            "training.progress=false",
+            "evaluation.calibration.weights=[0.5,1]",
+        ]
+    )
+    metrics = train(cfg, tmp_path / "run")
+    assert metrics["calibration"]["split"] == "valid"
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved["calibration"] == metrics["calibration"]
+    assert main(["evaluate", str(tmp_path / "run"), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["calibration"] == metrics["calibration"]
+    assert again["test"]["both"]["mrr"] == pytest.approx(metrics["test"]["both"]["mrr"])
+    # evaluation settings of a trained run can change when it is evaluated, its model cannot
+    run = str(tmp_path / "run")
+    assert main(["evaluate", run, "--json", "--set", "evaluation.calibration.weights=[]"]) == 0
+    assert "calibration" not in json.loads(capsys.readouterr().out)
+    assert main(["evaluate", run, "--set", "model.dim=8"]) == 2
+    assert "model.dim cannot change" in capsys.readouterr().err
