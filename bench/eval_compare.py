@@ -4,7 +4,7 @@
 Usage::
 
     python bench/eval_compare.py [--datasets wn9-img wn18rr fb15k-237] [--dim 200]
-                                 [--threads 2] [--json-out results.json]
+                                 [--threads 2] [--device cpu] [--json-out results.json]
 
 For each dataset one DistMult model (width ``--dim``, Xavier-uniform, seed 0; untrained, which
 costs the evaluation the same) is built by vlkge and its two tables are copied into a PyKEEN
@@ -25,14 +25,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from pykeen_compare import PYKEEN_METRICS, peak_rss_mb
+from pykeen_compare import PYKEEN_METRICS, peak_gpu_mb, peak_rss_mb
 
 DATASETS = ("wn9-img", "wn18rr", "fb15k-237")
 
 
-def build(dataset: str, dim: int):
+def build(dataset: str, dim: int, device: str = "cpu"):
     from vlkge.config import load_config
-    from vlkge.training.run import prepare
+    from vlkge.training.run import prepare, resolve_device
 
     cfg = load_config(
         overrides=[
@@ -41,17 +41,18 @@ def build(dataset: str, dim: int):
             "model.backbone=distmult",
             f"model.dim={dim}",
             "seed=0",
+            f"device={device}",
         ]
     )
     kg, model = prepare(cfg)
-    return cfg, kg, model
+    return cfg, kg, model.to(resolve_device(device))
 
 
-def child(library: str, dataset: str, dim: int, repeats: int, threads: int) -> dict:
+def child(library: str, dataset: str, dim: int, repeats: int, threads: int, device: str) -> dict:
     import torch
 
     torch.set_num_threads(threads)
-    cfg, kg, model = build(dataset, dim)
+    cfg, kg, model = build(dataset, dim, device)
     test = kg.splits["test"]
     times, mrr = [], None
     if library == "vlkge":
@@ -75,7 +76,7 @@ def child(library: str, dataset: str, dim: int, repeats: int, threads: int) -> d
             interaction="distmult",
             entity_representations_kwargs=dict(shape=dim),
             relation_representations_kwargs=dict(shape=dim),
-        )
+        ).to(device)
         with torch.no_grad():
             theirs.entity_representations[0]._embeddings.weight.copy_(model.entities.weight)
             theirs.relation_representations[0]._embeddings.weight.copy_(model.relations.weight)
@@ -98,6 +99,7 @@ def child(library: str, dataset: str, dim: int, repeats: int, threads: int) -> d
         "eval_s": min(times),
         "mrr": mrr,
         "peak_rss_mb": peak_rss_mb(),
+        "peak_gpu_mb": peak_gpu_mb(),
     }
 
 
@@ -119,17 +121,19 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=200)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu | cuda (both libraries)")
     parser.add_argument("--json-out", type=Path)
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         library, dataset = args.child
-        result = child(library, dataset, args.dim, args.repeats, args.threads)
+        result = child(library, dataset, args.dim, args.repeats, args.threads, args.device)
         args.result.write_text(json.dumps(result))
         return
     rows = []
-    print(f"DistMult d {args.dim}, {args.threads} threads, best of {args.repeats}")
+    print(f"DistMult d {args.dim}, {args.threads} threads, {args.device}, best of {args.repeats}")
+    memory = "peak_gpu_mb" if args.device != "cpu" else "peak_rss_mb"  # GPU: torch's allocator
     print(
         "| dataset | entities | test | MRR vlkge / PyKEEN | eval s vlkge | eval s PyKEEN "
         "| PyKEEN / vlkge | peak MB vlkge | peak MB PyKEEN |"
@@ -137,7 +141,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for dataset in args.datasets:
         common = ["--dim", str(args.dim), "--threads", str(args.threads)]
-        common += ["--repeats", str(args.repeats)]
+        common += ["--repeats", str(args.repeats), "--device", args.device]
         ours = run_child("vlkge", dataset, *common)
         theirs = run_child("pykeen", dataset, *common)
         rows.append({"vlkge": ours, "pykeen": theirs})
@@ -145,7 +149,7 @@ def main() -> None:
             f"| {dataset} | {ours['entities']:,} | {ours['test_triples']:,} | "
             f"{ours['mrr']:.4f} / {theirs['mrr']:.4f} | {ours['eval_s']:.2f} | "
             f"{theirs['eval_s']:.2f} | {theirs['eval_s'] / ours['eval_s']:.1f}x | "
-            f"{ours['peak_rss_mb']:.0f} | {theirs['peak_rss_mb']:.0f} |"
+            f"{ours[memory]:.0f} | {theirs[memory]:.0f} |"
         )
     if args.json_out:
         args.json_out.write_text(json.dumps(rows, indent=2))

@@ -80,7 +80,7 @@ def run_vlkge(dataset: str, model_name: str, s: dict) -> dict:
     from vlkge.config import load_config
     from vlkge.data.datasets import load_dataset
     from vlkge.evaluation.evaluator import Evaluator
-    from vlkge.training.run import prepare
+    from vlkge.training.run import prepare, resolve_device
     from vlkge.training.trainer import Trainer
 
     torch.set_num_threads(s["threads"])
@@ -98,7 +98,7 @@ def run_vlkge(dataset: str, model_name: str, s: dict) -> dict:
             f"training.negatives.replacement={str(replacement).lower()}",
             f"dataset.name={dataset}",
             f"seed={s['seed']}",
-            "device=cpu",
+            f"device={s.get('device', 'cpu')}",
             f"num_threads={s['threads']}",
             f"model.backbone={model_name}",
             f"model.dim={s['dim']}",
@@ -125,6 +125,7 @@ def run_vlkge(dataset: str, model_name: str, s: dict) -> dict:
         ]
     )
     kg, model = prepare(cfg)
+    model.to(resolve_device(cfg["device"]))
     rss_setup = peak_rss_mb()
     with tempfile.TemporaryDirectory(prefix="vlkge-bench-") as run_dir:
         start, cpu = time.perf_counter(), time.process_time()
@@ -203,7 +204,7 @@ def run_pykeen(dataset: str, model_name: str, s: dict) -> dict:
         relation_representations_kwargs=relation,
         loss=SoftplusLoss(reduction="mean") if s["regime"] != "1vsall" else CrossEntropyLoss(),
         random_seed=s["seed"],
-    )
+    ).to(s.get("device", "cpu"))
     rss_setup = peak_rss_mb()
 
     class EpochTimer(TrainingCallback):
@@ -291,7 +292,17 @@ def finish(kg, epoch_times, train_s, train_cpu_s, losses, eval_times, metrics, r
         "metrics": metrics,
         "peak_rss_setup_mb": rss_setup,
         "peak_rss_mb": peak_rss_mb(),
+        "peak_gpu_mb": peak_gpu_mb(),
     }
+
+
+def peak_gpu_mb() -> float | None:
+    """Peak memory allocated on the GPU by this process (None without CUDA)."""
+    import torch
+
+    if not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return None
+    return torch.cuda.max_memory_allocated() / 2**20
 
 
 def worker(args) -> None:
@@ -361,10 +372,13 @@ def ratio(a, b) -> float | None:
 
 
 def table(rows: list[dict]) -> str:
+    # on a GPU the peak GPU memory (torch's allocator), else the peak resident set
+    on_gpu = any(row[lib].get("peak_gpu_mb") for row in rows for lib in LIBRARIES)
+    memory, key = ("GPU", "peak_gpu_mb") if on_gpu else ("RSS", "peak_rss_mb")
     header = (
         f"{'dataset':<9} {'model':<9} | {'MRR vl':>6} {'MRR pk':>6} | {'H@10 vl':>7} "
         f"{'H@10 pk':>7} | {'train tr/s vl':>13} {'pk':>9} {'vl/pk':>6} | "
-        f"{'eval s vl':>9} {'pk':>7} {'vl/pk':>6} | {'RSS MB vl':>9} {'pk':>6}"
+        f"{'eval s vl':>9} {'pk':>7} {'vl/pk':>6} | {memory + ' MB vl':>9} {'pk':>6}"
     )
     lines = [header, "-" * len(header)]
     for row in rows:
@@ -376,8 +390,8 @@ def table(rows: list[dict]) -> str:
             f"{fmt(pm.get('hits@10'), '.4f'):>7} | {fmt(vl.get('triples_per_s'), ',.0f'):>13} "
             f"{fmt(pk.get('triples_per_s'), ',.0f'):>9} {fmt(row['train_speedup'], '.2f'):>6} | "
             f"{fmt(vl.get('eval_s'), '.3f'):>9} {fmt(pk.get('eval_s'), '.3f'):>7} "
-            f"{fmt(row['eval_time_ratio'], '.2f'):>6} | {fmt(vl.get('peak_rss_mb'), '.0f'):>9} "
-            f"{fmt(pk.get('peak_rss_mb'), '.0f'):>6}"
+            f"{fmt(row['eval_time_ratio'], '.2f'):>6} | {fmt(vl.get(key), '.0f'):>9} "
+            f"{fmt(pk.get(key), '.0f'):>6}"
         )
         for lib in LIBRARIES:
             if "error" in row[lib]:
@@ -416,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu | cuda (both libraries)")
     parser.add_argument(
         "--negative-filter",
         choices=("none", "train"),
@@ -466,6 +481,8 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "eval_batch_size": args.eval_batch_size,
     }
+    if args.device != "cpu":  # saved CPU runs carry no device key: their settings still match
+        settings["device"] = args.device
     print("settings:", json.dumps(settings), flush=True)
     rows = []
     for dataset in args.datasets:
