@@ -12,22 +12,20 @@ from vlkge.models import neighbours as nb
 from vlkge.models.neighbours import feature_keys, nearest
 
 
-def test_nearest_matches_brute_force_in_blocks_and_excludes_self(monkeypatch):
+def test_nearest_matches_brute_force_in_blocks(monkeypatch):
     monkeypatch.setattr(nb, "BLOCK", 3)  # several blocks
     gen = torch.Generator().manual_seed(1)
     bank = F.normalize(torch.randn(9, 4, generator=gen), dim=1)
     queries = torch.cat([bank[:4], F.normalize(torch.randn(3, 4, generator=gen), dim=1)])
-    exclude = torch.tensor([0, 1, 2, 3, -1, -1, -1])
-    index, weight = nearest(queries, bank, 3, 0.1, exclude)
+    index, weight = nearest(queries, bank, 3, 0.1)
     sim = queries @ bank.T
     for i in range(len(queries)):
-        if exclude[i] >= 0:
-            sim[i, exclude[i]] = -torch.inf
         top, idx = sim[i].topk(3)
         assert index[i].tolist() == idx.tolist()
         assert torch.allclose(weight[i], torch.softmax(top / 0.1, 0))
-        assert int(exclude[i]) not in index[i].tolist()
     assert torch.allclose(weight.sum(1), torch.ones(len(queries)))
+    empty = nearest(queries[:0], bank, 3, 0.1)
+    assert empty[0].shape == (0, 3) and empty[1].shape == (0, 3)
 
 
 def test_feature_keys_normalise_each_modality_and_mark_entities_without_any():

@@ -195,25 +195,24 @@ class FusedEntityRepresentation(Representation):
             raise ValueError(f"entity_parts must be 1 or 2, not {entity_parts}")
 
     def _find_neighbours(self, features: Features, seen: torch.Tensor) -> None:
-        """The bank (seen entities with features: their keys and structural rows) and every
-        entity's ``k`` nearest bank entries, itself excluded."""
+        """The bank (seen entities with features: their keys and structural rows) and the
+        ``k`` nearest bank entries of every entity that borrows (unseen, with features)."""
         keys, has = feature_keys([features[m] for m in self.modalities])
         in_bank = seen & has
         if not in_bank.any():
             raise ConfigError("model.neighbours needs seen entities with modal features")
-        position = torch.full((self.count,), -1, dtype=torch.long)
-        position[in_bank] = torch.arange(int(in_bank.sum()))
         self.register_buffer("bank_keys", keys[in_bank], persistent=False)
         self.register_buffer("bank_rows", self.struct_row[in_bank], persistent=False)
+        borrows = has & ~seen
         index, weight = nearest(
-            keys[has], self.bank_keys, self.neighbours, self.neighbour_temperature, position[has]
+            keys[borrows], self.bank_keys, self.neighbours, self.neighbour_temperature
         )
         rows = torch.zeros(self.count, index.shape[1], dtype=torch.long)
         weights = torch.zeros(self.count, index.shape[1])
-        rows[has], weights[has] = self.bank_rows[index], weight
+        rows[borrows], weights[borrows] = self.bank_rows[index], weight
         self.register_buffer("neighbour_rows", rows, persistent=False)
         self.register_buffer("neighbour_weights", weights, persistent=False)
-        self.register_buffer("borrows", has, persistent=False)
+        self.register_buffer("borrows", borrows, persistent=False)
 
     def _borrowed(self, rows: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """Weighted sums of structural rows ``[n, k]`` -> ``[n, dim]`` (no ``[n, k, dim]``)."""
@@ -238,8 +237,7 @@ class FusedEntityRepresentation(Representation):
             rows = self._rows("struct_row", flat)
             parts.append(self.structural(rows.clamp_min(0)))
             if self.neighbours:  # unseen entities borrow one
-                unseen = self._rows("borrows", flat) & ~self._rows("present", flat)[:, 0]
-                need = unseen.nonzero().squeeze(1)
+                need = self._rows("borrows", flat).nonzero().squeeze(1)
                 borrowed = self._borrowed(
                     self._rows("neighbour_rows", flat)[need],
                     self._rows("neighbour_weights", flat)[need],

@@ -1,8 +1,7 @@
 """Structural parts borrowed from modal neighbours (inductive use).
 
-An entity without a structural part of its own (unseen in training, or hidden by
-``structural_dropout``) can borrow one: the softmax-weighted mean of the structural parts of
-the ``k`` seen entities whose frozen features are most similar to its own (cosine over the
+An entity unseen in training has no structural part of its own; it can borrow one: the
+softmax-weighted mean of the structural parts of the ``k`` seen entities whose frozen features are most similar to its own (cosine over the
 L2-normalised features of every modality both have). A new synset then starts from what its
 text neighbours (mostly its siblings) learnt about the graph, instead of from its text
 projection alone.
@@ -32,26 +31,16 @@ def feature_keys(
 
 
 def nearest(
-    queries: torch.Tensor,
-    bank: torch.Tensor,
-    k: int,
-    temperature: float,
-    exclude: torch.Tensor | None = None,
+    queries: torch.Tensor, bank: torch.Tensor, k: int, temperature: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``k`` most similar bank rows of every query key and their softmax weights
-    (``similarity / temperature``), ``([n, k] long, [n, k] float)``. ``exclude[i]`` is a bank
-    row query ``i`` may not pick (itself), or -1."""
-    k = min(k, len(bank) - (exclude is not None))
-    if k <= 0:
-        raise ValueError("neighbour transfer needs at least one seen entity with features")
+    (``similarity / temperature``), ``([n, k] long, [n, k] float)``."""
+    k = min(k, len(bank))
     index, weight = [], []
     for start in range(0, len(queries), BLOCK):
-        sim = queries[start : start + BLOCK] @ bank.T
-        if exclude is not None:
-            rows = exclude[start : start + BLOCK]
-            own = (rows >= 0).nonzero().squeeze(1)
-            sim[own, rows[own]] = -torch.inf
-        top, idx = sim.topk(k, dim=1)
+        top, idx = (queries[start : start + BLOCK] @ bank.T).topk(k, dim=1)
         index.append(idx)
         weight.append(torch.softmax(top / temperature, dim=1))
+    if not index:  # no query: empty tables of width k
+        return torch.zeros(0, k, dtype=torch.long), torch.zeros(0, k)
     return torch.cat(index), torch.cat(weight)

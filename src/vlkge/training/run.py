@@ -145,17 +145,15 @@ def evaluate_run(
             paper_protocol = cfg["compat"]["paper"]
         evaluator = Evaluator(kg, cfg["evaluation"], paper_protocol, cfg["precision"])
     out: dict = {}
-    scorer = None
-    if evaluator.calibration["weights"]:
-        model.eval()
-        scorer, out["calibration"] = evaluator.calibrate(model_scorer(model, evaluator.precision))
+    model.eval()  # the final evaluation: one entity table for every split (and calibration)
+    with torch.no_grad():
+        scorer, calibration = evaluator.calibrate(model_scorer(model, evaluator.precision))
+    if calibration is not None:
+        out["calibration"] = calibration
     for split in splits:
         start = time.perf_counter()
-        if scorer is None:
-            out[split] = evaluator.evaluate(model, split, progress=progress)
-        else:
-            with torch.no_grad():
-                out[split] = evaluator.evaluate_scores(scorer, split, progress)
+        with torch.no_grad():
+            out[split] = evaluator.evaluate_scores(scorer, split, progress)
         log.info(
             "%s: MRR %.4f  H@1 %.4f  H@3 %.4f  H@10 %.4f  (%.1fs)",
             split,
