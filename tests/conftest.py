@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import signal
+import time
 import urllib.request
 from pathlib import Path
 
@@ -40,6 +43,63 @@ def write_toy(folder: Path, train=TOY_TRAIN, valid=TOY_VALID, test=TOY_TEST) -> 
     write_tsv(folder / "valid.txt", valid)
     write_tsv(folder / "test.txt", test)
     return folder
+
+
+# --- processes: a hung child must fail its test, never hang the suite ----------------------
+# pytest-timeout (pyproject.toml) fails a test that runs too long; these hooks then end the
+# processes it started, and the session ends every child left, so that interpreter exit never
+# waits on a stuck worker. torch's own compile workers are left to shut down by themselves.
+KEEP = ("torch._inductor", "compile_worker")
+
+
+def live_children() -> set[int]:
+    """PIDs of this process's live children, read from /proc (empty where there is none)."""
+    me, found = os.getpid(), set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, parent = stat.read_text().rsplit(")", 1)[1].split()[:2]
+            command = (stat.parent / "cmdline").read_bytes().decode(errors="replace")
+        except (OSError, ValueError, IndexError):
+            continue
+        if int(parent) == me and state != "Z" and not any(k in command for k in KEEP):
+            found.add(int(stat.parent.name))
+    return found
+
+
+def end_processes(pids: set[int], grace_s: float = 2.0) -> None:
+    """SIGTERM, then SIGKILL whatever is still there after ``grace_s``."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace_s
+        while pids & live_children() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.failed:
+        item.vlkge_failed = True
+    return report
+
+
+@pytest.fixture(autouse=True)
+def _no_stuck_children(request):
+    """A test that fails (a timeout included) takes down the processes it started."""
+    before = live_children()
+    yield
+    if getattr(request.node, "vlkge_failed", False):
+        end_processes(live_children() - before)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    for child in multiprocessing.active_children():
+        child.daemon = True  # not joined at exit
+    end_processes(live_children())
 
 
 @pytest.fixture(autouse=True)

@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
+from cache_writer import ENTITIES, texts
 from conftest import StubEncoder
 from safetensors import safe_open
 from safetensors.torch import save_file
@@ -21,19 +25,13 @@ from vlkge.encoders import cache as cache_mod
 from vlkge.encoders.cache import FeatureCache, Record, read_table, write_table
 from vlkge.errors import DataError
 
-ENTITIES = [f"e{i}" for i in range(20)]
+HERE = Path(__file__).parent
+TESTS = HERE.parent
 
 
 @pytest.fixture(autouse=True)
 def small_blocks(monkeypatch):
     monkeypatch.setattr(cache_mod, "BLOCK_ROWS", 4)
-
-
-def texts() -> EntityManifest:
-    manifest = EntityManifest()
-    for i, entity in enumerate(ENTITIES):
-        manifest.add_text(entity, f"entity number {i} " + "xyz"[i % 3] * (i + 1))
-    return manifest
 
 
 def flip_feature_byte(path: Path, row: int) -> None:
@@ -179,41 +177,37 @@ def test_training_refuses_a_damaged_cache_in_one_line(tmp_path, make_dataset, ca
 
 
 # --- two writers ---------------------------------------------------------------------------
-class Messages(logging.Handler):
-    def __init__(self):
-        super().__init__()
-        self.lines: list[str] = []
-
-    def emit(self, record):
-        self.lines.append(record.getMessage())
-
-
-def encode_into(folder: str, start, results) -> None:
-    messages = Messages()
-    logger = logging.getLogger("vlkge")
-    logger.addHandler(messages)
-    logger.setLevel(logging.INFO)
-    start.wait()
-    report = FeatureCache(folder).update(StubEncoder(delay=0.05), texts(), shard_size=4)["text"]
-    waited = any("waiting for another vlkge encode" in line for line in messages.lines)
-    results.put((report.encoded, report.reused, waited))
+def start_writer(folder: Path, go: Path, tmp_path: Path, name: str) -> subprocess.Popen:
+    """A fresh interpreter (never a fork of this torch-using process) running cache_writer.py."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+    }
+    return subprocess.Popen(
+        [sys.executable, str(HERE / "cache_writer.py"), str(folder), str(go)],
+        env=env,
+        stdout=(tmp_path / f"{name}.out").open("w"),
+        stderr=subprocess.STDOUT,
+    )
 
 
 def test_two_processes_encoding_into_one_cache(tmp_path):
     """Started together, one writer takes the lock and encodes; the other waits for it, then
     reuses everything the first wrote. The cache ends valid and complete."""
-    context = multiprocessing.get_context("fork")
-    start, results = context.Barrier(2), context.Queue()
-    folder = tmp_path / "cache"
-    workers = [
-        context.Process(target=encode_into, args=(str(folder), start, results)) for _ in "ab"
-    ]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(timeout=120)
-        assert worker.exitcode == 0
-    assert sorted(results.get(timeout=5) for _ in workers) == [(0, 20, True), (20, 0, False)]
+    folder, go = tmp_path / "cache", tmp_path / "go"
+    workers = [start_writer(folder, go, tmp_path, name) for name in "ab"]
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(tmp_path.glob("go.*.ready"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        go.touch()  # both have imported everything: they open the cache together
+        for worker in workers:
+            assert worker.wait(timeout=120) == 0, (tmp_path / "a.out").read_text()
+    finally:
+        for worker in workers:
+            worker.kill()
+    outcomes = [json.loads((tmp_path / f"{n}.out").read_text().splitlines()[-1]) for n in "ab"]
+    assert sorted(map(tuple, outcomes)) == [(0, 20, True), (20, 0, False)]
     assert not list(folder.glob("*.tmp")) and not FeatureCache(folder).shards("text")
     assert read_table(FeatureCache(folder).features_path("text")).damaged == []
     fresh = FeatureCache(tmp_path / "fresh")

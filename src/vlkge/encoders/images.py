@@ -99,6 +99,12 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
 
 
+# Workers are started from a clean server process, never forked from this one: a fork after
+# torch has started its thread pools can inherit a lock held by a thread that does not exist in
+# the child, which then hangs on its first torch call (docs/scaling.md, "Processes").
+WORKER_CONTEXT = "forkserver"
+
+
 def image_batches(
     paths: Sequence[str],
     transform: Callable,
@@ -113,6 +119,7 @@ def image_batches(
         num_workers=workers,
         collate_fn=collate,
         worker_init_fn=_worker_init if workers else None,
+        multiprocessing_context=WORKER_CONTEXT if workers else None,
         persistent_workers=False,
     )
 
