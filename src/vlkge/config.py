@@ -25,6 +25,7 @@ CHOICES: dict[str, tuple] = {
     "model.backbone": ("transe", "distmult", "complex", "rotate"),
     "model.rotate_distance": ("modulus", "l2"),
     "model.fusion": ("average", "concat", "weighted"),
+    "features.preprocess": ("none", "center", "pca", "whiten"),
     "encoder.finetune": ("none", "head", "layers"),
     "training.regime": ("negative_sampling", "1vsall", "kvsall"),
     "training.loss": ("logistic", "self_adversarial", "bce", "ce"),
@@ -44,6 +45,7 @@ CHOICES: dict[str, tuple] = {
 }
 POSITIVE = {
     "num_threads",
+    "features.width",
     "model.dim",
     "model.neighbour_temperature",
     "evaluation.calibration.temperature",
@@ -63,6 +65,7 @@ NON_NEGATIVE = {
     "training.checkpoint_every",
     "model.adapter",
     "model.structural_dropout",
+    "model.dropout",
     "model.neighbours",
     "evaluation.calibration.bank",
     "training.regularizer.weight",
@@ -73,7 +76,7 @@ NON_NEGATIVE = {
     "encoder.workers",
     "report.samples",
 }
-BELOW_ONE = {"training.label_smoothing", "model.structural_dropout"}
+BELOW_ONE = {"training.label_smoothing", "model.structural_dropout", "model.dropout"}
 AT_MOST = {"seed": 2**32 - 1}  # numpy's seed range
 # keys whose default is null but whose value has a type
 NULLABLE_TYPES: dict[str, type] = {
@@ -81,6 +84,7 @@ NULLABLE_TYPES: dict[str, type] = {
     "dataset.data_dir": str,
     "dataset.unseen_entities": str,
     "features.cache_dir": str,
+    "features.width": int,
     "report.zero_shot": str,
     "evaluation.max_memory_mb": float,
 }

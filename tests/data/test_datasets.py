@@ -151,7 +151,8 @@ def test_missing_dataset_without_download(tmp_path, monkeypatch):
 
 # --- downloads -----------------------------------------------------------------------------
 class FakeServer:
-    """Serves the RotatE repository's WN18RR files from the shared copy."""
+    """Serves the RotatE repository's WN18RR files from the shared copy (and KG-BERT's WordNet
+    texts from the folder beside it)."""
 
     def __init__(self, folder: Path, corrupt: str | None = None, fail: str | None = None):
         self.folder, self.corrupt, self.fail = folder, corrupt, fail
@@ -159,11 +160,12 @@ class FakeServer:
 
     def __call__(self, url, *args, **kwargs):
         name = url.rsplit("/", 1)[-1]
-        assert url.startswith("https://") and "wn18rr" in url
+        assert url.startswith("https://") and "wn18rr" in url.lower()
         self.calls.append(name)
         if name == self.fail:
             raise urllib.error.URLError("connection refused")
-        data = bytearray((self.folder / name).read_bytes())
+        folder = self.folder.parent / "wordnet-text" if name == "entity2text.txt" else self.folder
+        data = bytearray((folder / name).read_bytes())
         if name == self.corrupt:
             data[len(data) // 2] ^= 0x01  # one wrong bit
         return io.BytesIO(bytes(data))
@@ -191,11 +193,16 @@ def test_download_verifies_and_caches(data_dir, offline_cache, monkeypatch):
         assert sha256(offline_cache / name) == digest
         assert (offline_cache / name).read_bytes() == (data_dir / "wn18rr" / name).read_bytes()
 
-    # found in the cache next time: nothing is fetched
+    # found in the cache next time: only the text source is fetched, once, into its own folder
     server.calls.clear()
     kg = load_dataset("wn18rr")
-    assert server.calls == []
+    assert server.calls == ["entity2text.txt"]
     assert (kg.num_entities, len(kg.train)) == (40_943, 86_835)
+    assert len(kg.manifest.texts) == 40_943
+    assert (offline_cache.parent / "wordnet-text" / "entity2text.txt").is_file()
+    server.calls.clear()
+    load_dataset("wn18rr")
+    assert server.calls == []
 
 
 def test_download_refetches_only_bad_or_missing_files(data_dir, offline_cache, monkeypatch):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -51,6 +52,7 @@ class DatasetSpec:
     manifest: Callable[[Path], EntityManifest | None] | None = None
     obtain: str = ""  # how to get it when it cannot be downloaded
     unseen: str = "error"  # published protocol for valid/test entities unseen in train
+    texts: str | None = None  # name of the TextSource with its entity names and texts
 
     def missing(self, folder: Path) -> list[str]:
         if self.csv:
@@ -113,6 +115,109 @@ def _csv_file(folder: Path) -> Path | None:
     return csvs[0] if csvs else None
 
 
+KGBERT = "https://raw.githubusercontent.com/yao8839836/kg-bert/master/data"
+VILLMOW = "https://raw.githubusercontent.com/villmow/datasets_knowledge_embedding/master"
+
+
+@dataclass(frozen=True)
+class TextSource:
+    """Entity names and texts published apart from a dataset's triples (docs/datasets.md).
+
+    Found like a dataset: in a folder of its own name beside the dataset (``<data dir>/<name>``)
+    or in the cache, else downloaded there, each file checked against its SHA-256.
+    """
+
+    name: str
+    description: str
+    read: Callable[[Path], tuple[EntityManifest, dict[str, str]]]  # folder -> texts, names
+    required: tuple[str, ...]
+    downloads: dict[str, tuple[str, str]] = field(default_factory=dict)
+    package: str | None = None  # never shipped inside a package (resolve's interface)
+    obtain: str = ""
+
+    def missing(self, folder: Path) -> list[str]:
+        return [n for n in self.required if not (folder / n).is_file()]
+
+
+def wordnet_texts(folder: Path) -> tuple[EntityManifest, dict[str, str]]:
+    """KG-BERT's WordNet texts, ``lemma, lemma, ..., definition`` per synset offset: the whole
+    line is the entity's text, its first lemma the entity's name."""
+    manifest, names = EntityManifest(), {}
+    for entity, text in read_keyed_texts(folder / "entity2text.txt").items():
+        manifest.add_text(entity, text)
+        names[entity] = text.split(",", 1)[0].strip()
+    return manifest, names
+
+
+def freebase_texts(folder: Path) -> tuple[EntityManifest, dict[str, str]]:
+    """FB15k-237 names (KG-BERT) and short Wikidata descriptions: an entity's text is its
+    description, or its name when it has none (6% of the entities)."""
+    names = read_keyed_texts(folder / "entity2name.txt")
+    if (folder / "entity2description.txt").is_file():
+        descriptions = read_keyed_texts(folder / "entity2description.txt")
+    else:  # the downloaded layout: derived from the Wikidata mapping
+        descriptions = _wikidata_descriptions(folder / "entity2wikidata.json")
+    manifest = EntityManifest()
+    for entity, name in names.items():
+        manifest.add_text(entity, descriptions.get(entity, name))
+    for entity in descriptions.keys() - names.keys():
+        manifest.add_text(entity, descriptions[entity])
+    return manifest, names
+
+
+def _wikidata_descriptions(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(path, None, f"not a JSON object ({exc})") from None
+    if not isinstance(entries, dict):
+        raise DataError(path, None, "expected one JSON object keyed by entity id")
+    return {
+        str(key): " ".join(value["description"].split())
+        for key, value in entries.items()
+        if isinstance(value, dict)
+        and isinstance(value.get("description"), str)
+        and value["description"].strip()
+    }
+
+
+TEXTS: dict[str, TextSource] = {
+    source.name: source
+    for source in [
+        TextSource(
+            "wordnet-text",
+            "WordNet 3.0 lemmas and definitions per synset (KG-BERT's entity2text.txt)",
+            wordnet_texts,
+            required=("entity2text.txt",),
+            downloads={
+                "entity2text.txt": (
+                    f"{KGBERT}/WN18RR/entity2text.txt",
+                    "8f5c6f11753dafa879917b9bdf73d398ceb3bd4bed8d5553177e1e0f2c37521f",
+                )
+            },
+        ),
+        TextSource(
+            "fb15k-237-text",
+            "Freebase names (KG-BERT) and short Wikidata descriptions (villmow's mapping)",
+            freebase_texts,
+            required=("entity2name.txt",),
+            downloads={
+                "entity2name.txt": (
+                    f"{KGBERT}/FB15k-237/entity2text.txt",
+                    "16beedcfad3d32696e8b0b98cfa0f5eeb144f5142225f227a64fd9ce37447da5",
+                ),
+                "entity2wikidata.json": (
+                    f"{VILLMOW}/FB15k-237/entity2wikidata.json",
+                    "80e74bb002fb9ca0ecd3d63879a3a51121db855d312a101917a1ffb6aed2fea9",
+                ),
+            },
+        ),
+    ]
+}
+
+
 DATASETS: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in [
@@ -144,6 +249,7 @@ DATASETS: dict[str, DatasetSpec] = {
             },
             manifest=_manifest_file,
             unseen="keep",
+            texts="wordnet-text",
         ),
         DatasetSpec(
             "fb15k-237",
@@ -165,6 +271,7 @@ DATASETS: dict[str, DatasetSpec] = {
             },
             manifest=_manifest_file,
             unseen="keep",
+            texts="fb15k-237-text",
         ),
         *[
             DatasetSpec(
@@ -227,7 +334,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("VLKGE_CACHE_DIR") or Path.home() / ".cache" / "vlkge")
 
 
-def _candidates(spec: DatasetSpec, data_dir: str | os.PathLike | None) -> list[Path]:
+def _candidates(spec: DatasetSpec | TextSource, data_dir: str | os.PathLike | None) -> list[Path]:
     folders: list[Path] = []
     if data_dir:
         folders.append(Path(data_dir) / spec.name)
@@ -253,9 +360,15 @@ def get_spec(name: str) -> DatasetSpec:
         ) from None
 
 
-def resolve(name: str, data_dir: str | os.PathLike | None = None, download: bool = True) -> Path:
-    """The local folder holding dataset ``name``, downloading it into the cache if needed."""
-    spec = get_spec(name)
+def resolve(
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    download: bool = True,
+    spec: DatasetSpec | TextSource | None = None,
+) -> Path:
+    """The local folder holding dataset ``name`` (or the text source ``spec``), downloading it
+    into the cache if needed."""
+    spec = spec or get_spec(name)
     for folder in _candidates(spec, data_dir):
         if folder.is_dir() and not spec.missing(folder):
             return folder
@@ -269,7 +382,7 @@ def resolve(name: str, data_dir: str | os.PathLike | None = None, download: bool
     return _download(spec)
 
 
-def _download(spec: DatasetSpec) -> Path:
+def _download(spec: DatasetSpec | TextSource) -> Path:
     target = cache_dir() / "datasets" / spec.name
     target.mkdir(parents=True, exist_ok=True)
     for filename, (url, digest) in spec.downloads.items():
@@ -348,9 +461,26 @@ def load_dataset(
             manifest = spec.manifest(folder)
         else:
             manifest = _manifest_file(folder)
+    names = entity_names(folder)
+    if spec is not None and spec.texts and manifest is None and (with_manifest or not names):
+        try:
+            texts, text_names = load_texts(spec.texts, data_dir or folder.parent)
+        except DataError:
+            raise
+        except VlkgeError as exc:  # not found, not downloadable: a structural model needs none
+            log.warning("%s: no entity texts (%s)", name, exc)
+        else:
+            manifest = texts if with_manifest else None
+            names = names or text_names
     unseen = unseen or (spec.unseen if spec is not None else "error")
     kg = KnowledgeGraph.from_labeled(
         name, read_splits(folder, spec), manifest=manifest, inductive=inductive, unseen=unseen
     )
-    kg.names = entity_names(folder)
+    kg.names = names
     return kg
+
+
+def load_texts(name: str, data_dir: str | os.PathLike) -> tuple[EntityManifest, dict[str, str]]:
+    """The entity texts (as a manifest) and names of text source ``name``."""
+    source = TEXTS[name]
+    return source.read(resolve(name, data_dir, spec=source))

@@ -28,6 +28,7 @@ def build_entities(
     features: Features | None = None,
     paper_compat: bool = False,
     towers: dict | None = None,
+    features_cfg: dict | None = None,
 ) -> Representation:
     """The entity representation: a structural table, or the fused multimodal one when
     ``model.modalities`` is non-empty (then ``features`` must hold those modalities)."""
@@ -61,7 +62,18 @@ def build_entities(
         structural_dropout=model_cfg.get("structural_dropout", 0.0),
         neighbours=model_cfg.get("neighbours", 0),
         neighbour_temperature=model_cfg.get("neighbour_temperature", 0.05),
+        dropout=model_cfg.get("dropout", 0.0),
+        **_preprocessing(features_cfg or {}),
     )
+
+
+def _preprocessing(features_cfg: dict) -> dict:
+    """The ``features`` section's preprocessing keys as representation arguments."""
+    return {
+        "preprocess": features_cfg.get("preprocess", "none"),
+        "preprocess_width": features_cfg.get("width"),
+        "normalize_features": features_cfg.get("normalize", False),
+    }
 
 
 def build_model(
@@ -70,6 +82,7 @@ def build_model(
     features: Features | None = None,
     paper_compat: bool = False,
     towers: dict | None = None,
+    features_cfg: dict | None = None,
 ) -> KGEModel:
     """A model for ``kg`` from the ``model`` section of a config.
 
@@ -80,7 +93,7 @@ def build_model(
     """
     interaction = build_interaction(model_cfg)
     entities = build_entities(
-        model_cfg, kg, interaction.entity_parts, features, paper_compat, towers
+        model_cfg, kg, interaction.entity_parts, features, paper_compat, towers, features_cfg
     )
     # relations match the width of one part of an entity vector (k * d for concat fusion)
     width = getattr(entities, "base_width", model_cfg["dim"])

@@ -49,6 +49,7 @@ from vlkge.errors import ConfigError, VlkgeError
 from vlkge.models.features import MODALITIES, Features, check_features
 from vlkge.models.fusion import FUSIONS, Projection, fuse
 from vlkge.models.neighbours import feature_keys, nearest
+from vlkge.models.preprocess import FeatureTransform
 from vlkge.models.representations import Embedding, Representation
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,10 @@ class FusedEntityRepresentation(Representation):
         structural_dropout: float = 0.0,
         neighbours: int = 0,
         neighbour_temperature: float = 0.05,
+        preprocess: str = "none",
+        preprocess_width: int | None = None,
+        normalize_features: bool = False,
+        dropout: float = 0.0,
     ):
         super().__init__()
         if fusion not in FUSIONS:
@@ -105,12 +110,29 @@ class FusedEntityRepresentation(Representation):
         seen = seen.bool().cpu()
         self.count, self.dim, self.fusion = count, dim, fusion
         self.normalize_parts, self.paper_compat = normalize_parts, paper_compat
-        self.has_structural = structural
+        self.has_structural, self.dropout = structural, dropout
         self.structural_dropout = structural_dropout if structural else 0.0
         self.num_parts = len(self.modalities) + int(structural)
         self.base_width = dim * (self.num_parts if fusion == "concat" else 1)
         self.entity_parts = entity_parts
         self.width = entity_parts * self.base_width
+
+        # --- preprocessing (models/preprocess.py): fit once, the raw tables kept to refit ----
+        self.register_buffer(
+            "fingerprint",
+            torch.stack([_fingerprint(*features[m]) for m in self.modalities])
+            if self.modalities
+            else torch.zeros(0, 3, dtype=torch.float64),
+        )
+        self.transforms = nn.ModuleDict()
+        if preprocess != "none" or normalize_features:
+            for name in self.modalities:
+                self.transforms[name] = FeatureTransform(
+                    *features[name], preprocess, preprocess_width, normalize_features
+                )
+            self._raw = dict(features)  # re-transformed when a checkpoint brings its transform
+            features = self._transformed(features)
+            self.register_load_state_dict_post_hook(_refresh_transformed)
 
         # --- availability -----------------------------------------------------------------
         present, counted = [], []
@@ -129,12 +151,6 @@ class FusedEntityRepresentation(Representation):
             counted.append(mask)
         self.register_buffer("present", torch.stack(present, 1), persistent=False)
         self.register_buffer("counted", torch.stack(counted, 1), persistent=False)
-        self.register_buffer(
-            "fingerprint",
-            torch.stack([_fingerprint(*features[m]) for m in self.modalities])
-            if self.modalities
-            else torch.zeros(0, 3, dtype=torch.float64),
-        )
         empty = ~self.present.any(1)
         self.num_empty = int(empty.sum())
         if self.num_empty:
@@ -214,6 +230,15 @@ class FusedEntityRepresentation(Representation):
         self.register_buffer("neighbour_weights", weights, persistent=False)
         self.register_buffer("borrows", borrows, persistent=False)
 
+    def _transformed(self, features: Features) -> Features:
+        """``features`` through each modality's fitted transform (identity where none)."""
+        return {
+            name: (self.transforms[name](table, mask), mask)
+            if name in self.transforms
+            else (table, mask)
+            for name, (table, mask) in features.items()
+        }
+
     def _borrowed(self, rows: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """Weighted sums of structural rows ``[n, k]`` -> ``[n, dim]`` (no ``[n, k, dim]``)."""
         return F.embedding_bag(rows, self.structural.weight, per_sample_weights=weights, mode="sum")
@@ -226,6 +251,8 @@ class FusedEntityRepresentation(Representation):
     def _feature(self, name: str, flat: torch.Tensor | None) -> torch.Tensor:
         if name in self.towers:  # fine-tuned: recomputed from the tower's trained end
             table = self.towers[name]()
+            if name in self.transforms:
+                table = self.transforms[name](table)
             return table if flat is None else table[flat]
         return self._rows(f"feature_{name}", flat)
 
@@ -249,6 +276,8 @@ class FusedEntityRepresentation(Representation):
             parts.append(self.projections[name](self._feature(name, flat)))
         if self.normalize_parts:
             parts = [F.normalize(p, dim=-1) for p in parts]
+        if self.dropout and self.training:
+            parts = [F.dropout(p, self.dropout) for p in parts]
         return fuse(parts, present, counted, self.fusion, getattr(self, "fusion_logits", None))
 
     def _availability(self, flat: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -313,7 +342,7 @@ class FusedEntityRepresentation(Representation):
             table, mask = value if isinstance(value, tuple) else (value, None)
             table = torch.as_tensor(table, dtype=torch.float32, device=device)
             table = table.unsqueeze(0) if table.dim() == 1 else table
-            width = getattr(self, f"feature_{name}").shape[1]
+            width = self._raw_width(name)
             if table.dim() != 2 or table.shape[1] != width:
                 raise VlkgeError(
                     f"new {name} features have shape {tuple(table.shape)}; the model was "
@@ -323,6 +352,7 @@ class FusedEntityRepresentation(Representation):
                 raise VlkgeError(f"new {name} features hold non-finite values")
             mask = torch.ones(len(table), dtype=torch.bool, device=device) if mask is None else mask
             given[name] = (table, torch.as_tensor(mask, device=device).bool())
+        given = self._transformed(given)
         counts = {len(t) for t, _ in given.values()}
         if len(counts) != 1:
             raise VlkgeError("represent needs features of at least one modality, one row each")
@@ -384,6 +414,12 @@ class FusedEntityRepresentation(Representation):
         part = self._borrowed(self.bank_rows[index], weight) * has.unsqueeze(1)
         return part, has
 
+    def _raw_width(self, name: str) -> int:
+        """The width of the encoder's features of ``name`` (before any preprocessing)."""
+        if name in self.transforms:
+            return self.transforms[name].in_width
+        return getattr(self, f"feature_{name}").shape[1]
+
     # ----------------------------------------------------------------------------------------
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         saved = state_dict.get(prefix + "fingerprint")
@@ -405,3 +441,12 @@ class FusedEntityRepresentation(Representation):
             f"width={self.width}, paper_compat={self.paper_compat}"
             + (f", neighbours={self.neighbours}" if self.neighbours else "")
         )
+
+
+def _refresh_transformed(module: FusedEntityRepresentation, _incompatible) -> None:
+    """After a checkpoint is loaded, the frozen tables go through the transform it brought
+    (an SVD refit on another machine can differ in signs and last digits)."""
+    device = module.present.device
+    raw = {name: (t.to(device), m.to(device)) for name, (t, m) in module._raw.items()}
+    for name, (table, _) in module._transformed(raw).items():
+        setattr(module, f"feature_{name}", table)

@@ -98,7 +98,9 @@ def prepare(cfg: dict, features: Features | None = None) -> tuple[KnowledgeGraph
         features = {m: (tower().detach(), tower.mask) for m, tower in towers.items()}
     elif features is None and model_cfg["modalities"]:
         features = load_features(feature_cache_dir(cfg, kg), kg, model_cfg["modalities"])
-    model = build_model(model_cfg, kg, features, cfg["compat"]["paper"], towers)
+    model = build_model(
+        model_cfg, kg, features, cfg["compat"]["paper"], towers, features_cfg=cfg["features"]
+    )
     return kg, model
 
 

@@ -1,0 +1,156 @@
+"""Structural against multimodal with the same search budget: a grid, selection on validation,
+then seeds of the selected configs, the test split scored once per selected run.
+
+    python bench/honest_grid.py bench/grids/wn9-img.yaml --out runs/grid/wn9-img
+
+The grid file names the arms (a config each, plus optional ``set`` overrides) and one grid of
+``key: [values]`` that every arm is trained over, so both sides get the same budget:
+
+    arms:
+      structural: {config: configs/wn9-img/best-structural.yaml}
+      vl: {config: configs/wn9-img/best-vl.yaml}
+    grid:
+      training.optimizer.lr: [0.05, 0.1]
+      model.dim: [128, 256]
+    seeds: [42, 43, 44]
+
+Grid runs evaluate the validation split only (``evaluation.splits=[valid]``). Per arm the grid
+point with the best validation MRR is selected; it is trained again with every other seed, and
+each selected run's test split is scored once (``vlkge evaluate --split test``). Every run is
+an ordinary run folder under ``--out``: a finished one is reused, an interrupted one resumed
+(``vlkge train --resume``), so the script can be stopped and started again at any point.
+``--out/results.json`` holds every run's validation MRR and wall time, the selections and the
+seeds' test metrics (mean and standard deviation); ``--out/<arm>.yaml`` the selected overrides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+KEYS = ("mrr", "hits@1", "hits@3", "hits@10")
+
+
+def vlkge(*args: str, threads: int) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    command = [sys.executable, "-m", "vlkge", *args]
+    print("$ vlkge " + " ".join(args), flush=True)
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"vlkge {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    return done
+
+
+def sets(overrides: dict) -> list[str]:
+    out = []
+    for key, value in overrides.items():
+        out += ["--set", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
+    return out
+
+
+def train(run: Path, config: str, overrides: dict, threads: int) -> dict:
+    """The run's metrics.json, training (or resuming) it first when it has none."""
+    if not (run / "metrics.json").is_file():
+        if (run / "checkpoints" / "last.pt").is_file():
+            vlkge("train", "--resume", str(run), threads=threads)
+        else:
+            vlkge("train", "--config", config, *sets(overrides), "--out", str(run), threads=threads)
+    return json.loads((run / "metrics.json").read_text())
+
+
+def test_metrics(run: Path, threads: int) -> dict:
+    """The test split of a selected run, scored once and kept in ``test.json``."""
+    saved = run / "test.json"
+    if not saved.is_file():
+        done = vlkge("evaluate", str(run), "--split", "test", "--json", threads=threads)
+        saved.write_text(done.stdout)
+    return json.loads(saved.read_text())["test"]["both"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("grid", type=Path)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--arms", nargs="*", help="only these arms (default: all)")
+    args = parser.parse_args()
+    spec = yaml.safe_load(args.grid.read_text())
+    grid = spec.get("grid") or {}
+    points = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+    seeds = spec.get("seeds") or [42]
+    results_path = args.out / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    for arm, arm_spec in spec["arms"].items():
+        if args.arms and arm not in args.arms:
+            continue
+        base = {**(arm_spec.get("set") or {}), "seed": seeds[0]}
+        rows = []
+        for i, point in enumerate(points):
+            run = args.out / arm / f"p{i}"
+            overrides = {**base, **point, "evaluation.splits": ["valid"]}
+            start = time.perf_counter()
+            metrics = train(run, arm_spec["config"], overrides, args.threads)
+            rows.append(
+                {
+                    "run": str(run),
+                    "point": point,
+                    "valid_mrr": metrics["valid"]["both"]["mrr"],
+                    "best_epoch": metrics.get("best_epoch"),
+                    "train_time_s": metrics.get("train_time_s"),
+                    "wall_s": round(time.perf_counter() - start, 1),
+                }
+            )
+        best = max(range(len(points)), key=lambda i: rows[i]["valid_mrr"])
+        selected = {**(arm_spec.get("set") or {}), **points[best]}
+        (args.out / f"{arm}.yaml").write_text(
+            yaml.safe_dump({"config": arm_spec["config"], "set": selected}, sort_keys=False)
+        )
+        seed_runs = []
+        for seed in seeds:
+            run = args.out / arm / f"p{best}" if seed == seeds[0] else args.out / arm / f"s{seed}"
+            metrics = train(
+                run,
+                arm_spec["config"],
+                {**selected, "seed": seed, "evaluation.splits": ["valid"]},
+                args.threads,
+            )
+            seed_runs.append(
+                {
+                    "run": str(run),
+                    "seed": seed,
+                    "valid_mrr": metrics["valid"]["both"]["mrr"],
+                    "train_time_s": metrics.get("train_time_s"),
+                    "test": {k: test_metrics(run, args.threads)[k] for k in KEYS},
+                }
+            )
+        summary = {
+            k: {
+                "mean": statistics.mean(r["test"][k] for r in seed_runs),
+                "std": statistics.stdev(r["test"][k] for r in seed_runs) if len(seeds) > 1 else 0,
+            }
+            for k in KEYS
+        }
+        results[arm] = {"grid": rows, "selected": selected, "seeds": seed_runs, "test": summary}
+        args.out.mkdir(parents=True, exist_ok=True)
+        results_path.write_text(json.dumps(results, indent=2))
+        print(
+            f"{arm}: selected {selected}; test MRR {summary['mrr']['mean']:.4f} ± "
+            f"{summary['mrr']['std']:.4f} over seeds {seeds}",
+            flush=True,
+        )
+    machine = {"cpus": os.cpu_count(), "load": os.getloadavg()}
+    results["machine"] = machine
+    results_path.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
