@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import multiprocessing
 import os
 import signal
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -138,3 +140,44 @@ def make_dataset():
 def toy_dir(tmp_path) -> Path:
     """A folder holding the toy dataset as train/valid/test.txt."""
     return write_toy(tmp_path / "toy")
+
+
+class Tripwire:
+    """A FIFO that nothing may open to read: such a reader would wait for a writer forever. A
+    thread plays the writer the moment a reader appears, so the reader gets end-of-file (the
+    test fails on ``opened`` instead of hanging)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.opened = False
+        os.mkfifo(path)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.02):
+            try:  # succeeds only while a reader is waiting
+                fd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError as exc:
+                if exc.errno != errno.ENXIO:
+                    raise
+                continue
+            self.opened = True
+            os.close(fd)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@pytest.fixture
+def fifo(tmp_path):
+    """A :class:`Tripwire` FIFO, ``pipe.png``, in a folder of its own."""
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs on this platform")
+    folder = tmp_path / "fifo"
+    folder.mkdir()
+    wire = Tripwire(folder / "pipe.png")
+    yield wire
+    wire.stop()

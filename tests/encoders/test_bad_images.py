@@ -1,5 +1,5 @@
-"""Missing, unreadable, truncated and huge images: ``vlkge encode`` skips each one and names
-it with its entity and reason; ``predict --new-image`` refuses it in one line."""
+"""Missing, unreadable, truncated and huge images, and FIFOs: ``vlkge encode`` skips each one
+and names it with its entity and reason; ``predict --new-image`` refuses it in one line."""
 
 from __future__ import annotations
 
@@ -94,3 +94,24 @@ def test_encode_skips_and_names_every_bad_image(dataset, tmp_path, monkeypatch, 
     assert failed["d"][1][1].startswith("corrupt or unreadable (UnidentifiedImageError")
     loaded = FeatureCache(out).load(["a", "b", "c", "d"])["image"]
     assert loaded.mask.tolist() == [True, False, True, False]
+
+
+def test_encode_skips_an_image_that_is_a_fifo(make_dataset, tmp_path, monkeypatch, capsys, fifo):
+    """Neither the input fingerprint nor the image loader opens it (either would wait forever
+    for a writer)."""
+    monkeypatch.setattr(vlkge.encoders, "build_encoder", lambda *a, **k: StubEncoder())
+    data = make_dataset(tmp_path / "toy")
+    random_image(0).save(data / "good.png")
+    rows = ["a\timage\tgood.png", f"a\timage\t{fifo.path}", f"b\timage\t{fifo.path}"]
+    (data / "manifest.tsv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "features"
+    argv = ["encode", "--dataset", str(data), "--encoder", "stub", "--out", str(out)]
+    assert main([*argv, "--modalities", "image", "--workers", "0"]) == 0
+    printed = capsys.readouterr().out
+    assert not fifo.opened
+    assert "2 images missing or unreadable in 2 entities; 1 entity without a usable image" in (
+        printed
+    )
+    assert f"  a: {fifo.path}: unreadable (not a regular file)" in printed
+    assert f"  b: {fifo.path}: unreadable (not a regular file)" in printed
+    assert FeatureCache(out).load(["a", "b"])["image"].mask.tolist() == [True, False]

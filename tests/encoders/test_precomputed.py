@@ -7,8 +7,10 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from payloads import SYSTEM, write_payload
 from safetensors.torch import save_file
 
+from vlkge.cli import main
 from vlkge.encoders.cache import FeatureCache
 from vlkge.encoders.precomputed import read_features
 from vlkge.errors import DataError
@@ -53,7 +55,8 @@ def test_safetensors_per_entity_and_matrix(tmp_path):
     assert torch.equal(read_features(tmp_path / "mat.safetensors").vectors["c"], m[0])
 
 
-def test_reference_pickles_average_lists_and_dicts(tmp_path):
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_reference_pickles_average_lists_and_dicts(tmp_path, protocol):
     m = matrix(4)
     data = {
         "a": m[0],  # one vector
@@ -62,7 +65,7 @@ def test_reference_pickles_average_lists_and_dicts(tmp_path):
         "d": m[2:4],  # 2-D array
     }
     with open(tmp_path / "f.pkl", "wb") as handle:
-        pickle.dump(data, handle)
+        pickle.dump(data, handle, protocol=protocol)
     features = read_features(tmp_path / "f.pkl", entities=ENTITIES, width=5)
     torch.testing.assert_close(features.vectors["b"], torch.from_numpy(m[:2].mean(0)))
     torch.testing.assert_close(features.vectors["c"], torch.from_numpy(m[1:4].mean(0)))
@@ -107,6 +110,30 @@ def test_corrupt_files_are_one_line_errors(tmp_path, suffix):
     with pytest.raises(DataError, match="cannot read features") as info:
         read_features(path, ids=["a"])
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "name, refusal",
+    [
+        ("evil.pkl", f"refused to load {SYSTEM}, which could run code"),
+        ("evil.pickle", f"refused to load {SYSTEM}, which could run code"),
+        ("evil.pt", f"refused to load {SYSTEM}, which could run code"),
+        ("evil.pth", f"refused to load {SYSTEM}, which could run code"),
+        ("evil.npy", "holds Python objects (an object array, as np.save of a dict writes)"),
+        ("evil.npz", "holds Python objects (an object array, as np.save of a dict writes)"),
+    ],
+)
+def test_feature_files_that_run_code_are_refused_by_encode(
+    toy_dir, tmp_path, capsys, name, refusal
+):
+    marker = tmp_path / "ran"
+    path = write_payload(tmp_path / name, marker)
+    argv = ["encode", "--dataset", str(toy_dir), "--image-features", str(path)]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [err.strip()] and "Traceback" not in err
+    assert err.startswith(f"vlkge: error: {path}: {refusal}")
+    assert not marker.exists()
 
 
 def test_imported_features_in_the_cache(tmp_path):

@@ -16,7 +16,7 @@ from vlkge.config import load_config
 from vlkge.data.datasets import load_dataset
 from vlkge.errors import VlkgeError
 from vlkge.reports import write_report
-from vlkge.reports.samples import EntityViews, pick_queries
+from vlkge.reports.samples import EntityViews, pick_queries, thumbnail
 
 SECTIONS = ('id="summary"', 'id="metrics"', 'id="curves"', 'id="relation-bars"', 'id="coverage"')
 
@@ -204,3 +204,14 @@ def test_failing_report_keeps_the_finished_run(tmp_path, monkeypatch, caplog):
         "report not written (RuntimeError: plotting exploded); metrics.json is kept"
     ]
     assert not (tmp_path / "run" / "report.html").exists()
+
+
+def test_thumbnails_never_open_a_fifo(tmp_path, fifo):
+    """A FIFO (or a device) named as an image would block the report forever: it is left out."""
+    from PIL import Image
+
+    good = str(tmp_path / "good.png")
+    Image.new("RGB", (40, 30), (200, 40, 40)).save(good)
+    assert thumbnail([str(fifo.path), "/dev/zero", good]) == thumbnail([good])
+    assert thumbnail([str(fifo.path)]) is None
+    assert not fifo.opened

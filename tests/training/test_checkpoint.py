@@ -1,17 +1,26 @@
-"""Checkpoints: atomic writes, and one-line errors for damaged or mismatched files."""
+"""Checkpoints: atomic writes, weights-only reads, and one-line errors for damaged, mismatched
+or code-running files."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from payloads import SYSTEM, RunsCode
 
 from vlkge.cli import main
 from vlkge.errors import VlkgeError
 from vlkge.training import checkpoint
-from vlkge.training.checkpoint import load_checkpoint, restore_model, save_checkpoint
+from vlkge.training.checkpoint import (
+    MODEL_ENTRIES,
+    RESUME_ENTRIES,
+    load_checkpoint,
+    restore_model,
+    save_checkpoint,
+)
 
 
 def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
@@ -101,3 +110,142 @@ def test_damaged_run_folders_through_the_cli(finished, tmp_path, capsys, damage,
     err = capsys.readouterr().err
     assert err.splitlines() == [err.strip()] and "Traceback" not in err
     assert err.startswith("vlkge: error: ") and fragment.format(run=run) in err
+
+
+@pytest.mark.parametrize(
+    "payload, refused",
+    [
+        (lambda marker: {"model": {"weight": RunsCode(marker)}}, SYSTEM),
+        (lambda marker: RunsCode(marker), SYSTEM),
+        # written by a version that kept a numpy number: loading it needs numpy's unpickling
+        (lambda marker: {"model": {}, "best": {"metric": np.float64(0.5)}}, "numpy."),
+    ],
+)
+def test_a_checkpoint_that_needs_more_than_weights_is_refused(tmp_path, payload, refused):
+    marker = tmp_path / "ran"
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, payload(marker))
+    with pytest.raises(VlkgeError) as info:
+        load_checkpoint(path, MODEL_ENTRIES)
+    message = str(info.value)
+    assert message.startswith(f"{path}: refused to load {refused}") and "\n" not in message
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "edit, entries, message",
+    [
+        (lambda state: [state], {}, "not a checkpoint (holds a list)"),
+        (lambda state: {"epoch": 2}, MODEL_ENTRIES, "damaged checkpoint: no 'model' entry"),
+        (lambda state: {"model": [1]}, MODEL_ENTRIES, "damaged checkpoint: 'model' is a list"),
+        (
+            lambda state: {"model": {"weight": "w"}},
+            MODEL_ENTRIES,
+            "damaged checkpoint: 'model.weight' is a str, not a tensor",
+        ),
+        (
+            lambda state: {k: v for k, v in state.items() if k != "optimizer"},
+            RESUME_ENTRIES,
+            "damaged checkpoint: no 'optimizer' entry",
+        ),
+        (
+            lambda state: {**state, "best": {"epoch": 1}},
+            RESUME_ENTRIES,
+            "damaged checkpoint: no 'best.metric' entry",
+        ),
+        (
+            lambda state: {**state, "partial": {"batches": 1}},
+            RESUME_ENTRIES,
+            "damaged checkpoint: no 'partial.generator' entry",
+        ),
+        (
+            lambda state: {**state, "epoch": "2"},
+            RESUME_ENTRIES,
+            "damaged checkpoint: 'epoch' is a str",
+        ),
+        # written before the scaler and the partial epoch were saved: still resumable
+        (lambda state: {k: v for k, v in state.items() if k not in ("scaler", "partial")}, {}, ""),
+    ],
+)
+def test_missing_or_mistyped_entries_are_one_line(finished, tmp_path, edit, entries, message):
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, edit(load_checkpoint(finished / "checkpoints" / "last.pt")))
+    if not message:
+        load_checkpoint(path, RESUME_ENTRIES)
+        return
+    with pytest.raises(VlkgeError) as info:
+        load_checkpoint(path, entries)
+    assert str(info.value) == f"{path}: {message}"
+
+
+def test_last_checkpoint_holds_everything_resume_needs(finished):
+    state = load_checkpoint(finished / "checkpoints" / "last.pt", RESUME_ENTRIES)
+    assert set(state) >= set(RESUME_ENTRIES) - {"cuda_rng"}
+    load_checkpoint(finished / "checkpoints" / "best.pt", MODEL_ENTRIES)
+
+
+def drop(key):
+    return lambda state, marker: {k: v for k, v in state.items() if k != key}
+
+
+@pytest.mark.parametrize(
+    "name, edit, argv, fragment",
+    [
+        (
+            "best",
+            lambda state, marker: {**state, "model": RunsCode(marker)},
+            ["evaluate", "{run}"],
+            f"{{run}}/checkpoints/best.pt: refused to load {SYSTEM}, which could run code",
+        ),
+        (
+            "last",
+            lambda state, marker: {**state, "partial": RunsCode(marker)},
+            ["train", "--resume", "{run}"],
+            f"{{run}}/checkpoints/last.pt: refused to load {SYSTEM}, which could run code",
+        ),
+        (
+            "last",
+            lambda state, marker: {**state, "model": RunsCode(marker)},
+            ["evaluate", "{run}", "--checkpoint", "last"],
+            f"{{run}}/checkpoints/last.pt: refused to load {SYSTEM}",
+        ),
+        (
+            "best",
+            drop("model"),
+            ["evaluate", "{run}"],
+            "{run}/checkpoints/best.pt: damaged checkpoint: no 'model' entry",
+        ),
+        (
+            "last",
+            drop("optimizer"),
+            ["train", "--resume", "{run}"],
+            "{run}/checkpoints/last.pt: damaged checkpoint: no 'optimizer' entry",
+        ),
+        (
+            "last",
+            lambda state, marker: {**state, "generator": torch.zeros(3, dtype=torch.uint8)},
+            ["train", "--resume", "{run}"],
+            "{run}/checkpoints/last.pt: cannot restore the training state (RuntimeError",
+        ),
+        (
+            "last",
+            lambda state, marker: {**state, "optimizer": {"state": {}, "param_groups": []}},
+            ["train", "--resume", "{run}"],
+            "{run}/checkpoints/last.pt: cannot restore the training state (ValueError",
+        ),
+    ],
+)
+def test_damaged_checkpoints_through_the_cli(
+    finished, tmp_path, capsys, name, edit, argv, fragment
+):
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    path = run / "checkpoints" / f"{name}.pt"
+    marker = tmp_path / "ran"
+    save_checkpoint(path, edit(load_checkpoint(path), marker))
+    capsys.readouterr()
+    assert main([a.format(run=run) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [err.strip()] and "Traceback" not in err
+    assert err.startswith("vlkge: error: ") and fragment.format(run=run) in err
+    assert not marker.exists()

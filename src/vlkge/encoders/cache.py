@@ -56,6 +56,7 @@ from vlkge.encoders.base import MODALITIES, Encoder
 from vlkge.encoders.images import encode_entity_images
 from vlkge.encoders.precomputed import PrecomputedFeatures
 from vlkge.errors import DataError, VlkgeError
+from vlkge.untrusted import check_regular_file
 
 log = logging.getLogger(__name__)
 
@@ -167,9 +168,11 @@ def text_fingerprint(texts: Sequence[str]) -> str:
 
 
 def file_digest(path: str | os.PathLike) -> str:
-    """sha256 of a file's bytes, or a marker saying why it could not be read."""
+    """sha256 of a file's bytes, or a marker saying why it could not be read (a FIFO or a device
+    is never opened: reading it could block or never end)."""
     digest = hashlib.sha256()
     try:
+        check_regular_file(path)
         with open(path, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)

@@ -1,7 +1,7 @@
 """Decode and preprocess images in DataLoader worker processes; average them per entity.
 
-A missing, unreadable, truncated, corrupt or huge image is skipped and reported with its entity,
-never fatal: an entity keeps the average of the images that did load, and has no image feature
+A missing, unreadable, truncated, corrupt or huge image, or a path that is not a regular file (a
+FIFO or a device would block or never end), is skipped and reported with its entity, never fatal: an entity keeps the average of the images that did load, and has no image feature
 when none did. "Huge" is more pixels than ``MAX_PIXELS``, checked from the file's header before
 anything is decoded, so a decompression bomb never reaches memory.
 """
@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import torch
 from torch.utils.data import DataLoader, Dataset
+
+from vlkge.untrusted import NotARegularFile, check_regular_file
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,7 @@ def load_image(path: str, transform: Callable) -> torch.Tensor:
     """Open ``path`` with PIL, convert to RGB and apply ``transform``."""
     from PIL import Image
 
+    check_regular_file(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # palette/EXIF chatter from PIL
         with Image.open(path) as image:
@@ -58,6 +61,8 @@ def failure_reason(exc: BaseException) -> str:
         return "missing"
     if isinstance(exc, (IsADirectoryError, PermissionError)):
         return f"unreadable ({type(exc).__name__})"
+    if isinstance(exc, NotARegularFile):
+        return "unreadable (not a regular file)"
     if isinstance(exc, ImageTooLarge):
         return f"too large ({exc})"
     if type(exc).__name__ == "DecompressionBombError":  # PIL's check, above 2 x its limit

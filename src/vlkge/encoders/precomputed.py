@@ -11,9 +11,11 @@ Accepted layouts (every vector 1-D, all of one width):
   writes them, or from ``ids``), a pickle/``.pt`` holding ``(ids, matrix)`` or
   ``{"ids": ..., "features": ...}``.
 
-Pickles can run code when loaded: import only files you trust. Bad content (non-finite values,
-a wrong width, an entity not in the dataset, an unreadable file) raises a one-line
-:class:`~vlkge.errors.DataError` naming the file and the entity.
+Nothing read here runs code (see :mod:`vlkge.untrusted`): pickles may hold only numpy arrays and
+plain Python values, ``.pt`` files only tensors and plain values, and ``.npy``/``.npz`` files no
+object arrays. Bad content (non-finite values, a wrong width, an entity not in the dataset, an
+unreadable or refused file) raises a one-line :class:`~vlkge.errors.DataError` naming the file
+and the entity or the refused object.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import numbers
-import pickle
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +31,16 @@ import numpy as np
 import torch
 
 from vlkge.errors import DataError
+from vlkge.untrusted import load_pickle, load_torch
 
 SUFFIXES = (".npy", ".npz", ".safetensors", ".pkl", ".pickle", ".pt", ".pth")
 MATRIX_KEYS = ("features", "embeddings", "vectors", "feats")
 ID_KEYS = ("ids", "entities", "entity_ids", "names", "keys")
+OBJECT_ARRAYS = (
+    "holds Python objects (an object array, as np.save of a dict writes), which vlkge does not "
+    "load since unpickling them could run code; save a numeric matrix with its ids (a .npy and "
+    "an id list, or an .npz with 'ids' and 'features'), or an .npz of one array per entity"
+)
 
 
 @dataclass
@@ -70,24 +77,25 @@ def read_features(
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":
-            raw = _load_npy(path)
+            raw = np.load(path, allow_pickle=False)
         elif suffix == ".npz":
             with np.load(path, allow_pickle=False) as archive:
                 raw = {key: archive[key] for key in archive.files}
         elif suffix == ".safetensors":
             raw = _load_safetensors(path)
         elif suffix in (".pkl", ".pickle"):
-            with open(path, "rb") as handle:
-                raw = pickle.load(handle)
+            raw = load_pickle(path)
         elif suffix in (".pt", ".pth"):
-            raw = torch.load(path, map_location="cpu", weights_only=True)
+            raw = load_torch(path)
         else:
             raise DataError(
                 path, None, f"unknown feature file type {suffix!r} (known: {', '.join(SUFFIXES)})"
             )
     except DataError:
         raise
-    except Exception as exc:  # corrupt or foreign file: report, one line
+    except Exception as exc:  # corrupt, foreign or refused file: report, one line
+        if isinstance(exc, ValueError) and str(exc).startswith("Object arrays"):
+            raise DataError(path, None, OBJECT_ARRAYS) from None
         message = " ".join(str(exc).split())[:200]
         raise DataError(
             path, None, f"cannot read features ({type(exc).__name__}: {message})"
@@ -143,16 +151,6 @@ def _read_ids(path: Path, ids) -> tuple[list[str] | None, bytes]:
     else:
         id_list = [str(i) for i in ids]
     return id_list, "\n".join(id_list).encode()
-
-
-def _load_npy(path: Path):
-    try:
-        return np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        if "allow_pickle" not in str(exc) and "Object arrays" not in str(exc):
-            raise
-    array = np.load(path, allow_pickle=True)  # np.save of a dict: an object array
-    return array.item() if array.shape == () else array
 
 
 def _load_safetensors(path: Path):

@@ -17,6 +17,7 @@ import torch
 from vlkge.data.graph import KnowledgeGraph
 from vlkge.data.index import TripleIndex
 from vlkge.predict import rank_answers
+from vlkge.untrusted import check_regular_file
 
 log = logging.getLogger(__name__)
 
@@ -158,13 +159,15 @@ class EntityViews:
 
 def thumbnail(paths: list[str], size: int = THUMBNAIL) -> str | None:
     """The first readable image of ``paths`` downscaled to a JPEG ``data:`` URI; ``None`` when
-    none can be read (missing, corrupt, not an image): a report never fails on an image."""
+    none can be read (missing, corrupt, not an image, not a regular file: a FIFO or a device
+    would block or never end): a report never fails on an image."""
     try:
         from PIL import Image
     except ImportError:  # pillow comes with matplotlib; without it, no thumbnails
         return None
     for path in paths:
         try:
+            check_regular_file(path)
             with Image.open(path) as image:
                 image.draft("RGB", (size * 2, size * 2))  # JPEG: decode at a reduced scale
                 small = image.convert("RGB")

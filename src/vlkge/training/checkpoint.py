@@ -1,20 +1,46 @@
 """Checkpoints written atomically: a temporary file in the same folder, then a rename.
 
 A run killed mid-write leaves the previous checkpoint intact (its temporary file is removed by
-the next save); a corrupt file, or one that does not fit the model, is reported in one line
-with its path instead of a traceback.
+the next save); a corrupt file, one that lacks an entry, or one that does not fit the model, is
+reported in one line with its path instead of a traceback.
+
+Checkpoints hold only tensors and plain Python values (numbers, strings, lists, tuples, dicts,
+None) and are read weights-only: a file that needs anything else to load (a pickled object,
+which could run code) is refused, naming the file and the object.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from vlkge.errors import VlkgeError
+from vlkge.untrusted import load_torch
+
+# What a checkpoint must hold, per use: entry -> its type, a tuple of types, or the entries of a
+# nested mapping; an entry that may be None may also be absent (written by earlier versions).
+Entries = Mapping[str, Any]
+MODEL_ENTRIES: Entries = {"model": Mapping}  # evaluation, prediction, export: the weights
+RESUME_ENTRIES: Entries = {  # train --resume: everything Trainer.state() writes
+    "epoch": int,
+    "model": Mapping,
+    "optimizer": {"state": Mapping, "param_groups": list},
+    "generator": torch.Tensor,
+    "torch_rng": torch.Tensor,
+    "cuda_rng": (list, type(None)),
+    "best": {"metric": (int, float), "epoch": int},
+    "partial": (
+        {"generator": torch.Tensor, "batches": int, "loss": (int, float), "n": int},
+        type(None),
+    ),
+    "scaler": (Mapping, type(None)),
+}
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
@@ -35,14 +61,53 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
         raise
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
+def load_checkpoint(path: str | Path, entries: Entries | None = None) -> dict[str, Any]:
+    """Read ``path`` weights-only and check that it holds ``entries``
+    (:data:`MODEL_ENTRIES`, :data:`RESUME_ENTRIES`); every failure is one line naming the file
+    (and the entry)."""
     path = Path(path)
     if not path.is_file():
         raise VlkgeError(f"{path}: checkpoint not found")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        state = load_torch(path)
+    except VlkgeError:  # refused: it needs an object that could run code
+        raise
     except Exception as exc:  # torch raises many types for a damaged file
         raise VlkgeError(f"{path}: unreadable checkpoint ({_one_line(exc)})") from None
+    if not isinstance(state, dict):
+        raise VlkgeError(f"{path}: not a checkpoint (holds a {type(state).__name__})")
+    _check(path, state, entries or {}, "")
+    if isinstance(state.get("model"), Mapping):
+        for key, value in state["model"].items():
+            if not isinstance(value, torch.Tensor):
+                raise VlkgeError(
+                    f"{path}: damaged checkpoint: 'model.{key}' is a {type(value).__name__}, "
+                    "not a tensor"
+                )
+    return state
+
+
+def _check(path: Path, state: Mapping, entries: Entries, prefix: str) -> None:
+    """One line naming the first of ``entries`` that ``state`` lacks or holds with another type
+    (so that a damaged checkpoint never surfaces as a KeyError far from its file)."""
+    for key, kinds in entries.items():
+        kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+        name = f"{prefix}{key}"
+        if key not in state:
+            if type(None) in kinds:
+                continue
+            raise VlkgeError(f"{path}: damaged checkpoint: no {name!r} entry")
+        value = state[key]
+        nested = next((k for k in kinds if isinstance(k, Mapping)), None)
+        if nested is not None and isinstance(value, Mapping):
+            _check(path, value, nested, f"{name}.")
+        elif not isinstance(value, tuple(k for k in kinds if isinstance(k, type))):
+            raise VlkgeError(f"{path}: damaged checkpoint: {name!r} is a {type(value).__name__}")
+
+
+def load_weights(model: torch.nn.Module, path: str | Path) -> None:
+    """Load the weights of the checkpoint at ``path`` into ``model``."""
+    restore_model(model, load_checkpoint(path, MODEL_ENTRIES)["model"], path)
 
 
 def restore_model(model: torch.nn.Module, state: dict[str, Any], path: str | Path) -> None:
@@ -55,6 +120,16 @@ def restore_model(model: torch.nn.Module, state: dict[str, Any], path: str | Pat
             f"{path}: does not fit the model built from the run's config and features "
             f"({_one_line(exc)})"
         ) from None
+
+
+@contextmanager
+def restoring(path: str | Path) -> Iterator[None]:
+    """Report training state read from ``path`` that does not fit (an optimiser state of other
+    parameters, a generator state of another size) in one line naming the file."""
+    try:
+        yield
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
+        raise VlkgeError(f"{path}: cannot restore the training state ({_one_line(exc)})") from None
 
 
 def _one_line(exc: BaseException, limit: int = 300) -> str:

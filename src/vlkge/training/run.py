@@ -26,7 +26,7 @@ from vlkge.models.factory import build_model
 from vlkge.models.features import Features, encoder_manifest, feature_cache_dir, load_features
 from vlkge.models.model import KGEModel
 from vlkge.training import distributed
-from vlkge.training.checkpoint import load_checkpoint, restore_model
+from vlkge.training.checkpoint import load_weights
 from vlkge.training.trainer import Trainer, show_progress
 
 log = logging.getLogger(__name__)
@@ -208,8 +208,7 @@ def _train(cfg: dict, run_dir: Path, device: torch.device, features: Features | 
     train_time = time.perf_counter() - start
     if not main:  # rank 0 evaluates and writes; the others wait for its metrics
         return distributed.broadcast_object(None)
-    best_path = run_dir / "checkpoints" / "best.pt"
-    restore_model(model, load_checkpoint(best_path)["model"], best_path)
+    load_weights(model, run_dir / "checkpoints" / "best.pt")
     metrics = evaluate_run(
         cfg,
         kg,
@@ -280,6 +279,6 @@ def load_run(
     cfg = config_mod.load_config(run_dir / "config.yaml", overrides)
     kg, model = prepare(cfg)
     path = run_dir / "checkpoints" / f"{checkpoint}.pt"
-    restore_model(model, load_checkpoint(path)["model"], path)
+    load_weights(model, path)
     model.eval()
     return cfg, kg, model

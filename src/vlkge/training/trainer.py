@@ -33,7 +33,13 @@ from vlkge.evaluation.evaluator import Evaluator
 from vlkge.models.model import KGEModel
 from vlkge.precision import autocast, grad_scaler, model_device
 from vlkge.training import distributed
-from vlkge.training.checkpoint import load_checkpoint, restore_model, save_checkpoint
+from vlkge.training.checkpoint import (
+    RESUME_ENTRIES,
+    load_checkpoint,
+    restore_model,
+    restoring,
+    save_checkpoint,
+)
 from vlkge.training.interrupt import StopRequest
 from vlkge.training.regimes import KvsAll, NegativeSampling, OneVsAll, Regime
 from vlkge.training.sampler import NegativeSampler
@@ -182,17 +188,18 @@ class Trainer:
         """Continue from ``last.pt`` if the run folder has one; the trace is cut to match."""
         if not self.last_path.is_file():
             return False
-        state = load_checkpoint(self.last_path)
+        state = load_checkpoint(self.last_path, RESUME_ENTRIES)
         restore_model(self.model, state["model"], self.last_path)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        if state.get("cuda_rng") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        with restoring(self.last_path):
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.generator.set_state(state["generator"])
+            torch.set_rng_state(state["torch_rng"])
+            if state.get("cuda_rng") is not None and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(state["cuda_rng"])
+            if state.get("scaler"):
+                self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.best = state["epoch"], state["best"]
         self.partial = state.get("partial")
-        if state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
         trace = self.run_dir / "trace.jsonl"
         if trace.is_file() and self.main:
             lines = [ln for ln in trace.read_text().splitlines() if ln.strip()]
@@ -282,7 +289,7 @@ class Trainer:
         """What the last checkpoint on disk holds, for messages about a stopped run."""
         if not self.last_path.is_file():
             return "No checkpoint was written yet"
-        done = load_checkpoint(self.last_path)["epoch"]
+        done = load_checkpoint(self.last_path, {"epoch": int})["epoch"]
         return f"The last good checkpoint, after epoch {done}, is kept: {self.last_path}"
 
     def _interrupted(self) -> Interrupted:
