@@ -28,7 +28,7 @@ from pathlib import Path
 from vlkge.data.graph import KnowledgeGraph
 from vlkge.data.manifest import EntityManifest, read_keyed_texts
 from vlkge.data.triples import LabeledTriples, numbered_lines, read_csv_splits, read_tsv_triples
-from vlkge.errors import DataError, VlkgeError
+from vlkge.errors import DataError, VlkgeError, echo
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +249,7 @@ def get_spec(name: str) -> DatasetSpec:
         return DATASETS[name.lower()]
     except KeyError:
         raise VlkgeError(
-            f"unknown dataset {name!r}; known: {', '.join(DATASETS)} (or give a folder path)"
+            f"unknown dataset {echo(name)}; known: {', '.join(DATASETS)} (or give a folder path)"
         ) from None
 
 

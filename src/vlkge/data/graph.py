@@ -13,7 +13,7 @@ import torch
 
 from vlkge.data.manifest import EntityManifest
 from vlkge.data.triples import LabeledTriples
-from vlkge.errors import ConfigError, DataError, VlkgeError
+from vlkge.errors import ConfigError, DataError, VlkgeError, echo
 
 log = logging.getLogger(__name__)
 
@@ -76,16 +76,21 @@ class KnowledgeGraph:
         try:
             return self.entity_index[label]
         except KeyError:
-            raise VlkgeError(f"unknown entity {label!r} in dataset {self.name}") from None
+            raise VlkgeError(f"unknown entity {echo(label)} in dataset {self.name}") from None
 
     def relation_id(self, label: str) -> int:
         try:
             return self.relation_index[label]
         except KeyError:
-            known = ", ".join(self.relations[:12])
-            raise VlkgeError(
-                f"unknown relation {label!r} in dataset {self.name} (known: {known})"
-            ) from None
+            raise self.unknown_relation(label) from None
+
+    def unknown_relation(self, name: str, key: str | None = None) -> VlkgeError:
+        """The one-line error for a relation ``name`` the graph lacks, listing the first known
+        ones; a ``ConfigError`` naming ``key`` when the name came from that config key."""
+        known = ", ".join(echo(r, quote=False, limit=30) for r in self.relations[:12])
+        more = ", ..." if self.num_relations > 12 else ""
+        message = f"unknown relation {echo(name)} in dataset {self.name} (known: {known}{more})"
+        return ConfigError(f"{key}: {message}") if key else VlkgeError(message)
 
     def with_inverse_relations(
         self, mapping: dict[str, str], key: str = "dataset.inverse_relations"
@@ -101,10 +106,7 @@ class KnowledgeGraph:
         pairs = []
         for name, inverse in mapping.items():
             if name not in index:
-                known = ", ".join(relations[:12]) + (", ..." if len(relations) > 12 else "")
-                raise ConfigError(
-                    f"{key}: unknown relation {name!r} in dataset {self.name} (known: {known})"
-                )
+                raise self.unknown_relation(name, key)
             if inverse not in index:
                 index[inverse] = len(relations)
                 relations.append(inverse)
@@ -164,7 +166,7 @@ class KnowledgeGraph:
             raise DataError(None, None, f"dataset {name} has no train split")
         for split, triples in splits.items():
             if split not in SPLITS:
-                raise DataError(triples.path, None, f"unknown split name {split!r}")
+                raise DataError(triples.path, None, f"unknown split name {echo(split)}")
             if len(triples) == 0:
                 raise DataError(triples.path, None, f"the {split} split is empty")
 
@@ -190,7 +192,7 @@ class KnowledgeGraph:
                     raise DataError(
                         triples.path,
                         triples.lines[i],
-                        f"relation {r!r} does not occur in the training split",
+                        f"relation {echo(r)} does not occur in the training split",
                     )
                 new = [e for e in (h, t) if e not in entity_index]
                 if new and not inductive and unseen != "keep":
@@ -200,7 +202,7 @@ class KnowledgeGraph:
                     raise DataError(
                         triples.path,
                         triples.lines[i],
-                        f"entity {new[0]!r} does not occur in the training split (set "
+                        f"entity {echo(new[0])} does not occur in the training split (set "
                         "dataset.setting: inductive, or dataset.unseen_entities: keep or drop)",
                     )
                 for entity in new:

@@ -55,7 +55,7 @@ from vlkge.data.manifest import EntityManifest
 from vlkge.encoders.base import MODALITIES, Encoder
 from vlkge.encoders.images import encode_entity_images
 from vlkge.encoders.precomputed import PrecomputedFeatures
-from vlkge.errors import DataError, VlkgeError
+from vlkge.errors import DataError, VlkgeError, echo
 
 log = logging.getLogger(__name__)
 
@@ -350,8 +350,7 @@ def read_table(path: Path) -> Table:
     except CorruptCache:
         raise
     except Exception as exc:  # truncated, garbage, missing keys, bad JSON
-        message = " ".join(str(exc).split())[:200]
-        raise CorruptCache(f"{type(exc).__name__}: {message}") from None
+        raise CorruptCache(f"{type(exc).__name__}: {echo(exc, quote=False)}") from None
     n, width = len(entities), int(header["width"])
     if features.shape != (n, width) or valid.shape != (n,) or used.shape != (n,):
         raise CorruptCache(
@@ -446,7 +445,9 @@ class FeatureCache:
         out: dict[str, ModalFeatures] = {}
         for modality in wanted:
             if modality not in MODALITIES:
-                raise VlkgeError(f"unknown modality {modality!r} (known: {', '.join(MODALITIES)})")
+                raise VlkgeError(
+                    f"unknown modality {echo(modality)} (known: {', '.join(MODALITIES)})"
+                )
             path = self.features_path(modality)
             if self.shards(modality):
                 raise VlkgeError(
@@ -467,7 +468,7 @@ class FeatureCache:
                     path,
                     None,
                     f"corrupt feature cache: {len(table.damaged)} row(s) fail their checksum "
-                    f"(the first is entity {first!r}); run vlkge encode again to recompute them",
+                    f"(the first is entity {echo(first)}); run vlkge encode again to recompute them",
                 )
             mask = torch.zeros(len(index), dtype=torch.bool)
             source, target = [], []
@@ -517,7 +518,7 @@ class FeatureCache:
             for modality in chosen:
                 if modality not in MODALITIES:
                     raise VlkgeError(
-                        f"unknown modality {modality!r} (known: {', '.join(MODALITIES)})"
+                        f"unknown modality {echo(modality)} (known: {', '.join(MODALITIES)})"
                     )
                 if not encoder.has(modality):
                     raise VlkgeError(f"encoder {encoder.name} has no {modality} tower")
@@ -795,7 +796,7 @@ class FeatureCache:
     ) -> ModalityReport:
         """Make ``source``'s vectors this cache's ``modality`` (replacing what was there)."""
         if modality not in MODALITIES:
-            raise VlkgeError(f"unknown modality {modality!r} (known: {', '.join(MODALITIES)})")
+            raise VlkgeError(f"unknown modality {echo(modality)} (known: {', '.join(MODALITIES)})")
         self.folder.mkdir(parents=True, exist_ok=True)
         header = {
             "encoder": source.name,

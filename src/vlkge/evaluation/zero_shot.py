@@ -46,19 +46,21 @@ import torch.nn.functional as F
 
 from vlkge import config as config_mod
 from vlkge.data.graph import KnowledgeGraph
-from vlkge.errors import ConfigError, VlkgeError
+from vlkge.errors import ConfigError, VlkgeError, echo
 from vlkge.evaluation.evaluator import Evaluator
 from vlkge.evaluation.ranking import ScoreFn
 
 log = logging.getLogger(__name__)
 
-NAME_SOURCES = ("names", "label", "text")
+NAME_SOURCES = config_mod.CHOICES["zero_shot.name_source"]
 
 
 def entity_names(kg: KnowledgeGraph, source: str = "names") -> list[str]:
     """The name of every entity that prompts are filled with (see the module docstring)."""
     if source not in NAME_SOURCES:
-        raise ConfigError(f"zero_shot.name_source must be one of {NAME_SOURCES}, not {source!r}")
+        raise ConfigError(
+            f"zero_shot.name_source must be one of {NAME_SOURCES}, not {echo(source)}"
+        )
     out = []
     for entity in kg.entities:
         name = entity
@@ -78,11 +80,13 @@ def relation_templates(
         if name not in kg.relation_index:
             close = difflib.get_close_matches(name, kg.relations, n=1)
             hint = f"; did you mean {close[0]}?" if close else ""
-            raise ConfigError(f"{key}: unknown relation {name!r} in dataset {kg.name}{hint}")
+            raise ConfigError(f"{key}: unknown relation {echo(name)} in dataset {kg.name}{hint}")
         if "{}" not in template:
-            raise ConfigError(f"{key}.{name} needs a {{}} for the candidate's name: {template!r}")
+            raise ConfigError(
+                f"{key}.{echo(name, quote=False)} needs a {{}} for the candidate's name: {echo(template)}"
+            )
     if "{}" not in default:
-        raise ConfigError(f"zero_shot.default_template needs a {{}}: {default!r}")
+        raise ConfigError(f"zero_shot.default_template needs a {{}}: {echo(default)}")
     return [templates.get(r, default) for r in kg.relations]
 
 

@@ -19,7 +19,7 @@ from vlkge import config as config_mod
 from vlkge.allocator import keep_freed_memory
 from vlkge.data.datasets import load_dataset
 from vlkge.data.graph import KnowledgeGraph
-from vlkge.errors import ConfigError, VlkgeError
+from vlkge.errors import ConfigError, VlkgeError, echo
 from vlkge.evaluation.evaluator import Evaluator, model_scorer
 from vlkge.models.backbones.kernels import configure_kernels
 from vlkge.models.factory import build_model
@@ -42,11 +42,13 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise VlkgeError(f"device {name} requested but CUDA is not available")
+        raise VlkgeError(f"device {echo(name, quote=False)} requested but CUDA is not available")
     try:
         return torch.device(name)
     except RuntimeError:
-        raise ConfigError(f"device: unknown device {name!r} (cpu, cuda, cuda:N or auto)") from None
+        raise ConfigError(
+            f"device: unknown device {echo(name)} (cpu, cuda, cuda:N or auto)"
+        ) from None
 
 
 def check_splits(cfg: dict, kg: KnowledgeGraph) -> None:
@@ -271,7 +273,8 @@ def load_run(
         key = text.split("=", 1)[0].strip()
         if not any(key == k or (k.endswith(".") and key.startswith(k)) for k in INFERENCE_KEYS):
             raise ConfigError(
-                f"--set {key}: a trained run's {key} cannot change; evaluation may set "
+                f"--set {echo(key, quote=False)}: a trained run's {echo(key, quote=False)} "
+                "cannot change; evaluation may set "
                 "evaluation.*, model.neighbours, model.neighbour_temperature, device, "
                 "num_threads and precision"
             )
