@@ -8,7 +8,9 @@ values are checked for type, allowed choices and range.
 
 from __future__ import annotations
 
+import copy
 import difflib
+import functools
 import math
 import re
 from importlib import resources
@@ -155,6 +157,12 @@ def default_text() -> str:
 
 
 def defaults() -> dict:
+    """A fresh copy of the defaults (parsed once: every validation and suggestion needs them)."""
+    return copy.deepcopy(_parsed_defaults())
+
+
+@functools.cache
+def _parsed_defaults() -> dict:
     return yaml.safe_load(default_text())
 
 
