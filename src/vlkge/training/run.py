@@ -22,7 +22,7 @@ from vlkge.data.graph import KnowledgeGraph
 from vlkge.errors import ConfigError, VlkgeError, echo
 from vlkge.evaluation.evaluator import Evaluator, model_scorer
 from vlkge.models.backbones.kernels import configure_kernels
-from vlkge.models.factory import build_model
+from vlkge.models.factory import build_model, warn_large_margin
 from vlkge.models.features import Features, encoder_manifest, feature_cache_dir, load_features
 from vlkge.models.model import KGEModel
 from vlkge.training import distributed
@@ -202,6 +202,8 @@ def _train(cfg: dict, run_dir: Path, device: torch.device, features: Features | 
     kg, model = prepare(cfg, features)
     check_splits(cfg, kg)
     model.to(device)
+    if main:
+        warn_large_margin(model, kg.train, cfg["training"]["loss"])
     evaluator = Evaluator(kg, cfg["evaluation"], cfg["compat"]["paper"], cfg["precision"])
     start = time.perf_counter()
     best = Trainer(cfg, kg, model, run_dir, evaluator).fit()
