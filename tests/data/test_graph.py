@@ -169,6 +169,28 @@ def test_self_loops_kept():
     assert ("a", "r1", "a") in labels(kg, "train")
 
 
+def test_findings_are_debug_only_when_quiet(caplog):
+    """A graph loaded again for a trained run (evaluate, predict) does not repeat them."""
+    findings = {
+        "train": [*TRAIN, ("a", "r1", "a"), TRAIN[0]],  # a self-loop and a duplicate
+        "test": [("a", "r1", "b")],  # also in train
+    }
+    splits = {name: labeled(rows, f"{name}.txt") for name, rows in findings.items()}
+    with caplog.at_level(logging.DEBUG, logger="vlkge"):
+        KnowledgeGraph.from_labeled("toy", splits)
+        loud = [
+            (r.levelno, r.getMessage()) for r in caplog.records if "(the first" in r.getMessage()
+        ]
+        caplog.clear()
+        KnowledgeGraph.from_labeled("toy", splits, quiet=True)
+        quiet = [
+            (r.levelno, r.getMessage()) for r in caplog.records if "(the first" in r.getMessage()
+        ]
+    assert [level for level, _ in loud] == [logging.WARNING, logging.INFO, logging.WARNING]
+    assert [message for _, message in quiet] == [message for _, message in loud]
+    assert {level for level, _ in quiet} == {logging.DEBUG}
+
+
 LONG = "q" * 10_000
 
 

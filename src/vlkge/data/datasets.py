@@ -324,11 +324,13 @@ def load_dataset(
     with_manifest: bool = True,
     image_root: str | os.PathLike | None = None,
     unseen: str | None = None,
+    quiet: bool = False,
 ) -> KnowledgeGraph:
     """Load a named dataset, or any folder with ``train/valid/test.txt`` or a triples CSV.
 
     ``unseen`` (``error``/``keep``/``drop``) overrides the dataset's published handling of
-    valid/test entities that training never saw.
+    valid/test entities that training never saw; ``quiet`` keeps the data's findings
+    (duplicates, self-loops, overlaps) at debug level (see ``KnowledgeGraph.from_labeled``).
     """
     path = Path(name_or_path)
     if name_or_path.lower() in DATASETS:
@@ -350,7 +352,12 @@ def load_dataset(
             manifest = _manifest_file(folder)
     unseen = unseen or (spec.unseen if spec is not None else "error")
     kg = KnowledgeGraph.from_labeled(
-        name, read_splits(folder, spec), manifest=manifest, inductive=inductive, unseen=unseen
+        name,
+        read_splits(folder, spec),
+        manifest=manifest,
+        inductive=inductive,
+        unseen=unseen,
+        quiet=quiet,
     )
     kg.names = entity_names(folder)
     return kg

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "valid", "test")
 
 
-def _report(triples, rows: list[int], what: str, level: int = logging.WARNING) -> None:
+def _report(triples, rows: list[int], what: str, level: int) -> None:
     """Log ``len(rows)`` findings in a split's file with the line of the first one."""
     if rows:
         first = triples.lines[rows[0]]
@@ -149,6 +149,7 @@ class KnowledgeGraph:
         manifest: EntityManifest | None = None,
         inductive: bool = False,
         unseen: str = "error",
+        quiet: bool = False,
     ) -> KnowledgeGraph:
         """Index labelled splits, checking them the way a careful user would.
 
@@ -159,6 +160,9 @@ class KnowledgeGraph:
           embedding: the published WN18RR/FB15k-237 protocol) or ``drop`` (its triples are
           removed, with a warning); ``inductive`` always keeps them;
         - self-loops, and valid/test triples that are also training triples, are reported.
+
+        ``quiet`` logs these findings at debug level only: a graph loaded again to evaluate
+        or predict with a trained run was reported when it was loaded for training.
         """
         if unseen not in ("error", "keep", "drop"):
             raise ValueError(f"unseen must be error, keep or drop, not {unseen!r}")
@@ -219,17 +223,29 @@ class KnowledgeGraph:
                 ids.append(key)
             if split == "train":
                 in_train = seen
-            _report(triples, duplicates, "duplicate triple(s) dropped (the first repeat is")
+            warning = logging.DEBUG if quiet else logging.WARNING
+            _report(
+                triples, duplicates, "duplicate triple(s) dropped (the first repeat is", warning
+            )
             if dropped:
-                log.warning(
-                    "%s: %d triple(s) with entities unseen in train dropped", triples.path, dropped
+                log.log(
+                    warning,
+                    "%s: %d triple(s) with entities unseen in train dropped",
+                    triples.path,
+                    dropped,
                 )
             # self loops are common in benchmarks (FB15k-237: 1,625 in train): not a warning
             _report(
-                triples, self_loops, "self-loop triple(s) (h = t) kept (the first is", logging.INFO
+                triples,
+                self_loops,
+                "self-loop triple(s) (h = t) kept (the first is",
+                logging.DEBUG if quiet else logging.INFO,
             )
             _report(
-                triples, leaked, f"{split} triple(s) also in the train split, kept (the first is"
+                triples,
+                leaked,
+                f"{split} triple(s) also in the train split, kept (the first is",
+                warning,
             )
             tensors[split] = torch.tensor(ids, dtype=torch.long).reshape(-1, 3)
 

@@ -308,7 +308,7 @@ def load_zero_shot(
     if not (run_dir / "config.yaml").is_file():
         raise VlkgeError(f"{run_dir}: not a run folder (no config.yaml)")
     cfg = config_mod.load_config(run_dir / "config.yaml")
-    kg = load_graph(cfg)
+    kg = load_graph(cfg, quiet=True)
     if encoder is None:
         settings = cfg["encoder"]
         encoder = build_encoder(

@@ -65,22 +65,27 @@ def check_splits(cfg: dict, kg: KnowledgeGraph) -> None:
             )
 
 
-def load_graph(cfg: dict) -> KnowledgeGraph:
+def load_graph(cfg: dict, quiet: bool = False) -> KnowledgeGraph:
+    """The configured dataset; ``quiet``: its findings were reported by the run's training."""
     data = cfg["dataset"]
     kg = load_dataset(
         data["name"],
         data_dir=data["data_dir"],
         inductive=data["setting"] == "inductive",
         unseen=data["unseen_entities"],
+        quiet=quiet,
     )
     return kg.with_inverse_relations(data["inverse_relations"])
 
 
-def prepare(cfg: dict, features: Features | None = None) -> tuple[KnowledgeGraph, KGEModel]:
+def prepare(
+    cfg: dict, features: Features | None = None, quiet: bool = False
+) -> tuple[KnowledgeGraph, KGEModel]:
     """The graph and a freshly initialised model (seeded).
 
     A multimodal model (``model.modalities``) reads its frozen features from
-    ``features.cache_dir`` unless a ``features`` dict is given.
+    ``features.cache_dir`` unless a ``features`` dict is given; ``quiet``: a trained run's
+    graph, whose findings its training reported (:func:`load_graph`).
     """
     if cfg["num_threads"]:
         torch.set_num_threads(cfg["num_threads"])
@@ -90,7 +95,7 @@ def prepare(cfg: dict, features: Features | None = None) -> tuple[KnowledgeGraph
     keep_freed_memory()
     seed_everything(cfg["seed"])
     configure_kernels(cfg["compile"])
-    kg = load_graph(cfg)
+    kg = load_graph(cfg, quiet)
     model_cfg = dict(cfg["model"])
     if cfg["compat"]["paper"]:
         model_cfg["rotate_distance"] = "l2"
@@ -281,7 +286,7 @@ def load_run(
                 "num_threads and precision"
             )
     cfg = config_mod.load_config(run_dir / "config.yaml", overrides)
-    kg, model = prepare(cfg)
+    kg, model = prepare(cfg, quiet=True)
     path = run_dir / "checkpoints" / f"{checkpoint}.pt"
     restore_model(model, load_checkpoint(path)["model"], path)
     model.eval()
