@@ -106,7 +106,7 @@ def resolve(texts: list[str]) -> dict | None:
 
 @pytest.mark.parametrize("key", KEYS)
 @settings(
-    max_examples=15,
+    max_examples=12,
     derandomize=True,
     database=None,
     deadline=None,
