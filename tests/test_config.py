@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 import yaml
@@ -346,3 +347,153 @@ def test_new_sections_are_validated():
     assert (
         cfgmod.load_config(overrides=["report.zero_shot=runs/z"])["report"]["zero_shot"] == "runs/z"
     )
+
+
+# --- bounds, list items, mapping entries, long values ---------------------------------------
+def _numeric_keys() -> list[str]:
+    cfg = cfgmod.defaults()
+    out = []
+    for key in cfgmod.dotted_keys(cfg):
+        node = cfg
+        for part in key.split("."):
+            node = node[part]
+        kind = cfgmod.NULLABLE_TYPES.get(key) if node is None else type(node)
+        if kind in (int, float) or cfgmod.ITEMS.get(key) in (int, float):
+            out.append(key)
+    return out
+
+
+def test_every_numeric_key_has_an_upper_bound():
+    numeric = _numeric_keys()
+    assert {"model.dim", "num_threads", "evaluation.calibration.weights"} <= set(numeric)
+    assert [k for k in numeric if k not in cfgmod.AT_MOST and k not in cfgmod.BELOW_ONE] == []
+    assert set(cfgmod.AT_MOST) <= set(numeric)  # no bound for a key that is gone
+    for key, bound in cfgmod.AT_MOST.items():  # the bound itself is allowed
+        value = f"[{bound}]" if key in cfgmod.ITEMS else bound
+        cfgmod.load_config(overrides=[f"{key}={value}"])
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("model.dim=65537", "model.dim must be at most 65536, not 65537"),
+        ("num_threads=100000", "num_threads must be at most 4096, not 100000"),
+        ("training.batch_size=16777217", "training.batch_size must be at most 16777216"),
+        ("evaluation.max_scores=99999999999999999999999", "must be at most 1099511627776"),
+        ("training.epochs=1048577", "training.epochs must be at most 1048576"),
+        ("model.gamma=1e7", "model.gamma must be at most 1000000.0, not 10000000.0"),
+        ("model.gamma=-1", "model.gamma must not be negative"),
+        ("training.optimizer.lr=1e400", "lr must be a finite number, not inf"),
+        ("training.optimizer.lr=-.inf", "lr must be a finite number, not -inf"),
+        (f"model.gamma={'9' * 400}", "model.gamma must be a finite number, not inf"),
+        ("evaluation.max_memory_mb=.inf", "max_memory_mb must be a finite number"),
+        ("evaluation.max_memory_mb=1e12", "max_memory_mb must be at most 1073741824"),
+        ("training.adversarial_temperature=.nan", "must be a finite number, not nan"),
+    ],
+)
+def test_values_beyond_their_bounds(text, message):
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        cfgmod.load_config(overrides=[text])
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "evaluation.exclude_relations=[r, 1]",
+            "evaluation.exclude_relations[1] must be str, not int 1",
+        ),
+        ("evaluation.pool_same_split_relations=[[r]]", "relations[0] must be str, not list ['r']"),
+        ("evaluation.exclude_relations=['']", "exclude_relations[0] must not be empty"),
+        ("evaluation.calibration.weights=[0.5, x]", "weights[1] must be float, not str 'x'"),
+        ("evaluation.calibration.weights=[.nan]", "weights[0] must be a finite number, not nan"),
+        ("evaluation.calibration.weights=[-1]", "weights[0] must not be negative, not -1.0"),
+        ("evaluation.calibration.weights=[1e9]", "weights[0] must be at most 1000.0"),
+        ("evaluation.calibration.weights={a: 1}", "weights must be list, not dict"),
+        (
+            "evaluation.splits=[[test]]",
+            "drawn from ['train', 'valid', 'test']; ['test'] is not one",
+        ),
+        ("evaluation.sides=[{head: 1}]", "{'head': 1} is not one of them"),
+        ("model.modalities=[image, 3]", "model.modalities must be a list drawn from"),
+        ("zero_shot.anchor_modalities=[true]", "True is not one of them"),
+    ],
+)
+def test_list_items_are_checked(text, message):
+    with pytest.raises(ConfigError) as info:
+        cfgmod.load_config(overrides=[text])
+    assert message in str(info.value)
+
+
+def test_list_items_are_coerced():
+    cfg = cfgmod.load_config(overrides=["evaluation.calibration.weights=[0, 1, 2.5]"])
+    assert cfg["evaluation"]["calibration"]["weights"] == [0.0, 1.0, 2.5]
+    assert all(type(w) is float for w in cfg["evaluation"]["calibration"]["weights"])
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("training.subsample={r: x}", "training.subsample.r must be float, not str 'x'"),
+        ("training.subsample={r: .nan}", "training.subsample.r must be a finite number"),
+        ("training.subsample={r: 2}", "training.subsample.r must be a fraction in [0, 1]"),
+        ("dataset.inverse_relations={r: 1}", "dataset.inverse_relations.r must be str, not int"),
+        ("dataset.inverse_relations.r=", "dataset.inverse_relations.r must be str, not NoneType"),
+        ("dataset.inverse_relations={r: [a]}", "must be str, not list ['a']"),
+        ("zero_shot.templates={1: 'a {}'}", "zero_shot.templates: keys must be relation names"),
+        ("zero_shot.head_templates=[a]", "zero_shot.head_templates must be a mapping"),
+    ],
+)
+def test_mapping_entries_are_checked(text, message):
+    with pytest.raises(ConfigError) as info:
+        cfgmod.load_config(overrides=[text])
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("training.progress=1", "training.progress must be one of auto, True, False, not 1"),
+        ("compile=0", "compile must be one of"),
+        ("dataset.name=''", "dataset.name must not be empty"),
+        ('features.cache_dir="a\\0b"', "features.cache_dir must not contain a NUL character"),
+    ],
+)
+def test_choices_are_exact_and_strings_usable(text, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        cfgmod.load_config(overrides=[text])
+
+
+LONG = "x" * 10_000
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"model.backbone={LONG}",
+        f"dataset.name=[{LONG}]",
+        f"model.dim={LONG}",
+        f"evaluation.splits=[{LONG}]",
+        f"evaluation.exclude_relations=[[{LONG}]]",
+        f"training.subsample.{LONG}=x",
+        f"zero_shot.templates={{r: {LONG}}}",
+        f"{LONG}=1",
+        f"model.{LONG}=1",
+        f"model.dim={'1' * 5000}",  # past Python's int conversion limit: read as a string
+        LONG,  # no '='
+    ],
+)
+def test_long_values_are_cut_in_errors(text):
+    with pytest.raises(ConfigError) as info:
+        cfgmod.load_config(overrides=[text])
+    message = str(info.value)
+    assert len(message) < 400 and "\n" not in message
+    assert "..." in message
+
+
+def test_a_file_with_a_value_yaml_cannot_build(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(f"model:\n  dim: {'1' * 5000}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="invalid value") as info:
+        cfgmod.load_config(path)
+    assert str(info.value).startswith(str(path)) and len(str(info.value)) < 400 + len(str(path))

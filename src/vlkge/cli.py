@@ -203,6 +203,7 @@ def _encode(args: argparse.Namespace, cfg: dict, device) -> int:
         inductive=True,  # every entity with triples or modal inputs, seen in train or not
         image_root=args.image_root,
         unseen="keep",
+        quiet=True,  # the data's findings are reported where it is trained on
     )
     manifest = encoder_manifest(cfg, kg)
     name = args.encoder or settings["name"]

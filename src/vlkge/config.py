@@ -8,7 +8,9 @@ values are checked for type, allowed choices and range.
 
 from __future__ import annotations
 
+import copy
 import difflib
+import functools
 import math
 import re
 from importlib import resources
@@ -17,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from vlkge.errors import ConfigError
+from vlkge.errors import ConfigError, echo
 
 CHOICES: dict[str, tuple] = {
     "dataset.setting": ("transductive", "inductive"),
@@ -63,11 +65,14 @@ POSITIVE = {
 NON_NEGATIVE = {
     "seed",
     "training.checkpoint_every",
+    "model.gamma",
     "model.adapter",
     "model.structural_dropout",
     "model.dropout",
     "model.neighbours",
     "evaluation.calibration.bank",
+    "evaluation.calibration.weights",
+    "training.adversarial_temperature",
     "training.regularizer.weight",
     "training.optimizer.weight_decay",
     "training.label_smoothing",
@@ -77,7 +82,41 @@ NON_NEGATIVE = {
     "report.samples",
 }
 BELOW_ONE = {"training.label_smoothing", "model.structural_dropout", "model.dropout"}
-AT_MOST = {"seed": 2**32 - 1}  # numpy's seed range
+# The upper bound of every other numeric key (list keys: of each item): far above any useful
+# setting, yet low enough that the sizes and counts built from them stay within int64 and
+# their products within what can be allocated key by key, so a typo (an extra zero digit or
+# ten) is one line naming the key instead of an overflow or a failed allocation.
+AT_MOST: dict[str, int | float] = {
+    "seed": 2**32 - 1,  # numpy's seed range
+    "num_threads": 4096,
+    "model.dim": 65536,
+    "features.width": 65536,
+    "model.gamma": 1e6,
+    "model.adapter": 65536,
+    "model.neighbours": 4096,
+    "model.neighbour_temperature": 1e3,
+    "encoder.batch_size": 2**16,
+    "encoder.workers": 1024,
+    "encoder.finetune_layers": 1024,
+    "encoder.finetune_lr": 1e3,
+    "training.epochs": 2**20,
+    "training.batch_size": 2**24,
+    "training.adversarial_temperature": 1e3,
+    "training.negatives.num": 2**20,
+    "training.optimizer.lr": 1e3,
+    "training.optimizer.weight_decay": 1e3,
+    "training.regularizer.weight": 1e3,
+    "training.checkpoint_every": 2**20,
+    "validation.every": 2**20,
+    "validation.patience": 2**20,
+    "evaluation.calibration.weights": 1e3,
+    "evaluation.calibration.temperature": 1e3,
+    "evaluation.calibration.bank": 2**24,
+    "evaluation.max_scores": 2**40,
+    "evaluation.max_memory_mb": 2**30,  # 1 PiB
+    "report.samples": 1000,
+    "report.top_k": 1000,
+}
 # keys whose default is null but whose value has a type
 NULLABLE_TYPES: dict[str, type] = {
     "num_threads": int,
@@ -97,6 +136,13 @@ SUBSETS: dict[str, tuple] = {
     "zero_shot.anchor_modalities": ("image", "text"),
 }
 EMPTY_SUBSETS_OK = {"training.negatives.filter_splits", "model.modalities"}
+# list keys whose items are free values of one type (names are checked against the dataset
+# when a run starts); numeric items take the key's bounds above
+ITEMS: dict[str, type] = {
+    "evaluation.pool_same_split_relations": str,
+    "evaluation.exclude_relations": str,
+    "evaluation.calibration.weights": float,
+}
 # keys whose value is a free mapping with data-dependent keys (relation names): a file or
 # ``--set key={...}`` replaces the whole mapping, ``--set key.entry=value`` sets one entry;
 # the value is the type of every entry's value. Entry names are checked against the dataset
@@ -116,6 +162,12 @@ def default_text() -> str:
 
 
 def defaults() -> dict:
+    """A fresh copy of the defaults (parsed once: every validation and suggestion needs them)."""
+    return copy.deepcopy(_parsed_defaults())
+
+
+@functools.cache
+def _parsed_defaults() -> dict:
     return yaml.safe_load(default_text())
 
 
@@ -131,6 +183,8 @@ def load_yaml(path: str | Path) -> dict:
         raise ConfigError(f"{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not valid UTF-8") from None
+    except ValueError as exc:  # a value YAML cannot build: a date out of range, a huge int
+        raise ConfigError(f"{path}: invalid value ({echo(exc, quote=False)})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -144,10 +198,10 @@ def parse_override(text: str) -> tuple[str, Any]:
     """``a.b=value`` -> (``a.b``, YAML-parsed value)."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"--set expects key=value, got {text!r}")
+        raise ConfigError(f"--set expects key=value, got {echo(text)}")
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError):  # ValueError: a date out of range, a huge int
         value = raw
     return key.strip(), value
 
@@ -158,7 +212,7 @@ def _merge(base: dict, update: dict, prefix: str = "", source: str = "config") -
         if key not in base:
             close = suggest(path, [str(k) for k in base])
             hint = f"; did you mean {close}?" if close else ""
-            raise ConfigError(f"{source}: unknown key {path!r}{hint}")
+            raise ConfigError(f"{source}: unknown key {echo(path)}{hint}")
         if path in MAPPINGS:
             if value is None:
                 value = {}
@@ -232,28 +286,30 @@ def set_key(cfg: dict, dotted: str, value: Any, source: str = "--set") -> None:
 
 
 def _check_mapping(value: Any, path: str) -> dict:
-    kind = MAPPINGS[path]
     if not isinstance(value, dict):
-        raise ConfigError(f"{path} must be a mapping (relation: value), not {value!r}")
+        raise ConfigError(f"{path} must be a mapping (relation: value), not {echo(value)}")
     out = {}
     for key, entry in value.items():
-        if not isinstance(key, str) or not key:
-            raise ConfigError(f"{path}: keys must be relation names, not {key!r}")
-        if kind is float:
-            entry = _as_float(entry)
-        if not isinstance(entry, kind) or isinstance(entry, bool) or entry == "":
-            raise ConfigError(f"{path}.{key} must be {kind.__name__}, not {entry!r}")
+        if not isinstance(key, str) or not key.strip():
+            raise ConfigError(f"{path}: keys must be relation names, not {echo(key)}")
+        entry = _check_value(entry, MAPPINGS[path], path, f"{path}.{echo(key, quote=False)}")
         if path in UNIT_INTERVAL and not 0.0 <= entry <= 1.0:
-            raise ConfigError(f"{path}.{key} must be a fraction in [0, 1], not {entry!r}")
+            raise ConfigError(
+                f"{path}.{echo(key, quote=False)} must be a fraction in [0, 1], not {echo(entry)}"
+            )
         out[key] = entry
     return out
 
 
 def _as_float(value: Any) -> Any:
-    """Ints and numeric strings as floats (YAML reads 1e-3, without a dot, as a string);
-    anything else unchanged, for the type check to reject."""
+    """Ints and numeric strings as floats (YAML reads 1e-3, without a dot, as a string; an
+    int beyond the float range is infinite); anything else unchanged, for the type check to
+    reject."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            return math.inf if value > 0 else -math.inf
     if isinstance(value, str):
         try:
             return float(value)
@@ -262,45 +318,68 @@ def _as_float(value: Any) -> Any:
     return value
 
 
+def _is_choice(value: Any, choices: tuple) -> bool:
+    """``value`` is one of ``choices`` as written: 1 is not ``true``, 0.0 is not ``false``."""
+    return any(value == c and type(value) is type(c) for c in choices)
+
+
 def _check(value: Any, default: Any, path: str) -> Any:
     if path in CHOICES:
-        if value not in CHOICES[path]:
+        if not _is_choice(value, CHOICES[path]):
             allowed = ", ".join("null" if c is None else str(c) for c in CHOICES[path])
-            raise ConfigError(f"{path} must be one of {allowed}, not {value!r}")
+            raise ConfigError(f"{path} must be one of {allowed}, not {echo(value)}")
         return value
     if path in SUBSETS:
         empty_ok = path in EMPTY_SUBSETS_OK
-        if (
-            not isinstance(value, list)
-            or not (value or empty_ok)
-            or not set(value) <= set(SUBSETS[path])
-        ):
-            kind = "a list" if empty_ok else "a non-empty list"
-            raise ConfigError(f"{path} must be {kind} drawn from {list(SUBSETS[path])}")
+        kind = "a list" if empty_ok else "a non-empty list"
+        allowed = list(SUBSETS[path])
+        if not isinstance(value, list) or not (value or empty_ok):
+            raise ConfigError(f"{path} must be {kind} drawn from {allowed}, not {echo(value)}")
+        for item in value:
+            if not _is_choice(item, SUBSETS[path]):
+                raise ConfigError(
+                    f"{path} must be {kind} drawn from {allowed}; {echo(item)} is not one of them"
+                )
         return value
+    if path in ITEMS:
+        if not isinstance(value, list):
+            raise ConfigError(f"{path} must be list, not {type(value).__name__} {echo(value)}")
+        return [
+            _check_value(item, ITEMS[path], path, f"{path}[{i}]") for i, item in enumerate(value)
+        ]
     expected = NULLABLE_TYPES.get(path) if default is None else type(default)
     if value is None:
         if default is None:
             return None
         raise ConfigError(f"{path} must not be null")
+    return _check_value(value, expected, path, path)
+
+
+def _check_value(value: Any, expected: type, path: str, label: str) -> Any:
+    """One scalar of key ``path`` (a list item or mapping entry of it, named ``label`` in
+    errors): its type, then the key's bounds; returns it (ints as floats for float keys)."""
     if expected is float:
         value = _as_float(value)
-    if expected is not None and (
-        not isinstance(value, expected) or (expected is not bool and isinstance(value, bool))
-    ):
+    if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
         raise ConfigError(
-            f"{path} must be {expected.__name__}, not {type(value).__name__} {value!r}"
+            f"{label} must be {expected.__name__}, not {type(value).__name__} {echo(value)}"
         )
+    if expected is str:
+        if not value.strip():
+            raise ConfigError(f"{label} must not be empty")
+        if "\x00" in value:
+            raise ConfigError(f"{label} must not contain a NUL character: {echo(value)}")
+        return value
     if expected is float and not math.isfinite(value):
-        raise ConfigError(f"{path} must be a finite number, not {value!r}")
+        raise ConfigError(f"{label} must be a finite number, not {echo(value)}")
     if path in POSITIVE and value <= 0:
-        raise ConfigError(f"{path} must be positive, not {value!r}")
+        raise ConfigError(f"{label} must be positive, not {echo(value)}")
     if path in NON_NEGATIVE and value < 0:
-        raise ConfigError(f"{path} must not be negative, not {value!r}")
+        raise ConfigError(f"{label} must not be negative, not {echo(value)}")
     if path in BELOW_ONE and value >= 1:
-        raise ConfigError(f"{path} must be below 1, not {value!r}")
+        raise ConfigError(f"{label} must be below 1, not {echo(value)}")
     if path in AT_MOST and value > AT_MOST[path]:
-        raise ConfigError(f"{path} must be at most {AT_MOST[path]}, not {value!r}")
+        raise ConfigError(f"{label} must be at most {AT_MOST[path]}, not {echo(value)}")
     return value
 
 
@@ -334,10 +413,12 @@ def _check_combinations(cfg: dict) -> None:
     zero_shot = cfg["zero_shot"]
     prompts = {"zero_shot.default_template": zero_shot["default_template"]}
     for key in ("templates", "head_templates"):
-        prompts.update({f"zero_shot.{key}.{r}": t for r, t in zero_shot[key].items()})
+        prompts.update(
+            {f"zero_shot.{key}.{echo(r, quote=False)}": t for r, t in zero_shot[key].items()}
+        )
     for key, template in prompts.items():
         if "{}" not in template:
-            raise ConfigError(f"{key} needs a {{}} for the candidate's name: {template!r}")
+            raise ConfigError(f"{key} needs a {{}} for the candidate's name: {echo(template)}")
     anchors = zero_shot["anchor_modalities"]
     if len(set(anchors)) != len(anchors):
         raise ConfigError(f"zero_shot.anchor_modalities lists a modality twice: {anchors}")

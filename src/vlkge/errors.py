@@ -8,6 +8,20 @@ from __future__ import annotations
 
 from os import PathLike
 
+#: characters of a user's value that an error line shows (ids, relation names, config values)
+ECHO_LIMIT = 200
+
+
+def echo(value: object, quote: bool = True, limit: int = ECHO_LIMIT) -> str:
+    """``value`` as an error line shows it: its ``repr`` (``quote``) or its text on one line,
+    cut to ``limit`` characters ending in an ellipsis, since a user's value can be any length
+    (a 10,000-character id) and an error must stay one readable line."""
+    try:
+        text = repr(value) if quote else " ".join(str(value).split())
+    except ValueError:  # holds an int past Python's 4,300-digit conversion limit
+        text = f"<{type(value).__name__} too large to show>"
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
 
 class VlkgeError(Exception):
     """An error caused by the user's input or configuration, not by vlkge itself."""

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from vlkge.data.graph import KnowledgeGraph
-from vlkge.errors import VlkgeError
+from vlkge.errors import VlkgeError, echo
 from vlkge.models.model import KGEModel
 
 
@@ -77,7 +77,7 @@ def nearest_entities(model: KGEModel, kg: KnowledgeGraph, entity: str, k: int = 
     """The ``k`` entities whose vectors in the fused space (the table the backbone scores) are
     most cosine-similar to ``entity``'s."""
     if k < 1:
-        raise VlkgeError(f"--top-k must be positive, not {k}")
+        raise VlkgeError(f"--top-k must be positive, not {echo(k)}")
     index = kg.entity_id(entity)
     model.eval()
     table = model.entity_table().detach().float().cpu()

@@ -10,7 +10,7 @@ import torch
 
 from vlkge.data.graph import KnowledgeGraph
 from vlkge.data.index import TripleIndex
-from vlkge.errors import VlkgeError
+from vlkge.errors import VlkgeError, echo
 from vlkge.models.model import KGEModel
 
 
@@ -50,7 +50,7 @@ def rank_answers(
     id), as :func:`top_k` returns them; entities scored ``-inf`` (outside a candidate pool) are
     never answers. ``index`` (of every known triple) saves rebuilding it for many queries."""
     if k < 1:
-        raise VlkgeError(f"--top-k must be positive, not {k}")
+        raise VlkgeError(f"--top-k must be positive, not {echo(k)}")
     if index is None:
         index = TripleIndex(kg.all_triples(), kg.num_entities, kg.num_relations)
     _, known_ids = index.known(side, torch.tensor([anchor]), torch.tensor([relation]))
@@ -178,14 +178,14 @@ def predict_new_entity(
     from vlkge.models.multimodal import FusedEntityRepresentation
 
     if direction not in ("head", "tail"):
-        raise VlkgeError(f"direction must be head or tail, not {direction!r}")
+        raise VlkgeError(f"direction must be head or tail, not {echo(direction)}")
     if not isinstance(model.entities, FusedEntityRepresentation):
         raise VlkgeError(
             "the run's model has no modal features (model.modalities: []); it cannot represent "
             "a new entity"
         )
     if k < 1:
-        raise VlkgeError(f"--top-k must be positive, not {k}")
+        raise VlkgeError(f"--top-k must be positive, not {echo(k)}")
     model.eval()
     table = model.entity_table()
     vector = model.entities.represent(features, imaginary).to(table.device)

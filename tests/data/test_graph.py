@@ -10,7 +10,7 @@ import torch
 from vlkge.data.graph import SPLITS, KnowledgeGraph
 from vlkge.data.manifest import EntityManifest
 from vlkge.data.triples import LabeledTriples
-from vlkge.errors import DataError, VlkgeError
+from vlkge.errors import ConfigError, DataError, VlkgeError
 
 TRAIN = [("a", "r1", "b"), ("b", "r2", "c"), ("c", "r1", "a"), ("a", "r2", "d")]
 
@@ -167,3 +167,50 @@ def test_display_name():
 def test_self_loops_kept():
     kg = graph(train=[*TRAIN, ("a", "r1", "a")])
     assert ("a", "r1", "a") in labels(kg, "train")
+
+
+def test_findings_are_debug_only_when_quiet(caplog):
+    """A graph loaded again for a trained run (evaluate, predict) does not repeat them."""
+    findings = {
+        "train": [*TRAIN, ("a", "r1", "a"), TRAIN[0]],  # a self-loop and a duplicate
+        "test": [("a", "r1", "b")],  # also in train
+    }
+    splits = {name: labeled(rows, f"{name}.txt") for name, rows in findings.items()}
+    with caplog.at_level(logging.DEBUG, logger="vlkge"):
+        KnowledgeGraph.from_labeled("toy", splits)
+        loud = [
+            (r.levelno, r.getMessage()) for r in caplog.records if "(the first" in r.getMessage()
+        ]
+        caplog.clear()
+        KnowledgeGraph.from_labeled("toy", splits, quiet=True)
+        quiet = [
+            (r.levelno, r.getMessage()) for r in caplog.records if "(the first" in r.getMessage()
+        ]
+    assert [level for level, _ in loud] == [logging.WARNING, logging.INFO, logging.WARNING]
+    assert [message for _, message in quiet] == [message for _, message in loud]
+    assert {level for level, _ in quiet} == {logging.DEBUG}
+
+
+LONG = "q" * 10_000
+
+
+def test_long_ids_are_cut_in_errors():
+    kg = graph()
+    for lookup in (kg.entity_id, kg.relation_id):
+        with pytest.raises(VlkgeError) as info:
+            lookup(LONG)
+        assert len(str(info.value)) < 400 and "qqq..." in str(info.value)
+    error = kg.unknown_relation(LONG, "training.subsample")
+    assert isinstance(error, ConfigError) and str(error).startswith("training.subsample: unknown")
+    assert len(str(error)) < 400
+    for valid in ((("a", LONG, "b"),), (("a", "r1", LONG),)):
+        with pytest.raises(DataError) as info:
+            graph(valid=valid)
+        assert str(info.value).startswith("valid.txt:1: ") and len(str(info.value)) < 400
+        assert "qqq..." in str(info.value)
+
+
+def test_long_relation_names_are_cut_in_the_known_list():
+    kg = graph(train=[("a", LONG, "b"), ("b", "r2", "c")], valid=None, test=None)
+    message = str(kg.unknown_relation("zz"))
+    assert len(message) < 400 and f"known: {'q' * 27}..., r2)" in message

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 from conftest import tiny_clip
+from fakes import LetterColourEncoder
 
 from vlkge.data.manifest import EntityManifest
 from vlkge.encoders.cache import FeatureCache, ModalFeatures
@@ -224,3 +225,20 @@ def test_concurrent_writers_are_refused(parts, manifest, tmp_path):
         with pytest.raises(VlkgeError, match="another vlkge encode"):
             FeatureCache(tmp_path / "cache", lock_timeout=0).update(encoder(parts), manifest)
     assert cache.update(encoder(parts), manifest, modalities=["text"])["text"].encoded == 6
+
+
+def test_prompt_features_by_text_and_encoder(tmp_path):
+    cache, encoder = FeatureCache(tmp_path / "features"), LetterColourEncoder()
+    assert cache.prompts(encoder) == {}
+    texts = ["a cat", "a dog"]
+    first = dict(zip(texts, encoder.encode_texts(texts), strict=True))
+    cache.add_prompts(encoder, first)
+    cache.add_prompts(encoder, {"x" * 10_000: encoder.encode_texts(["x"])[0]})  # any text
+    assert len(cache.shards("prompts")) == 2
+    stored = cache.prompts(encoder)
+    assert set(stored) == {"a cat", "a dog", "x" * 10_000}
+    assert torch.equal(stored["a dog"], first["a dog"])
+    assert not cache.shards("prompts") and cache.features_path("prompts").is_file()  # merged
+    assert cache.prompts(encoder).keys() == stored.keys()
+    assert cache.prompts(LetterColourEncoder(seed=1)) == {}  # other weights: nothing reused
+    assert cache.modalities() == []  # the prompt table is no modality

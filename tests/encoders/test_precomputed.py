@@ -87,6 +87,7 @@ def write_pickle(path, data):
         ({"a": np.array([1.0, np.inf, 0.0])}, "entity 'a': vector holds NaN or infinite"),
         ({"a": np.zeros(3), "b": np.zeros(4)}, "entity 'b': vector width 4, expected 3"),
         ({"zz": np.zeros(3)}, "entity 'zz' is not in the dataset"),
+        ({"z" * 10_000: np.zeros(3)}, f"entity '{'z' * 196}... is not in the dataset"),
         ({"a": []}, "entity 'a': no vectors"),
         ({"a": [np.zeros(3), np.zeros(2)]}, "entity 'a': vectors of different widths"),
         ({"a": "text"}, "entity 'a': not a numeric vector"),
@@ -101,6 +102,7 @@ def test_bad_pickles_are_one_line_errors(tmp_path, data, message):
         read_features(path, entities=ENTITIES)
     text = str(info.value)
     assert text.startswith(str(path)) and message in text and "\n" not in text
+    assert len(text) < 400 + len(str(path))
 
 
 @pytest.mark.parametrize("suffix", [".pkl", ".npy", ".safetensors", ".npz"])

@@ -4,6 +4,7 @@ candidate pools, anchor modalities, metrics layout, the CLI end to end with the 
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 import torch
@@ -326,3 +327,93 @@ def test_cli_zero_shot_with_minilm(tmp_path, make_dataset, capsys):
     assert main(["zero-shot", "--config", str(config), "--out", str(out / "x"),
                  "--set", "zero_shot.templates.hypr=a {}"]) == 2  # fmt: skip
     assert "did you mean hyper" in capsys.readouterr().err
+
+
+# --- prompt features cached in the feature cache --------------------------------------------
+def test_a_second_run_encodes_no_prompt(tmp_path):
+    from vlkge.encoders.cache import FeatureCache
+
+    kg = toy_graph()
+    feats = features_of(kg, {"dog": "kind of animal", "leaf": "part of plant", "cat": "dog"})
+    cfg = cfg_for(templates=TEMPLATES)
+    cfg["features"]["cache_dir"] = str(tmp_path / "features")
+    first = BagOfWords()
+    metrics = zero_shot(cfg, kg, first, feats)
+    assert first.seen and metrics["zero_shot"]["prompts_encoded"] == len(set(first.seen))
+    again = BagOfWords()
+    second = zero_shot(cfg, kg, again, feats)
+    assert again.seen == [] and second["zero_shot"]["prompts_encoded"] == 0
+    assert second["test"] == metrics["test"]
+    # the first run's shard is merged into one table named by the prompt texts
+    cache = FeatureCache(tmp_path / "features")
+    assert cache.metadata("prompts")["encoder"] == "bow" and not cache.shards("prompts")
+    assert cache.metadata("prompts")["entities"] == len(set(first.seen))
+    # a new template: only its prompts are encoded
+    cfg["zero_shot"]["head_templates"] = {"hyper": "includes {}"}
+    third = BagOfWords()
+    zero_shot(cfg, kg, third, feats)
+    assert third.seen and all(text.startswith("includes ") for text in third.seen)
+    # another encoder's weights: nothing is reused
+    other = BagOfWords(seed=1)
+    zero_shot(cfg, kg, other, feats)
+    assert sorted(set(other.seen)) == sorted(set(first.seen + third.seen))
+
+
+def test_cached_prompts_are_the_encoded_ones():
+    kg = toy_graph()
+    names = entity_names(kg)
+    from vlkge.encoders.cache import FeatureCache
+    from vlkge.models.features import feature_cache_dir
+
+    cache = FeatureCache(feature_cache_dir(cfg_for(), kg))
+    fresh = PromptBank(BagOfWords(), names, cache).vectors("kind of {}", torch.arange(6))
+    encoder = BagOfWords()
+    cached = PromptBank(encoder, names, cache).vectors("kind of {}", torch.arange(6))
+    assert encoder.seen == [] and torch.equal(cached, fresh)
+
+
+def test_report_scorer_reuses_the_run_prompts(tmp_path, make_dataset):
+    from vlkge.evaluation.zero_shot import load_zero_shot, run_zero_shot
+
+    folder = write_toy(tmp_path / "toy", make_dataset)
+    cfg = load_config(
+        overrides=[
+            f"dataset.name={folder}",
+            "dataset.setting=inductive",
+            f"features.cache_dir={tmp_path / 'cache'}",
+            "evaluation.splits=[test]",
+        ]
+    )
+    run_zero_shot(cfg, tmp_path / "zs", encoder=BagOfWords())
+    encoder = BagOfWords()
+    _, kg, scorer = load_zero_shot(tmp_path / "zs", encoder)
+    scorer("tail", torch.arange(kg.num_entities), torch.zeros(kg.num_entities, dtype=torch.long))
+    scorer("head", torch.arange(kg.num_entities), torch.zeros(kg.num_entities, dtype=torch.long))
+    assert encoder.seen == []  # entity features and prompts both from the cache
+
+
+def test_a_damaged_prompt_table_is_encoded_again(tmp_path, caplog):
+    kg = toy_graph()
+    feats = features_of(kg, {"dog": "kind of animal"})
+    cfg = cfg_for(templates=TEMPLATES)
+    cfg["features"]["cache_dir"] = str(tmp_path / "features")
+    first = BagOfWords()
+    zero_shot(cfg, kg, first, feats)
+    zero_shot(cfg, kg, BagOfWords(), feats)  # merges the first run's shard
+    table = tmp_path / "features" / "prompts.safetensors"
+    data = bytearray(table.read_bytes())
+    data[-8:] = b"\xff" * 8  # flips the last row's bytes: its block fails its checksum
+    table.write_bytes(bytes(data))
+    encoder = BagOfWords()
+    with caplog.at_level(logging.WARNING):
+        again = zero_shot(cfg, kg, encoder, feats)
+    assert "fail their checksum" in caplog.text
+    assert sorted(set(encoder.seen)) == sorted(set(first.seen))  # their block, the whole toy
+    assert again["zero_shot"]["prompts_encoded"] == len(set(first.seen))
+
+
+def test_a_long_relation_name_is_cut_in_template_errors():
+    kg = toy_graph()
+    with pytest.raises(ConfigError) as info:
+        relation_templates(kg, {"h" * 10_000: "{}"}, "{}")
+    assert len(str(info.value)) < 400 and "hhh..." in str(info.value)

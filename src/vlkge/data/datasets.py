@@ -29,7 +29,7 @@ from pathlib import Path
 from vlkge.data.graph import KnowledgeGraph
 from vlkge.data.manifest import EntityManifest, read_keyed_texts
 from vlkge.data.triples import LabeledTriples, numbered_lines, read_csv_splits, read_tsv_triples
-from vlkge.errors import DataError, VlkgeError
+from vlkge.errors import DataError, VlkgeError, echo
 
 log = logging.getLogger(__name__)
 
@@ -356,7 +356,7 @@ def get_spec(name: str) -> DatasetSpec:
         return DATASETS[name.lower()]
     except KeyError:
         raise VlkgeError(
-            f"unknown dataset {name!r}; known: {', '.join(DATASETS)} (or give a folder path)"
+            f"unknown dataset {echo(name)}; known: {', '.join(DATASETS)} (or give a folder path)"
         ) from None
 
 
@@ -437,11 +437,13 @@ def load_dataset(
     with_manifest: bool = True,
     image_root: str | os.PathLike | None = None,
     unseen: str | None = None,
+    quiet: bool = False,
 ) -> KnowledgeGraph:
     """Load a named dataset, or any folder with ``train/valid/test.txt`` or a triples CSV.
 
     ``unseen`` (``error``/``keep``/``drop``) overrides the dataset's published handling of
-    valid/test entities that training never saw.
+    valid/test entities that training never saw; ``quiet`` keeps the data's findings
+    (duplicates, self-loops, overlaps) at debug level (see ``KnowledgeGraph.from_labeled``).
     """
     path = Path(name_or_path)
     if name_or_path.lower() in DATASETS:
@@ -474,7 +476,12 @@ def load_dataset(
             names = names or text_names
     unseen = unseen or (spec.unseen if spec is not None else "error")
     kg = KnowledgeGraph.from_labeled(
-        name, read_splits(folder, spec), manifest=manifest, inductive=inductive, unseen=unseen
+        name,
+        read_splits(folder, spec),
+        manifest=manifest,
+        inductive=inductive,
+        unseen=unseen,
+        quiet=quiet,
     )
     kg.names = names
     return kg

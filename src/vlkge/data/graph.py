@@ -13,14 +13,14 @@ import torch
 
 from vlkge.data.manifest import EntityManifest
 from vlkge.data.triples import LabeledTriples
-from vlkge.errors import ConfigError, DataError, VlkgeError
+from vlkge.errors import ConfigError, DataError, VlkgeError, echo
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "valid", "test")
 
 
-def _report(triples, rows: list[int], what: str, level: int = logging.WARNING) -> None:
+def _report(triples, rows: list[int], what: str, level: int) -> None:
     """Log ``len(rows)`` findings in a split's file with the line of the first one."""
     if rows:
         first = triples.lines[rows[0]]
@@ -76,16 +76,21 @@ class KnowledgeGraph:
         try:
             return self.entity_index[label]
         except KeyError:
-            raise VlkgeError(f"unknown entity {label!r} in dataset {self.name}") from None
+            raise VlkgeError(f"unknown entity {echo(label)} in dataset {self.name}") from None
 
     def relation_id(self, label: str) -> int:
         try:
             return self.relation_index[label]
         except KeyError:
-            known = ", ".join(self.relations[:12])
-            raise VlkgeError(
-                f"unknown relation {label!r} in dataset {self.name} (known: {known})"
-            ) from None
+            raise self.unknown_relation(label) from None
+
+    def unknown_relation(self, name: str, key: str | None = None) -> VlkgeError:
+        """The one-line error for a relation ``name`` the graph lacks, listing the first known
+        ones; a ``ConfigError`` naming ``key`` when the name came from that config key."""
+        known = ", ".join(echo(r, quote=False, limit=30) for r in self.relations[:12])
+        more = ", ..." if self.num_relations > 12 else ""
+        message = f"unknown relation {echo(name)} in dataset {self.name} (known: {known}{more})"
+        return ConfigError(f"{key}: {message}") if key else VlkgeError(message)
 
     def with_inverse_relations(
         self, mapping: dict[str, str], key: str = "dataset.inverse_relations"
@@ -101,10 +106,7 @@ class KnowledgeGraph:
         pairs = []
         for name, inverse in mapping.items():
             if name not in index:
-                known = ", ".join(relations[:12]) + (", ..." if len(relations) > 12 else "")
-                raise ConfigError(
-                    f"{key}: unknown relation {name!r} in dataset {self.name} (known: {known})"
-                )
+                raise self.unknown_relation(name, key)
             if inverse not in index:
                 index[inverse] = len(relations)
                 relations.append(inverse)
@@ -147,6 +149,7 @@ class KnowledgeGraph:
         manifest: EntityManifest | None = None,
         inductive: bool = False,
         unseen: str = "error",
+        quiet: bool = False,
     ) -> KnowledgeGraph:
         """Index labelled splits, checking them the way a careful user would.
 
@@ -157,6 +160,9 @@ class KnowledgeGraph:
           embedding: the published WN18RR/FB15k-237 protocol) or ``drop`` (its triples are
           removed, with a warning); ``inductive`` always keeps them;
         - self-loops, and valid/test triples that are also training triples, are reported.
+
+        ``quiet`` logs these findings at debug level only: a graph loaded again to evaluate
+        or predict with a trained run was reported when it was loaded for training.
         """
         if unseen not in ("error", "keep", "drop"):
             raise ValueError(f"unseen must be error, keep or drop, not {unseen!r}")
@@ -164,7 +170,7 @@ class KnowledgeGraph:
             raise DataError(None, None, f"dataset {name} has no train split")
         for split, triples in splits.items():
             if split not in SPLITS:
-                raise DataError(triples.path, None, f"unknown split name {split!r}")
+                raise DataError(triples.path, None, f"unknown split name {echo(split)}")
             if len(triples) == 0:
                 raise DataError(triples.path, None, f"the {split} split is empty")
 
@@ -190,7 +196,7 @@ class KnowledgeGraph:
                     raise DataError(
                         triples.path,
                         triples.lines[i],
-                        f"relation {r!r} does not occur in the training split",
+                        f"relation {echo(r)} does not occur in the training split",
                     )
                 new = [e for e in (h, t) if e not in entity_index]
                 if new and not inductive and unseen != "keep":
@@ -200,7 +206,7 @@ class KnowledgeGraph:
                     raise DataError(
                         triples.path,
                         triples.lines[i],
-                        f"entity {new[0]!r} does not occur in the training split (set "
+                        f"entity {echo(new[0])} does not occur in the training split (set "
                         "dataset.setting: inductive, or dataset.unseen_entities: keep or drop)",
                     )
                 for entity in new:
@@ -217,17 +223,29 @@ class KnowledgeGraph:
                 ids.append(key)
             if split == "train":
                 in_train = seen
-            _report(triples, duplicates, "duplicate triple(s) dropped (the first repeat is")
+            warning = logging.DEBUG if quiet else logging.WARNING
+            _report(
+                triples, duplicates, "duplicate triple(s) dropped (the first repeat is", warning
+            )
             if dropped:
-                log.warning(
-                    "%s: %d triple(s) with entities unseen in train dropped", triples.path, dropped
+                log.log(
+                    warning,
+                    "%s: %d triple(s) with entities unseen in train dropped",
+                    triples.path,
+                    dropped,
                 )
             # self loops are common in benchmarks (FB15k-237: 1,625 in train): not a warning
             _report(
-                triples, self_loops, "self-loop triple(s) (h = t) kept (the first is", logging.INFO
+                triples,
+                self_loops,
+                "self-loop triple(s) (h = t) kept (the first is",
+                logging.DEBUG if quiet else logging.INFO,
             )
             _report(
-                triples, leaked, f"{split} triple(s) also in the train split, kept (the first is"
+                triples,
+                leaked,
+                f"{split} triple(s) also in the train split, kept (the first is",
+                warning,
             )
             tensors[split] = torch.tensor(ids, dtype=torch.long).reshape(-1, 3)
 

@@ -47,7 +47,7 @@ from pathlib import Path
 
 from vlkge.data.graph import SPLITS, KnowledgeGraph
 from vlkge.data.manifest import EntityManifest
-from vlkge.errors import VlkgeError
+from vlkge.errors import VlkgeError, echo
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def make_inductive_split(
     if not 0.0 < fraction < 1.0:
         raise VlkgeError(f"--fraction must be between 0 and 1 (exclusive), not {fraction}")
     if pairs not in PAIRS:
-        raise VlkgeError(f"pairs must be one of {', '.join(PAIRS)}, not {pairs!r}")
+        raise VlkgeError(f"pairs must be one of {', '.join(PAIRS)}, not {echo(pairs)}")
     target = round(fraction * kg.num_entities)
     if target < 1:
         raise VlkgeError(f"--fraction {fraction} of {kg.num_entities} entities holds out no entity")

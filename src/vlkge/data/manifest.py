@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from vlkge.data.triples import numbered_lines
-from vlkge.errors import ConfigError, DataError
+from vlkge.errors import ConfigError, DataError, echo
 
 KINDS = ("text", "image")
 
@@ -47,7 +47,7 @@ class EntityManifest:
             template.format(text="", name="")
         except (KeyError, IndexError, ValueError) as exc:
             raise ConfigError(
-                f"encoder.text_template {template!r} may use only {{text}} and {{name}} ({exc})"
+                f"encoder.text_template {echo(template)} may use only {{text}} and {{name}} ({echo(exc, quote=False)})"
             ) from None
         texts = {
             entity: [template.format(text=text, name=names.get(entity, entity)) for text in items]
@@ -91,7 +91,7 @@ class EntityManifest:
             if not entity:
                 raise DataError(path, number, "blank entity id")
             if kind not in KINDS:
-                raise DataError(path, number, f"kind must be text or image, not {kind!r}")
+                raise DataError(path, number, f"kind must be text or image, not {echo(kind)}")
             if not value:
                 raise DataError(path, number, f"empty {kind}")
             if kind == "text":

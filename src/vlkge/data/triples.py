@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from vlkge.errors import DataError
+from vlkge.errors import DataError, echo
 
 SPLIT_ALIASES = {
     "train": "train",
@@ -31,7 +31,9 @@ def canonical_split(name: str, path: str | Path | None = None, line: int | None 
     """Map a split name (``val``, ``dev``, ...) to ``train``/``valid``/``test``."""
     key = name.strip().lower()
     if key not in SPLIT_ALIASES:
-        raise DataError(path, line, f"unknown split name {name!r} (expected train, valid or test)")
+        raise DataError(
+            path, line, f"unknown split name {echo(name)} (expected train, valid or test)"
+        )
     return SPLIT_ALIASES[key]
 
 

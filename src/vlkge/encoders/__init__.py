@@ -23,7 +23,7 @@ from pathlib import Path
 from vlkge.encoders.base import MODALITIES, Encoder
 from vlkge.encoders.cache import FeatureCache, ModalFeatures, ModalityReport
 from vlkge.encoders.precomputed import PrecomputedFeatures, read_features
-from vlkge.errors import VlkgeError
+from vlkge.errors import VlkgeError, echo
 
 KINDS = ("hf", "sentence", "open_clip")
 
@@ -76,7 +76,7 @@ def build_encoder(
     guessed = kind is None
     kind = kind or guess_kind(name)
     if kind not in KINDS:
-        raise VlkgeError(f"unknown encoder kind {kind!r} (known: {', '.join(KINDS)})")
+        raise VlkgeError(f"unknown encoder kind {echo(kind)} (known: {', '.join(KINDS)})")
     if kind == "sentence":
         from vlkge.encoders.sentence import SentenceEncoder
 

@@ -22,7 +22,7 @@ from functools import cached_property
 import torch
 from torch import nn
 
-from vlkge.errors import VlkgeError
+from vlkge.errors import VlkgeError, echo
 
 MODALITIES = ("text", "image")
 
@@ -36,7 +36,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     try:
         device = torch.device(device)
     except RuntimeError as exc:
-        raise VlkgeError(f"unknown device {device!r}: {exc}") from None
+        raise VlkgeError(f"unknown device {echo(device)}: {echo(exc, quote=False)}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise VlkgeError(f"device {device} requested but CUDA is not available")
     return device
@@ -127,7 +127,7 @@ class Encoder(ABC):
             return self.text_width
         if modality == "image":
             return self.image_width
-        raise VlkgeError(f"unknown modality {modality!r} (known: {', '.join(MODALITIES)})")
+        raise VlkgeError(f"unknown modality {echo(modality)} (known: {', '.join(MODALITIES)})")
 
     def modality_preprocessing(self, modality: str) -> str:
         if modality == "text":

@@ -16,6 +16,11 @@ fingerprint are unchanged; a changed encoder invalidates the whole modality. New
 written as shards (``<modality>.part-NNNNNN.safetensors``, each written atomically), so an
 interrupted run resumes where it stopped; the shards are merged into the main file at the end.
 
+The text features of zero-shot prompts (:mod:`vlkge.evaluation.zero_shot`) live beside them in
+``prompts.safetensors`` / ``prompts.json``, a table of the same format whose rows are named by
+the exact prompt text and keyed by the encoder like a modality: each run adds the prompts it
+encoded as a shard, and the next run merges the shards and encodes only prompts never seen.
+
 Every file carries checksums in its metadata (``checksums``): a sha256 of the descriptive
 fields, and one per block of ``BLOCK_ROWS`` rows over their entity names, input fingerprints
 and tensor bytes. Reading verifies them: a file that cannot be read at all (truncated, garbage)
@@ -55,13 +60,15 @@ from vlkge.data.manifest import EntityManifest
 from vlkge.encoders.base import MODALITIES, Encoder
 from vlkge.encoders.images import encode_entity_images
 from vlkge.encoders.precomputed import PrecomputedFeatures
-from vlkge.errors import DataError, VlkgeError
+from vlkge.errors import DataError, VlkgeError, echo
 from vlkge.untrusted import check_regular_file
 
 log = logging.getLogger(__name__)
 
 FORMAT = "vlkge-features-1"
-SHARD = re.compile(r"^(text|image)\.part-(\d+)\.safetensors$")
+SHARD = re.compile(r"^(text|image|prompts)\.part-(\d+)\.safetensors$")
+#: the zero-shot prompts' text features: a table like a modality's, its rows named by prompt text
+PROMPTS = "prompts"
 BLOCK_ROWS = 64  # rows per checksum: the most a flipped bit costs to re-encode
 # metadata fields covered by the header checksum (entities and inputs are in the row blocks)
 CHECKED_FIELDS = ("format", "modality", "encoder", "fingerprint", "preprocessing", "width")
@@ -353,8 +360,7 @@ def read_table(path: Path) -> Table:
     except CorruptCache:
         raise
     except Exception as exc:  # truncated, garbage, missing keys, bad JSON
-        message = " ".join(str(exc).split())[:200]
-        raise CorruptCache(f"{type(exc).__name__}: {message}") from None
+        raise CorruptCache(f"{type(exc).__name__}: {echo(exc, quote=False)}") from None
     n, width = len(entities), int(header["width"])
     if features.shape != (n, width) or valid.shape != (n,) or used.shape != (n,):
         raise CorruptCache(
@@ -449,7 +455,9 @@ class FeatureCache:
         out: dict[str, ModalFeatures] = {}
         for modality in wanted:
             if modality not in MODALITIES:
-                raise VlkgeError(f"unknown modality {modality!r} (known: {', '.join(MODALITIES)})")
+                raise VlkgeError(
+                    f"unknown modality {echo(modality)} (known: {', '.join(MODALITIES)})"
+                )
             path = self.features_path(modality)
             if self.shards(modality):
                 raise VlkgeError(
@@ -470,7 +478,7 @@ class FeatureCache:
                     path,
                     None,
                     f"corrupt feature cache: {len(table.damaged)} row(s) fail their checksum "
-                    f"(the first is entity {first!r}); run vlkge encode again to recompute them",
+                    f"(the first is entity {echo(first)}); run vlkge encode again to recompute them",
                 )
             mask = torch.zeros(len(index), dtype=torch.bool)
             source, target = [], []
@@ -494,6 +502,44 @@ class FeatureCache:
             if meta is not None:
                 out[modality] = int(meta["width"])
         return out
+
+    # --- zero-shot prompts ----------------------------------------------------------------
+    def prompts(self, encoder: Encoder) -> dict[str, torch.Tensor]:
+        """Text features of the prompts ``encoder`` encoded into this folder before, by prompt
+        text (shards of earlier runs merged in); empty without any, or with another encoder's
+        (a damaged file is reported and its rows encoded again)."""
+        if not self.features_path(PROMPTS).is_file() and not self.shards(PROMPTS):
+            return {}
+        header, key = table_header(encoder, "text")
+        try:
+            with self._lock():
+                records, dirty = self._existing(PROMPTS, key)
+                if dirty and records:
+                    self._commit(PROMPTS, header, records)
+        except OSError as exc:  # a read-only cache: read what is there, merge nothing
+            log.info("%s: prompt features read only (%s)", self.folder, exc.strerror or exc)
+            records = self._existing(PROMPTS, key, clean=False)[0]
+        return {text: r.feature for text, r in records.items() if r.feature is not None}
+
+    def add_prompts(self, encoder: Encoder, features: dict[str, torch.Tensor]) -> None:
+        """Keep newly encoded prompt ``features`` (by prompt text) as a shard, merged into
+        ``prompts.safetensors`` by the next :meth:`prompts`; a cache that cannot be written
+        only warns."""
+        header, _ = table_header(encoder, "text")
+        records = {
+            text: Record(text_fingerprint([text]), feature.float(), 1)
+            for text, feature in features.items()
+        }
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with self._lock():
+                number = 1 + max(
+                    (int(SHARD.match(p.name).group(2)) for p in self.shards(PROMPTS)), default=-1
+                )
+                path = self.folder / f"{PROMPTS}.part-{number:06d}.safetensors"
+                write_table(path, PROMPTS, header, records)
+        except OSError as exc:
+            log.warning("%s: prompt features not cached (%s)", self.folder, exc.strerror or exc)
 
     # --- writing -------------------------------------------------------------------------
     def update(
@@ -520,7 +566,7 @@ class FeatureCache:
             for modality in chosen:
                 if modality not in MODALITIES:
                     raise VlkgeError(
-                        f"unknown modality {modality!r} (known: {', '.join(MODALITIES)})"
+                        f"unknown modality {echo(modality)} (known: {', '.join(MODALITIES)})"
                     )
                 if not encoder.has(modality):
                     raise VlkgeError(f"encoder {encoder.name} has no {modality} tower")
@@ -798,7 +844,7 @@ class FeatureCache:
     ) -> ModalityReport:
         """Make ``source``'s vectors this cache's ``modality`` (replacing what was there)."""
         if modality not in MODALITIES:
-            raise VlkgeError(f"unknown modality {modality!r} (known: {', '.join(MODALITIES)})")
+            raise VlkgeError(f"unknown modality {echo(modality)} (known: {', '.join(MODALITIES)})")
         self.folder.mkdir(parents=True, exist_ok=True)
         header = {
             "encoder": source.name,
@@ -847,14 +893,19 @@ def _plan(encoder: Encoder, manifest, labels, modality: str, workers: int, progr
         fingerprints = {e: text_fingerprint(texts) for e, texts in items}
     else:
         fingerprints = _image_fingerprints(items, max(workers, 4), progress)
+    return items, fingerprints, *table_header(encoder, modality)
+
+
+def table_header(encoder: Encoder, modality: str) -> tuple[dict, tuple[str, str, int]]:
+    """The header of the tables ``encoder`` writes for ``modality`` and the key under which
+    their rows are reusable (weights fingerprint, preprocessing, width)."""
     header = {
         "encoder": encoder.name,
         "fingerprint": encoder.fingerprint,
         "preprocessing": encoder.modality_preprocessing(modality),
         "width": str(encoder.width(modality)),
     }
-    key = (header["fingerprint"], header["preprocessing"], int(header["width"]))
-    return items, fingerprints, header, key
+    return header, (header["fingerprint"], header["preprocessing"], int(header["width"]))
 
 
 def default_cache_dir(dataset: str, encoder: str, text_template: str = "{text}") -> Path:

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from vlkge.encoders.base import Encoder, resolve_device, tokenizer_digest
-from vlkge.errors import VlkgeError
+from vlkge.errors import VlkgeError, echo
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ class HFEncoder(Encoder):
                 model_type = getattr(config, "model_type", "")
                 if model_type not in DUAL_ENCODERS and ITM not in architectures:
                     raise NotDualEncoder(
-                        f"encoder {where}: model type {model_type!r} is not a dual encoder "
+                        f"encoder {echo(where, quote=False)}: model type {echo(model_type)} is not a dual encoder "
                         f"(known: {', '.join(DUAL_ENCODERS)})"
                     )
                 if ITM in architectures:
@@ -158,7 +158,7 @@ class HFEncoder(Encoder):
         except (OSError, ValueError, KeyError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise VlkgeError(
-                f"could not load encoder {where}: {first} (offline? give a local folder, or set HF_HUB_OFFLINE=1 to use the local Hugging Face cache only)"
+                f"could not load encoder {echo(where, quote=False)}: {echo(first, quote=False)} (offline? give a local folder, or set HF_HUB_OFFLINE=1 to use the local Hugging Face cache only)"
             ) from None
         missing = [k for k in info.get("missing_keys", []) if not k.endswith("position_ids")]
         if missing:
@@ -169,7 +169,7 @@ class HFEncoder(Encoder):
                 else ""
             )
             raise VlkgeError(
-                f"encoder {where}: the checkpoint lacks {len(missing)} weights of "
+                f"encoder {echo(where, quote=False)}: the checkpoint lacks {len(missing)} weights of "
                 f"{type(model).__name__} (e.g. {sorted(missing)[0]}), it is not a dual "
                 f"encoder checkpoint of that class{hint}"
             )

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from vlkge.encoders.base import Encoder, resolve_device
-from vlkge.errors import VlkgeError
+from vlkge.errors import VlkgeError, echo
 
 PREFIX = "open_clip:"
 
@@ -35,7 +35,9 @@ def parse_name(name: str) -> tuple[str, str | None]:
         return spec, None
     arch, _, pretrained = spec.partition("/")
     if not arch:
-        raise VlkgeError(f"open_clip encoder name {name!r} has no architecture (ARCH/PRETRAINED)")
+        raise VlkgeError(
+            f"open_clip encoder name {echo(name)} has no architecture (ARCH/PRETRAINED)"
+        )
     return arch, pretrained or None
 
 
@@ -75,7 +77,9 @@ class OpenCLIPEncoder(Encoder):
             tokenizer = open_clip.get_tokenizer(arch)
         except (OSError, RuntimeError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise VlkgeError(f"could not load open_clip encoder {name}: {first}") from None
+            raise VlkgeError(
+                f"could not load open_clip encoder {echo(name, quote=False)}: {echo(first, quote=False)}"
+            ) from None
         return cls(model, tokenizer, preprocess, name=name, device=device, batch_size=batch_size)
 
     def module(self) -> nn.Module:

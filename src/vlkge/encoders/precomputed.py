@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vlkge.errors import DataError
+from vlkge.errors import DataError, echo
 from vlkge.untrusted import load_pickle, load_torch
 
 SUFFIXES = (".npy", ".npz", ".safetensors", ".pkl", ".pickle", ".pt", ".pth")
@@ -89,16 +89,17 @@ def read_features(
             raw = load_torch(path)
         else:
             raise DataError(
-                path, None, f"unknown feature file type {suffix!r} (known: {', '.join(SUFFIXES)})"
+                path,
+                None,
+                f"unknown feature file type {echo(suffix)} (known: {', '.join(SUFFIXES)})",
             )
     except DataError:
         raise
     except Exception as exc:  # corrupt, foreign or refused file: report, one line
         if isinstance(exc, ValueError) and str(exc).startswith("Object arrays"):
             raise DataError(path, None, OBJECT_ARRAYS) from None
-        message = " ".join(str(exc).split())[:200]
         raise DataError(
-            path, None, f"cannot read features ({type(exc).__name__}: {message})"
+            path, None, f"cannot read features ({type(exc).__name__}: {echo(exc, quote=False)})"
         ) from None
     mapping = _as_mapping(raw, id_list, path)
     allowed = set(entities) if entities is not None else None
@@ -107,13 +108,15 @@ def read_features(
     for key, value in mapping.items():
         entity = str(key)
         if allowed is not None and entity not in allowed:
-            raise DataError(path, None, f"entity {entity!r} is not in the dataset")
+            raise DataError(path, None, f"entity {echo(entity)} is not in the dataset")
         vector, count = _average(value, path, entity)
         if width is None:
             width = vector.shape[0]
         if vector.shape[0] != width:
             raise DataError(
-                path, None, f"entity {entity!r}: vector width {vector.shape[0]}, expected {width}"
+                path,
+                None,
+                f"entity {echo(entity)}: vector width {vector.shape[0]}, expected {width}",
             )
         vectors[entity] = vector
         counts[entity] = count
@@ -214,7 +217,7 @@ def _rows(matrix, ids: Sequence, path: Path) -> dict:
     out: dict = {}
     for entity, row in zip(ids, matrix, strict=True):
         if str(entity) in out:
-            raise DataError(path, None, f"entity {str(entity)!r} appears twice")
+            raise DataError(path, None, f"entity {echo(str(entity))} appears twice")
         out[str(entity)] = row
     return out
 
@@ -225,17 +228,19 @@ def _average(value, path: Path, entity: str) -> tuple[torch.Tensor, int]:
         value = list(value.values())
     if isinstance(value, (list, tuple)):
         if not value:
-            raise DataError(path, None, f"entity {entity!r}: no vectors")
+            raise DataError(path, None, f"entity {echo(entity)}: no vectors")
         if all(isinstance(v, numbers.Number) for v in value):
             value = np.asarray(value, dtype=np.float64)
         else:
             vectors = [_average(v, path, entity) for v in value]
             if any(count != 1 for _, count in vectors):
-                raise DataError(path, None, f"entity {entity!r}: vectors nested too deeply")
+                raise DataError(path, None, f"entity {echo(entity)}: vectors nested too deeply")
             widths = {v.shape[0] for v, _ in vectors}
             if len(widths) > 1:
                 raise DataError(
-                    path, None, f"entity {entity!r}: vectors of different widths {sorted(widths)}"
+                    path,
+                    None,
+                    f"entity {echo(entity)}: vectors of different widths {sorted(widths)}",
                 )
             return torch.stack([v for v, _ in vectors]).mean(0), len(vectors)
     try:
@@ -245,21 +250,23 @@ def _average(value, path: Path, entity: str) -> tuple[torch.Tensor, int]:
         tensor = tensor.detach().to("cpu", torch.float32)
     except (TypeError, ValueError, RuntimeError):
         raise DataError(
-            path, None, f"entity {entity!r}: not a numeric vector ({type(value).__name__})"
+            path, None, f"entity {echo(entity)}: not a numeric vector ({type(value).__name__})"
         ) from None
     if tensor.dim() == 2:
         count = tensor.shape[0]
         if count == 0:
-            raise DataError(path, None, f"entity {entity!r}: no vectors")
+            raise DataError(path, None, f"entity {echo(entity)}: no vectors")
         tensor = tensor.mean(0)
     elif tensor.dim() == 1:
         count = 1
     else:
         raise DataError(
-            path, None, f"entity {entity!r}: expected a vector, found shape {tuple(tensor.shape)}"
+            path,
+            None,
+            f"entity {echo(entity)}: expected a vector, found shape {tuple(tensor.shape)}",
         )
     if tensor.numel() == 0:
-        raise DataError(path, None, f"entity {entity!r}: empty vector")
+        raise DataError(path, None, f"entity {echo(entity)}: empty vector")
     if not torch.isfinite(tensor).all():
-        raise DataError(path, None, f"entity {entity!r}: vector holds NaN or infinite values")
+        raise DataError(path, None, f"entity {echo(entity)}: vector holds NaN or infinite values")
     return tensor.contiguous(), count

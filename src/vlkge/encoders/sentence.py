@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from vlkge.encoders.base import Encoder, resolve_device, tokenizer_digest
-from vlkge.errors import VlkgeError
+from vlkge.errors import VlkgeError, echo
 
 MINILM_NAMES = (
     "minilm",
@@ -93,7 +93,7 @@ class SentenceEncoder(Encoder):
         except (OSError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise VlkgeError(
-                f"could not load encoder {where}: {first} (offline? give a local folder, or set HF_HUB_OFFLINE=1 to use the local Hugging Face cache only)"
+                f"could not load encoder {echo(where, quote=False)}: {echo(first, quote=False)} (offline? give a local folder, or set HF_HUB_OFFLINE=1 to use the local Hugging Face cache only)"
             ) from None
         return cls(model, name=name, device=device, batch_size=batch_size)
 

@@ -50,13 +50,6 @@ class Evaluator:
         self.only_unseen = bool(cfg.get("only_unseen", False))
         self.seen = kg.seen_in_train() if self.only_unseen else None
         self.calibration = cfg.get("calibration") or {"weights": []}
-        weights = self.calibration["weights"]
-        if not all(
-            isinstance(w, int | float) and not isinstance(w, bool) and w >= 0 for w in weights
-        ):
-            raise ConfigError(
-                f"evaluation.calibration.weights must be non-negative numbers, not {weights}"
-            )
 
     def pool(self, split: str) -> torch.Tensor | None:
         """Per-relation candidate mask: tails of r in any split (or in ``split`` only, for the

@@ -26,9 +26,12 @@ warning). Prompts are encoded with the same encoder.
 
 Vectorised: the prompts of one template are encoded once for all candidates (in the encoder's
 batches; identical texts once) and kept for the whole run, so relations and directions that share
-a template share the work; a query batch is one matrix product per relation. With candidate
-pools (``evaluation.candidates: relation_pool``) a tail query only encodes its pool; entities
-outside it score ``-inf`` and are never ranked. Everything else (filters, ties, pools, sides,
+a template share the work; a query batch is one matrix product per relation. Prompt features
+are also kept in the feature cache folder (``prompts.safetensors``, rows named by the exact
+prompt text, reused while the encoder's weights are the same), so a second run, or ``vlkge
+report --zero-shot``, encodes no prompt again. With candidate pools (``evaluation.candidates:
+relation_pool``) a tail query only encodes its pool; entities outside it score ``-inf`` and are
+never ranked. Everything else (filters, ties, pools, sides,
 excluded relations, ``only_unseen``) is the :class:`~vlkge.evaluation.Evaluator`'s protocol, and
 ``metrics.json`` has the layout of a trained run's.
 """
@@ -40,25 +43,31 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from vlkge import config as config_mod
 from vlkge.data.graph import KnowledgeGraph
-from vlkge.errors import ConfigError, VlkgeError
+from vlkge.errors import ConfigError, VlkgeError, echo
 from vlkge.evaluation.evaluator import Evaluator
 from vlkge.evaluation.ranking import ScoreFn
 
+if TYPE_CHECKING:
+    from vlkge.encoders.cache import FeatureCache
+
 log = logging.getLogger(__name__)
 
-NAME_SOURCES = ("names", "label", "text")
+NAME_SOURCES = config_mod.CHOICES["zero_shot.name_source"]
 
 
 def entity_names(kg: KnowledgeGraph, source: str = "names") -> list[str]:
     """The name of every entity that prompts are filled with (see the module docstring)."""
     if source not in NAME_SOURCES:
-        raise ConfigError(f"zero_shot.name_source must be one of {NAME_SOURCES}, not {source!r}")
+        raise ConfigError(
+            f"zero_shot.name_source must be one of {NAME_SOURCES}, not {echo(source)}"
+        )
     out = []
     for entity in kg.entities:
         name = entity
@@ -78,11 +87,13 @@ def relation_templates(
         if name not in kg.relation_index:
             close = difflib.get_close_matches(name, kg.relations, n=1)
             hint = f"; did you mean {close[0]}?" if close else ""
-            raise ConfigError(f"{key}: unknown relation {name!r} in dataset {kg.name}{hint}")
+            raise ConfigError(f"{key}: unknown relation {echo(name)} in dataset {kg.name}{hint}")
         if "{}" not in template:
-            raise ConfigError(f"{key}.{name} needs a {{}} for the candidate's name: {template!r}")
+            raise ConfigError(
+                f"{key}.{echo(name, quote=False)} needs a {{}} for the candidate's name: {echo(template)}"
+            )
     if "{}" not in default:
-        raise ConfigError(f"zero_shot.default_template needs a {{}}: {default!r}")
+        raise ConfigError(f"zero_shot.default_template needs a {{}}: {echo(default)}")
     return [templates.get(r, default) for r in kg.relations]
 
 
@@ -110,15 +121,32 @@ def anchor_table(
 
 
 class PromptBank:
-    """Normalised text features of filled templates, encoded on demand and kept per template."""
+    """Normalised text features of filled templates, encoded on demand and kept per template;
+    with a feature ``cache``, read from and added to its prompt table, so that a prompt is
+    encoded once per encoder, not once per run."""
 
-    def __init__(self, encoder, names: Sequence[str]):
+    def __init__(self, encoder, names: Sequence[str], cache: FeatureCache | None = None):
         if not encoder.has("text"):
             raise VlkgeError(f"encoder {encoder.name} has no text tower to encode prompts")
-        self.encoder, self.names = encoder, list(names)
+        self.encoder, self.names, self.cache = encoder, list(names), cache
         self._rows: dict[str, torch.Tensor] = {}  # template -> position per entity (-1: none)
         self._vectors: dict[str, torch.Tensor] = {}
+        self._stored: dict[str, torch.Tensor] | None = None  # the cache's, read on first use
         self.encoded = 0  # prompts encoded so far (identical texts once)
+
+    def _features(self, texts: list[str], template: str) -> torch.Tensor:
+        """Raw text features of distinct ``texts``: the cached ones read, the rest encoded."""
+        if self._stored is None:
+            self._stored = self.cache.prompts(self.encoder) if self.cache is not None else {}
+        new = [text for text in texts if text not in self._stored]
+        if new:
+            log.info("encoding %d prompt(s) of template %s", len(new), echo(template))
+            fresh = dict(zip(new, self.encoder.encode_texts(new).float(), strict=True))
+            self.encoded += len(new)
+            if self.cache is not None:
+                self.cache.add_prompts(self.encoder, fresh)
+            self._stored.update(fresh)
+        return torch.stack([self._stored[text] for text in texts])
 
     def vectors(self, template: str, ids: torch.Tensor) -> torch.Tensor:
         """``[len(ids), w]`` prompt features of ``template`` filled with entities ``ids``."""
@@ -130,9 +158,7 @@ class PromptBank:
         if len(missing):
             texts = [template.replace("{}", self.names[e]) for e in missing.tolist()]
             unique = list(dict.fromkeys(texts))
-            log.info("encoding %d prompt(s) of template %r", len(unique), template)
-            encoded = F.normalize(self.encoder.encode_texts(unique).float(), dim=-1)
-            self.encoded += len(unique)
+            encoded = F.normalize(self._features(unique, template), dim=-1)
             position = {text: i for i, text in enumerate(unique)}
             new = encoded[[position[t] for t in texts]]
             old = self._vectors[template]
@@ -252,7 +278,11 @@ def build_scorer(
     features: dict[str, tuple[torch.Tensor, torch.Tensor]],
 ) -> tuple[ZeroShotScorer, torch.Tensor]:
     """The configured baseline's scorer and, per entity, the index in
-    ``zero_shot.anchor_modalities`` of its anchor's modality (-1: none)."""
+    ``zero_shot.anchor_modalities`` of its anchor's modality (-1: none). Prompt features are
+    kept in the run's feature cache (``features.cache_dir``)."""
+    from vlkge.encoders.cache import FeatureCache
+    from vlkge.models.features import feature_cache_dir
+
     settings = cfg["zero_shot"]
     order = list(settings["anchor_modalities"])
     anchors, source = anchor_table(features, order, kg.num_entities)
@@ -261,7 +291,8 @@ def build_scorer(
         kg, settings["head_templates"], settings["default_template"], "zero_shot.head_templates"
     )
     heads = [settings["head_templates"].get(r, tails[i]) for i, r in enumerate(kg.relations)]
-    bank = PromptBank(encoder, entity_names(kg, settings["name_source"]))
+    cache = FeatureCache(feature_cache_dir(cfg, kg))
+    bank = PromptBank(encoder, entity_names(kg, settings["name_source"]), cache)
     return ZeroShotScorer(anchors, bank, tails, heads), source
 
 
@@ -277,7 +308,7 @@ def load_zero_shot(
     if not (run_dir / "config.yaml").is_file():
         raise VlkgeError(f"{run_dir}: not a run folder (no config.yaml)")
     cfg = config_mod.load_config(run_dir / "config.yaml")
-    kg = load_graph(cfg)
+    kg = load_graph(cfg, quiet=True)
     if encoder is None:
         settings = cfg["encoder"]
         encoder = build_encoder(

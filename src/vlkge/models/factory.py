@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import math
+
+import torch
+
 from vlkge.data.graph import KnowledgeGraph
 from vlkge.errors import ConfigError, VlkgeError
 from vlkge.models.backbones import BACKBONES, RotatE, TransE
@@ -9,6 +14,13 @@ from vlkge.models.features import Features
 from vlkge.models.model import KGEModel
 from vlkge.models.multimodal import FusedEntityRepresentation
 from vlkge.models.representations import Embedding, Representation
+from vlkge.precision import model_device
+
+log = logging.getLogger(__name__)
+
+#: a median initial score above this means gamma dwarfs the initial distances: positives start
+#: where the sigmoid of the logistic / bce losses is flat (sigmoid(-4.6) = 1%)
+SATURATED_SCORE = math.log(99)
 
 
 def build_interaction(cfg: dict):
@@ -102,3 +114,37 @@ def build_model(
         num_relations, interaction.relation_width(width), init=interaction.init_relations
     )
     return KGEModel(entities, relations, interaction, kg.num_relations, model_cfg["reciprocal"])
+
+
+@torch.no_grad()
+def warn_large_margin(
+    model: KGEModel, triples: torch.Tensor, loss: str, sample: int = 1024
+) -> bool:
+    """Warn (once, when training starts) that ``model.gamma`` is large for the distances the
+    model starts from: the median initial score of (up to ``sample`` evenly spaced) training
+    ``triples`` is above :data:`SATURATED_SCORE`, so the loss barely pulls true triples closer
+    (TransE or RotatE at a small dimension with the default 12). The ``ce`` loss, a softmax,
+    is blind to the margin. Draws nothing from the random generators; returns whether it
+    warned."""
+    gamma = getattr(model.interaction, "gamma", None)
+    if not gamma or loss == "ce" or len(triples) == 0:
+        return False
+    rows = torch.linspace(0, len(triples) - 1, min(sample, len(triples))).long()
+    training = model.training
+    model.eval()  # no dropout of structural parts: no random draw, the table as it starts
+    try:
+        score = model.score_triples(triples[rows].to(model_device(model))).float().median()
+    finally:
+        model.train(training)
+    if score.item() <= SATURATED_SCORE:
+        return False
+    log.warning(
+        "model.gamma %g is large for the initial distances of the training triples (median "
+        "%.3g): they start with scores near %.3g, where the loss hardly pulls true triples "
+        "closer, and the model may not learn; lower model.gamma toward that distance (or "
+        "raise model.dim)",
+        gamma,
+        gamma - score.item(),
+        score.item(),
+    )
+    return True

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from vlkge.data.graph import KnowledgeGraph
-from vlkge.errors import VlkgeError
+from vlkge.errors import VlkgeError, echo
 
 MODALITIES = ("image", "text")
 
@@ -24,7 +24,7 @@ def check_features(features: Features, num_entities: int, modalities) -> Feature
     out: Features = {}
     for name in modalities:
         if name not in MODALITIES:
-            raise VlkgeError(f"unknown modality {name!r} (known: {', '.join(MODALITIES)})")
+            raise VlkgeError(f"unknown modality {echo(name)} (known: {', '.join(MODALITIES)})")
         if name not in features:
             have = ", ".join(sorted(features)) or "none"
             raise VlkgeError(f"model.modalities asks for {name} features, the cache has {have}")

@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vlkge.errors import ConfigError, VlkgeError
+from vlkge.errors import ConfigError, VlkgeError, echo
 from vlkge.models.features import MODALITIES, Features, check_features
 from vlkge.models.fusion import FUSIONS, Projection, fuse
 from vlkge.models.neighbours import feature_keys, nearest
@@ -101,7 +101,9 @@ class FusedEntityRepresentation(Representation):
     ):
         super().__init__()
         if fusion not in FUSIONS:
-            raise ConfigError(f"model.fusion must be one of {', '.join(FUSIONS)}, not {fusion!r}")
+            raise ConfigError(
+                f"model.fusion must be one of {', '.join(FUSIONS)}, not {echo(fusion)}"
+            )
         self.modalities = [m for m in MODALITIES if m in features]
         if not self.modalities and not structural:
             raise ConfigError("an entity representation needs structural parts or a modality")

@@ -349,7 +349,7 @@ def write_report(
     if kg is None:
         from vlkge.training.run import load_graph
 
-        kg = load_graph(cfg)
+        kg = load_graph(cfg, quiet=True)
     baseline = None
     baseline_dir = zero_shot or settings["zero_shot"]
     if baseline_dir and not run.zero_shot:

@@ -19,10 +19,10 @@ from vlkge import config as config_mod
 from vlkge.allocator import keep_freed_memory
 from vlkge.data.datasets import load_dataset
 from vlkge.data.graph import KnowledgeGraph
-from vlkge.errors import ConfigError, VlkgeError
+from vlkge.errors import ConfigError, VlkgeError, echo
 from vlkge.evaluation.evaluator import Evaluator, model_scorer
 from vlkge.models.backbones.kernels import configure_kernels
-from vlkge.models.factory import build_model
+from vlkge.models.factory import build_model, warn_large_margin
 from vlkge.models.features import Features, encoder_manifest, feature_cache_dir, load_features
 from vlkge.models.model import KGEModel
 from vlkge.training import distributed
@@ -42,11 +42,13 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise VlkgeError(f"device {name} requested but CUDA is not available")
+        raise VlkgeError(f"device {echo(name, quote=False)} requested but CUDA is not available")
     try:
         return torch.device(name)
     except RuntimeError:
-        raise ConfigError(f"device: unknown device {name!r} (cpu, cuda, cuda:N or auto)") from None
+        raise ConfigError(
+            f"device: unknown device {echo(name)} (cpu, cuda, cuda:N or auto)"
+        ) from None
 
 
 def check_splits(cfg: dict, kg: KnowledgeGraph) -> None:
@@ -63,22 +65,27 @@ def check_splits(cfg: dict, kg: KnowledgeGraph) -> None:
             )
 
 
-def load_graph(cfg: dict) -> KnowledgeGraph:
+def load_graph(cfg: dict, quiet: bool = False) -> KnowledgeGraph:
+    """The configured dataset; ``quiet``: its findings were reported by the run's training."""
     data = cfg["dataset"]
     kg = load_dataset(
         data["name"],
         data_dir=data["data_dir"],
         inductive=data["setting"] == "inductive",
         unseen=data["unseen_entities"],
+        quiet=quiet,
     )
     return kg.with_inverse_relations(data["inverse_relations"])
 
 
-def prepare(cfg: dict, features: Features | None = None) -> tuple[KnowledgeGraph, KGEModel]:
+def prepare(
+    cfg: dict, features: Features | None = None, quiet: bool = False
+) -> tuple[KnowledgeGraph, KGEModel]:
     """The graph and a freshly initialised model (seeded).
 
     A multimodal model (``model.modalities``) reads its frozen features from
-    ``features.cache_dir`` unless a ``features`` dict is given.
+    ``features.cache_dir`` unless a ``features`` dict is given; ``quiet``: a trained run's
+    graph, whose findings its training reported (:func:`load_graph`).
     """
     if cfg["num_threads"]:
         torch.set_num_threads(cfg["num_threads"])
@@ -88,7 +95,7 @@ def prepare(cfg: dict, features: Features | None = None) -> tuple[KnowledgeGraph
     keep_freed_memory()
     seed_everything(cfg["seed"])
     configure_kernels(cfg["compile"])
-    kg = load_graph(cfg)
+    kg = load_graph(cfg, quiet)
     model_cfg = dict(cfg["model"])
     if cfg["compat"]["paper"]:
         model_cfg["rotate_distance"] = "l2"
@@ -202,6 +209,8 @@ def _train(cfg: dict, run_dir: Path, device: torch.device, features: Features | 
     kg, model = prepare(cfg, features)
     check_splits(cfg, kg)
     model.to(device)
+    if main:
+        warn_large_margin(model, kg.train, cfg["training"]["loss"])
     evaluator = Evaluator(kg, cfg["evaluation"], cfg["compat"]["paper"], cfg["precision"])
     start = time.perf_counter()
     best = Trainer(cfg, kg, model, run_dir, evaluator).fit()
@@ -272,12 +281,13 @@ def load_run(
         key = text.split("=", 1)[0].strip()
         if not any(key == k or (k.endswith(".") and key.startswith(k)) for k in INFERENCE_KEYS):
             raise ConfigError(
-                f"--set {key}: a trained run's {key} cannot change; evaluation may set "
+                f"--set {echo(key, quote=False)}: a trained run's {echo(key, quote=False)} "
+                "cannot change; evaluation may set "
                 "evaluation.*, model.neighbours, model.neighbour_temperature, device, "
                 "num_threads and precision"
             )
     cfg = config_mod.load_config(run_dir / "config.yaml", overrides)
-    kg, model = prepare(cfg)
+    kg, model = prepare(cfg, quiet=True)
     path = run_dir / "checkpoints" / f"{checkpoint}.pt"
     load_weights(model, path)
     model.eval()

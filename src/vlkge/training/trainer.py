@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from vlkge.data.graph import KnowledgeGraph
 from vlkge.data.index import TripleIndex
-from vlkge.errors import ConfigError, Interrupted, VlkgeError
+from vlkge.errors import Interrupted, VlkgeError
 from vlkge.evaluation.evaluator import Evaluator
 from vlkge.models.model import KGEModel
 from vlkge.precision import autocast, grad_scaler, model_device
@@ -56,10 +56,7 @@ def relation_ids(kg: KnowledgeGraph, names, key: str) -> list[int]:
     """Ids of relation ``names`` given in config ``key``; an unknown name is a ConfigError."""
     unknown = [n for n in names if n not in kg.relation_index]
     if unknown:
-        known = ", ".join(kg.relations[:12]) + (", ..." if kg.num_relations > 12 else "")
-        raise ConfigError(
-            f"{key}: unknown relation {unknown[0]!r} in dataset {kg.name} (known: {known})"
-        )
+        raise kg.unknown_relation(unknown[0], key)
     return [kg.relation_index[n] for n in names]
 
 

@@ -1,0 +1,52 @@
+"""The model factory's margin check: a warning when model.gamma dwarfs the initial distances."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from vlkge.config import load_config
+from vlkge.data.graph import KnowledgeGraph
+from vlkge.data.triples import LabeledTriples
+from vlkge.models import build_model
+from vlkge.models.factory import warn_large_margin
+
+ROWS = [("a", "r", "b"), ("b", "r", "c"), ("c", "s", "a"), ("d", "s", "b")]
+
+
+def graph() -> KnowledgeGraph:
+    return KnowledgeGraph.from_labeled("toy", {"train": LabeledTriples("t", ROWS, [1, 2, 3, 4])})
+
+
+def model(*overrides):
+    kg = graph()
+    return build_model(load_config(overrides=list(overrides))["model"], kg), kg.train
+
+
+@pytest.mark.parametrize(
+    "overrides, loss, warns",
+    [
+        (["model.backbone=transe", "model.dim=4"], "logistic", True),  # |h + r - t|_1 <= 6
+        (["model.backbone=rotate", "model.dim=4"], "self_adversarial", True),
+        (["model.backbone=transe", "model.dim=4"], "ce", False),  # a softmax ignores gamma
+        (["model.backbone=transe", "model.dim=4", "model.gamma=2"], "logistic", False),
+        (["model.backbone=transe", "model.dim=4", "model.gamma=0"], "logistic", False),
+        (["model.backbone=transe", "model.dim=768"], "logistic", False),  # the paper's
+        (["model.backbone=distmult", "model.dim=4"], "logistic", False),  # no margin
+    ],
+)
+def test_a_margin_far_above_the_initial_distances_warns(overrides, loss, warns, caplog):
+    built, triples = model(*overrides)
+    with caplog.at_level(logging.WARNING, logger="vlkge"):
+        assert warn_large_margin(built, triples, loss) is warns
+    assert ("model.gamma" in caplog.text) is warns and len(caplog.records) == int(warns)
+
+
+def test_the_check_draws_nothing_and_keeps_the_mode():
+    built, triples = model("model.backbone=rotate", "model.dim=4")
+    built.train()
+    state = torch.get_rng_state()
+    warn_large_margin(built, triples, "logistic")
+    assert torch.equal(torch.get_rng_state(), state) and built.training
