@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import logging
 
-from conftest import TOY_TRAIN
-
 from vlkge.cli import main
 from vlkge.config import load_config
 from vlkge.training.run import train
 
 
 def test_findings_and_margin_warned_at_train_time_only(tmp_path, make_dataset, caplog):
-    folder = make_dataset(tmp_path / "kg", train=[*TOY_TRAIN, ("a", "likes", "a")])
+    toy = [("a", "likes", "b"), ("b", "likes", "c"), ("c", "likes", "a"), ("b", "knows", "d")]
+    toy += [("a", "knows", "c"), ("d", "parent", "a")]  # the toy graph's train split
+    folder = make_dataset(tmp_path / "kg", train=[*toy, ("a", "likes", "a")])
     cfg = load_config(
         overrides=[
             f"dataset.name={folder}",
