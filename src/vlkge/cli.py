@@ -1,7 +1,8 @@
 """The ``vlkge`` command line.
 
 Errors caused by the user's input (``VlkgeError``) print one line and exit with status 2;
-no traceback reaches the user for bad input.
+no traceback reaches the user for bad input. A run stopped by Ctrl-C or SIGTERM exits with
+status 130 or 143.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -541,9 +543,11 @@ def main(argv: list[str] | None = None) -> int:
     except VlkgeError as exc:
         print(f"vlkge: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as exc:  # Interrupted says what was saved
-        print(f"vlkge: interrupted{f': {exc}' if str(exc) else ''}", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Interrupted says what was saved, and which signal
+        signum = getattr(exc, "signum", signal.SIGINT)
+        word = "terminated" if signum == signal.SIGTERM else "interrupted"
+        print(f"vlkge: {word}{f': {exc}' if str(exc) else ''}", file=sys.stderr)
+        return 128 + signum
     except BrokenPipeError:  # output piped into `head` and closed early
         sys.stderr.close()
         return 0

@@ -1,6 +1,6 @@
-"""Never lose work: a training run killed with SIGKILL, or stopped with Ctrl-C (mid-epoch,
-during validation, between sparse checkpoints), resumes and ends with the metrics of an
-uninterrupted run of the same seed; a non-finite loss stops and keeps the last good checkpoint.
+"""Never lose work: a training run killed with SIGKILL, or stopped with Ctrl-C or SIGTERM
+(mid-epoch, during validation, between sparse checkpoints), resumes and ends with the metrics of
+an uninterrupted run of the same seed; a non-finite loss stops and keeps the last good checkpoint.
 """
 
 from __future__ import annotations
@@ -153,6 +153,28 @@ def test_ctrl_c_saves_a_checkpoint_and_resumes_to_the_same_metrics(
     assert not (run / "metrics.json").exists()
     state = load_checkpoint(run / "checkpoints" / "last.pt")
     assert state["epoch"] >= 2
+
+    assert main(["train", "--resume", str(run)]) == 0
+    capsys.readouterr()
+    assert_same_run(run, reference)
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_143(data, reference, tmp_path, capsys):
+    """A scheduler's stop (`docker stop`, `timeout`) behaves like Ctrl-C, with status 143."""
+    run = tmp_path / "terminated"
+    process = start_training(run, data, tmp_path)
+    wait_for_epochs(process, run, 2)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert [line for line in lines if line.startswith("vlkge:")] == [lines[-1]]
+    assert lines[-1].startswith("vlkge: terminated: stopped ")
+    assert f"checkpoint saved to {run / 'checkpoints' / 'last.pt'}" in lines[-1]
+    assert sum("SIGTERM: stopping after the current batch" in line for line in lines) == 1
+    assert not (run / "metrics.json").exists()
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] >= 2
 
     assert main(["train", "--resume", str(run)]) == 0
     capsys.readouterr()

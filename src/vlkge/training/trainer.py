@@ -8,9 +8,10 @@ Run folder layout::
     checkpoints/     last.pt (rolling, with optimiser and random state), best.pt (model only)
     metrics.json     written by the run once training ends (see vlkge.training.run)
 
-Checkpoints are written atomically, so a killed run resumes from the last one. Ctrl-C stops at
-the next batch boundary and saves ``last.pt`` there (:mod:`vlkge.training.interrupt`); resuming
-is exact, mid-epoch included (:meth:`Trainer.train_epoch`).
+Checkpoints are written atomically, so a killed run resumes from the last one. Ctrl-C or
+SIGTERM stops at the next batch boundary and saves ``last.pt`` there
+(:mod:`vlkge.training.interrupt`); resuming is exact, mid-epoch included
+(:meth:`Trainer.train_epoch`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -286,11 +288,13 @@ class Trainer:
         return f"The last good checkpoint, after epoch {done}, is kept: {self.last_path}"
 
     def _interrupted(self) -> Interrupted:
-        """Save what a Ctrl-C stopped (unless a second Ctrl-C left it inconsistent)."""
+        """Save what a Ctrl-C or SIGTERM stopped (unless a second signal left it
+        inconsistent)."""
         resume = f"resume with `vlkge train --resume {self.run_dir}`"
+        signum = self.interrupt.signum or signal.SIGINT
         if not self.interrupt.requested or self.interrupt.forced:
             return Interrupted(
-                f"stopped at once in epoch {self.epoch + 1}. {self._saved()}; {resume}"
+                f"stopped at once in epoch {self.epoch + 1}. {self._saved()}; {resume}", signum
             )
         if self.main:
             save_checkpoint(self.last_path, self.state())
@@ -300,7 +304,9 @@ class Trainer:
             if self.partial
             else f"after epoch {self.epoch}"
         )
-        return Interrupted(f"stopped {where}; checkpoint saved to {self.last_path}; {resume}")
+        return Interrupted(
+            f"stopped {where}; checkpoint saved to {self.last_path}; {resume}", signum
+        )
 
     def fit(self) -> dict:
         cfg_train, cfg_valid = self.cfg["training"], self.cfg["validation"]
