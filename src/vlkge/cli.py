@@ -17,6 +17,7 @@ from pathlib import Path
 from vlkge import __version__
 from vlkge import config as config_mod
 from vlkge.errors import VlkgeError
+from vlkge.files import write_text
 
 log = logging.getLogger("vlkge")
 
@@ -305,10 +306,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     comparison = compare_runs(args.runs, args.split)
     print(format_table(comparison))
     if args.html:
-        out = Path(args.html)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(render_html(comparison), encoding="utf-8")
-        print(f"html: {out}")
+        write_text(args.html, render_html(comparison))
+        print(f"html: {args.html}")
     return 0
 
 

@@ -1,13 +1,16 @@
 """Never lose work: a training run killed with SIGKILL, or stopped with Ctrl-C or SIGTERM
 (mid-epoch, during validation, between sparse checkpoints), resumes and ends with the metrics of
-an uninterrupted run of the same seed; a non-finite loss stops and keeps the last good checkpoint.
+an uninterrupted run of the same seed, a trace line cut short included; a non-finite loss stops
+and keeps the last good checkpoint.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -282,6 +285,38 @@ def test_ctrl_c_through_the_cli_is_one_line_and_status_130(data, tmp_path, monke
         f"vlkge: interrupted: stopped in epoch 1 after 7 of {BATCHES} batches; checkpoint saved "
         f"to {run / 'checkpoints' / 'last.pt'}; resume with `vlkge train --resume {run}`"
     ]
+
+
+def test_a_trace_line_cut_short_is_skipped_and_repaired(
+    data, reference, tmp_path, monkeypatch, capsys, caplog
+):
+    """A full disk leaves half a line at the end of trace.jsonl: evaluate, report and compare
+    read past it with a warning naming the file, and --resume removes it before appending."""
+    finished = tmp_path / "finished"
+    shutil.copytree(reference, finished)
+    trace_path = finished / "trace.jsonl"
+    lines = trace_path.read_text().splitlines(keepends=True)
+    trace_path.write_text("".join(lines[:-1]) + lines[-1][: len(lines[-1]) // 2])
+    caplog.set_level(logging.WARNING)
+    for argv in (
+        ["evaluate", str(finished)],
+        ["report", str(finished), "--samples", "0"],
+        ["compare", str(finished), str(reference)],
+    ):
+        assert main(argv) == 0, capsys.readouterr().err
+    assert f"{trace_path}:{EPOCHS}: unreadable trace line skipped" in caplog.text
+    assert "11 epochs trained" in (finished / "report.html").read_text()
+
+    run = tmp_path / "run"
+    interrupt_at(monkeypatch, 2 * BATCHES + 3)
+    with pytest.raises(Interrupted):
+        train(load_config(overrides=settings(data)), run)
+    monkeypatch.undo()
+    with open(run / "trace.jsonl", "a") as handle:
+        handle.write('{"epoch": 3, "loss": 0.69')  # cut short, no newline
+    assert main(["train", "--resume", str(run)]) == 0
+    capsys.readouterr()
+    assert_same_run(run, reference)
 
 
 # --- numerical safety ----------------------------------------------------------------------

@@ -49,6 +49,7 @@ from vlkge.data.graph import KnowledgeGraph
 from vlkge.errors import ConfigError, VlkgeError
 from vlkge.evaluation.evaluator import Evaluator
 from vlkge.evaluation.ranking import ScoreFn
+from vlkge.files import write_text
 
 log = logging.getLogger(__name__)
 
@@ -364,7 +365,7 @@ def run_zero_shot(
     if features is None:
         features = zero_shot_features(cfg, kg, encoder, progress)
     out_dir.mkdir(parents=True, exist_ok=True)
-    saved.write_text(config_mod.dump(cfg), encoding="utf-8")
+    write_text(saved, config_mod.dump(cfg))
     metrics = zero_shot(cfg, kg, encoder, features, progress=progress)
     write_metrics(out_dir, metrics)
     return metrics

@@ -20,6 +20,7 @@ from vlkge import __version__
 from vlkge import config as config_mod
 from vlkge.data.graph import KnowledgeGraph
 from vlkge.errors import VlkgeError
+from vlkge.files import write_text
 from vlkge.reports import plots
 from vlkge.reports.runs import RunFolder, read_run
 from vlkge.reports.samples import EntityViews, Query, model_scores, pick_queries, predict
@@ -373,10 +374,7 @@ def write_report(
         ]
     )
     out = Path(out) if out is not None else run.path / "report.html"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(page(f"vlkge report: {run.name}", body), encoding="utf-8")
-    tmp.replace(out)
+    write_text(out, page(f"vlkge report: {run.name}", body))
     return out
 
 

@@ -7,15 +7,13 @@ Trained runs (``vlkge train``) and zero-shot runs (``vlkge zero-shot``) share th
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vlkge import config as config_mod
 from vlkge.data.graph import SPLITS
 from vlkge.errors import VlkgeError
-
-log = logging.getLogger(__name__)
+from vlkge.training.tracking import read_trace
 
 
 @dataclass
@@ -43,24 +41,6 @@ class RunFolder:
     def main_split(self) -> str | None:
         """The split a report leads with: test when evaluated, else the last one."""
         return "test" if "test" in self.splits else (self.splits[-1] if self.splits else None)
-
-
-def read_trace(path: Path) -> list[dict]:
-    """Entries of ``trace.jsonl``; a line cut short by a killed run is skipped."""
-    if not path.is_file():
-        return []
-    entries = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            log.warning("%s:%d: unreadable trace line skipped", path, number)
-            continue
-        if isinstance(entry, dict) and "epoch" in entry:
-            entries.append(entry)
-    return entries
 
 
 def read_run(path: str | Path) -> RunFolder:

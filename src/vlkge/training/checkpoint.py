@@ -1,38 +1,24 @@
-"""Checkpoints written atomically: a temporary file in the same folder, then a rename.
+"""Checkpoints written atomically (:func:`vlkge.files.atomic_write`).
 
-A run killed mid-write leaves the previous checkpoint intact (its temporary file is removed by
-the next save); a corrupt file, or one that does not fit the model, is reported in one line
-with its path instead of a traceback.
+A run killed mid-write, or a full disk, leaves the previous checkpoint intact (a killed
+write's temporary file is removed by the next save); a corrupt file, or one that does not fit
+the model, is reported in one line with its path instead of a traceback.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from vlkge.errors import VlkgeError
+from vlkge.files import atomic_write
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed process
-        stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, binary=True) as handle:
+        torch.save(payload, handle)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

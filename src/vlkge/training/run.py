@@ -21,6 +21,7 @@ from vlkge.data.datasets import load_dataset
 from vlkge.data.graph import KnowledgeGraph
 from vlkge.errors import ConfigError, VlkgeError
 from vlkge.evaluation.evaluator import Evaluator, model_scorer
+from vlkge.files import write_text
 from vlkge.models.backbones.kernels import configure_kernels
 from vlkge.models.factory import build_model
 from vlkge.models.features import Features, encoder_manifest, feature_cache_dir, load_features
@@ -194,9 +195,7 @@ def _train(cfg: dict, run_dir: Path, device: torch.device, features: Features | 
                 "use a new --out folder"
             )
     if main:
-        tmp = saved.with_name(".config.yaml.tmp")  # atomic: a killed run keeps a whole config
-        tmp.write_text(config_mod.dump(cfg), encoding="utf-8")
-        tmp.replace(saved)
+        write_text(saved, config_mod.dump(cfg))
     kg, model = prepare(cfg, features)
     check_splits(cfg, kg)
     model.to(device)
@@ -241,10 +240,7 @@ def write_report_safely(run_dir: Path, cfg: dict, kg: KnowledgeGraph, model: KGE
 
 
 def write_metrics(run_dir: Path, metrics: dict) -> None:
-    path = Path(run_dir) / "metrics.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-    tmp.replace(path)
+    write_text(Path(run_dir) / "metrics.json", json.dumps(metrics, indent=2))
 
 
 #: config keys a trained run may change when it is loaded: how it is evaluated and where it

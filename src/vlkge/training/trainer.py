@@ -11,15 +11,13 @@ Run folder layout::
 Checkpoints are written atomically, so a killed run resumes from the last one. Ctrl-C or
 SIGTERM stops at the next batch boundary and saves ``last.pt`` there
 (:mod:`vlkge.training.interrupt`); resuming is exact, mid-epoch included
-(:meth:`Trainer.train_epoch`).
+(:meth:`Trainer.train_epoch`). A full disk stops the run in one line, the last checkpoint kept.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 import signal
 import sys
 import time
@@ -32,6 +30,7 @@ from vlkge.data.graph import KnowledgeGraph
 from vlkge.data.index import TripleIndex
 from vlkge.errors import ConfigError, Interrupted, VlkgeError
 from vlkge.evaluation.evaluator import Evaluator
+from vlkge.files import DiskFull
 from vlkge.models.model import KGEModel
 from vlkge.precision import autocast, grad_scaler, model_device
 from vlkge.training import distributed
@@ -39,7 +38,7 @@ from vlkge.training.checkpoint import load_checkpoint, restore_model, save_check
 from vlkge.training.interrupt import StopRequest
 from vlkge.training.regimes import KvsAll, NegativeSampling, OneVsAll, Regime
 from vlkge.training.sampler import NegativeSampler
-from vlkge.training.tracking import TensorBoardLog
+from vlkge.training.tracking import TensorBoardLog, append_trace, cut_trace
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +181,10 @@ class Trainer:
 
     def resume(self) -> bool:
         """Continue from ``last.pt`` if the run folder has one; the trace is cut to match."""
+        trace = self.run_dir / "trace.jsonl"
         if not self.last_path.is_file():
+            if self.main:
+                cut_trace(trace, 0)  # lines of an attempt stopped before its first checkpoint
             return False
         state = load_checkpoint(self.last_path)
         restore_model(self.model, state["model"], self.last_path)
@@ -195,11 +197,8 @@ class Trainer:
         self.partial = state.get("partial")
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
-        trace = self.run_dir / "trace.jsonl"
-        if trace.is_file() and self.main:
-            lines = [ln for ln in trace.read_text().splitlines() if ln.strip()]
-            kept = [ln for ln in lines if json.loads(ln)["epoch"] <= self.epoch]
-            trace.write_text("".join(f"{ln}\n" for ln in kept))
+        if self.main:
+            cut_trace(trace, self.epoch)
         log.info(
             "resuming after epoch %d%s (best %s %.4f at epoch %d)",
             self.epoch,
@@ -309,16 +308,25 @@ class Trainer:
         )
 
     def fit(self) -> dict:
+        """Train (resuming from ``last.pt`` when there is one) and return the best validation;
+        a full disk stops in one line that says which checkpoint is kept."""
+        try:
+            return self._fit()
+        except DiskFull as exc:
+            raise VlkgeError(
+                f"{exc}. {self._saved()}; free some space, then resume with "
+                f"`vlkge train --resume {self.run_dir}`"
+            ) from None
+
+    def _fit(self) -> dict:
         cfg_train, cfg_valid = self.cfg["training"], self.cfg["validation"]
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.resume()
         epochs, every = cfg_train["epochs"], cfg_valid["every"]
         patience, metric = cfg_valid["patience"], cfg_valid["metric"]
         validate = every > 0 and self.evaluator is not None
-        # in a data-parallel run only rank 0 writes the run folder
-        trace_path = self.run_dir / "trace.jsonl" if self.main else os.devnull
+        trace = self.run_dir / "trace.jsonl"
         with (
-            open(trace_path, "a", encoding="utf-8") as trace,
             TensorBoardLog(
                 self.run_dir,
                 self.cfg["tracking"]["tensorboard"] if self.main else False,
@@ -381,8 +389,8 @@ class Trainer:
                             loss,
                             entry["train_time"],
                         )
-                    trace.write(json.dumps(entry) + "\n")
-                    trace.flush()
+                    if self.main:  # in a data-parallel run only rank 0 writes the run folder
+                        append_trace(trace, entry)
                     board.log(entry)
                     ckpt_every = cfg_train["checkpoint_every"]
                     if (
