@@ -200,9 +200,9 @@ def _train(cfg: dict, run_dir: Path, device: torch.device, features: Features | 
     check_splits(cfg, kg)
     model.to(device)
     evaluator = Evaluator(kg, cfg["evaluation"], cfg["compat"]["paper"], cfg["precision"])
-    start = time.perf_counter()
-    best = Trainer(cfg, kg, model, run_dir, evaluator).fit()
-    train_time = time.perf_counter() - start
+    trainer = Trainer(cfg, kg, model, run_dir, evaluator)
+    best = trainer.fit()
+    train_time = trainer.train_time()
     if not main:  # rank 0 evaluates and writes; the others wait for its metrics
         return distributed.broadcast_object(None)
     best_path = run_dir / "checkpoints" / "best.pt"
@@ -265,7 +265,7 @@ def load_run(
         raise VlkgeError(f"{run_dir}: not a run folder (no config.yaml)")
     for text in overrides:
         key = text.split("=", 1)[0].strip()
-        if not any(key == k or (k.endswith(".") and key.startswith(k)) for k in INFERENCE_KEYS):
+        if not config_mod.key_in(key, INFERENCE_KEYS):
             raise ConfigError(
                 f"--set {key}: a trained run's {key} cannot change; evaluation may set "
                 "evaluation.*, model.neighbours, model.neighbour_temperature, device, "

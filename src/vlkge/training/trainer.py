@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from vlkge import config as config_mod
 from vlkge.data.graph import KnowledgeGraph
 from vlkge.data.index import TripleIndex
 from vlkge.errors import ConfigError, Interrupted, VlkgeError
@@ -41,6 +42,17 @@ from vlkge.training.sampler import NegativeSampler
 from vlkge.training.tracking import TensorBoardLog, append_trace, cut_trace
 
 log = logging.getLogger(__name__)
+
+#: config keys a resumed run may change from those its checkpoint was saved with: how it shows
+#: progress and reports, where it runs, and ``training.epochs`` (raising it extends a run)
+RESUME_FREE_KEYS = (
+    "training.progress",
+    "training.epochs",
+    "tracking.",
+    "report.",
+    "device",
+    "num_threads",
+)
 
 
 def show_progress(setting) -> bool:
@@ -135,6 +147,8 @@ class Trainer:
         run_dir: Path,
         evaluator: Evaluator | None = None,
     ):
+        self.started = time.perf_counter()  # this session's share of the training time
+        self.earlier_time = 0.0  # the training time of the sessions before a resume
         self.cfg, self.kg, self.model, self.run_dir = cfg, kg, model, Path(run_dir)
         self.regime = build_regime(cfg, kg)
         self.optimizer = build_optimizer(cfg, model)
@@ -161,12 +175,17 @@ class Trainer:
     def best_path(self) -> Path:
         return self.run_dir / "checkpoints" / "best.pt"
 
+    def train_time(self) -> float:
+        """Seconds spent training this run, over every session it was resumed in."""
+        return self.earlier_time + time.perf_counter() - self.started
+
     # --- state -----------------------------------------------------------------------------
     def state(self) -> dict:
         """Everything a run needs to continue exactly: ``epoch`` completed epochs, model,
         optimiser, the generator that drives batching, subsampling and negative sampling (the
         sampler keeps no state of its own), torch's global generators (dropout), the best
-        validation so far, and ``partial``, the epoch in progress when Ctrl-C stopped it."""
+        validation so far, ``partial``, the epoch in progress when Ctrl-C stopped it, the
+        resolved config (a resume checks it) and the training time so far."""
         return {
             "epoch": self.epoch,
             "model": self.model.state_dict(),
@@ -177,6 +196,8 @@ class Trainer:
             "best": dict(self.best),
             "partial": self.partial,
             "scaler": self.scaler.state_dict(),
+            "config": self.cfg,
+            "train_time": self.train_time(),
         }
 
     def resume(self) -> bool:
@@ -187,6 +208,7 @@ class Trainer:
                 cut_trace(trace, 0)  # lines of an attempt stopped before its first checkpoint
             return False
         state = load_checkpoint(self.last_path)
+        self._check_config(state.get("config"))
         restore_model(self.model, state["model"], self.last_path)
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
@@ -197,6 +219,7 @@ class Trainer:
         self.partial = state.get("partial")
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
+        self.earlier_time = state.get("train_time", 0.0)
         if self.main:
             cut_trace(trace, self.epoch)
         log.info(
@@ -208,6 +231,25 @@ class Trainer:
             self.best["epoch"],
         )
         return True
+
+    def _check_config(self, saved: dict | None) -> None:
+        """Refuse to resume with a config that differs from the one ``last.pt`` was saved with
+        (``config.yaml`` edited) beyond :data:`RESUME_FREE_KEYS`: the weights would continue
+        under another model or training, silently when the parameter shapes agree. A checkpoint
+        of an older vlkge records no config and is not checked."""
+        if saved is None:
+            return
+        changed = [
+            k
+            for k in config_mod.diff(saved, self.cfg)
+            if not config_mod.key_in(k, RESUME_FREE_KEYS)
+        ]
+        if changed:
+            raise VlkgeError(
+                f"{self.last_path}: saved by this run before its config changed (differs in "
+                f"{', '.join(sorted(changed))}); restore {self.run_dir / 'config.yaml'} or "
+                "start a new run with --out"
+            )
 
     # --- loop ------------------------------------------------------------------------------
     def train_epoch(self) -> float:
