@@ -18,6 +18,7 @@ from vlkge import __version__
 from vlkge import config as config_mod
 from vlkge.errors import VlkgeError
 from vlkge.files import write_text
+from vlkge.runfolder import CONFIG, require_run_folder
 
 log = logging.getLogger("vlkge")
 
@@ -51,10 +52,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from vlkge.training.run import train
 
     if args.resume:
-        run_dir = Path(args.resume)
-        if not (run_dir / "config.yaml").is_file():
-            raise VlkgeError(f"{run_dir}: nothing to resume (no config.yaml)")
-        cfg = config_mod.load_config(run_dir / "config.yaml", args.set)
+        run_dir = require_run_folder(args.resume)
+        cfg = config_mod.load_config(run_dir / CONFIG, args.set)
     else:
         if not args.out:
             raise VlkgeError("train needs --out DIR (or --resume DIR)")

@@ -13,6 +13,7 @@ from pathlib import Path
 from vlkge import config as config_mod
 from vlkge.data.graph import SPLITS
 from vlkge.errors import VlkgeError
+from vlkge.runfolder import require_run_folder
 from vlkge.training.tracking import read_trace
 
 
@@ -45,11 +46,7 @@ class RunFolder:
 
 def read_run(path: str | Path) -> RunFolder:
     """The run folder at ``path``; anything that is not a finished run is a one-line error."""
-    path = Path(path)
-    if not path.is_dir():
-        raise VlkgeError(f"{path}: no such run folder")
-    if not (path / "config.yaml").is_file():
-        raise VlkgeError(f"{path}: not a run folder (no config.yaml)")
+    path = require_run_folder(path)
     metrics_path = path / "metrics.json"
     if not metrics_path.is_file():
         raise VlkgeError(

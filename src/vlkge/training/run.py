@@ -26,6 +26,7 @@ from vlkge.models.backbones.kernels import configure_kernels
 from vlkge.models.factory import build_model
 from vlkge.models.features import Features, encoder_manifest, feature_cache_dir, load_features
 from vlkge.models.model import KGEModel
+from vlkge.runfolder import CONFIG, absolute_paths, new_run, require_run_folder
 from vlkge.training import distributed
 from vlkge.training.checkpoint import load_checkpoint, restore_model
 from vlkge.training.trainer import Trainer, show_progress
@@ -182,25 +183,25 @@ def train(cfg: dict, run_dir: str | Path, features: Features | None = None) -> d
 
 
 def _train(cfg: dict, run_dir: Path, device: torch.device, features: Features | None) -> dict:
+    """Rank 0 holds the run folder's lock throughout, and writes ``config.yaml`` only once
+    training starts: a run that fails before (a bad dataset) leaves nothing that blocks a
+    rerun with the fixed config."""
+    cfg = absolute_paths(cfg)
+    if not distributed.is_main():
+        return _train_in(cfg, run_dir, device, features)
+    with new_run(run_dir, cfg):
+        return _train_in(cfg, run_dir, device, features)
+
+
+def _train_in(cfg: dict, run_dir: Path, device: torch.device, features: Features | None) -> dict:
     main = distributed.is_main()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    saved = run_dir / "config.yaml"
-    if saved.is_file():
-        previous = config_mod.load_config(saved)
-        changed = config_mod.diff(previous, cfg)
-        if changed:
-            keys = ", ".join(sorted(changed))
-            raise VlkgeError(
-                f"{run_dir} holds a run with another config (differs in {keys}); "
-                "use a new --out folder"
-            )
-    if main:
-        write_text(saved, config_mod.dump(cfg))
     kg, model = prepare(cfg, features)
     check_splits(cfg, kg)
     model.to(device)
     evaluator = Evaluator(kg, cfg["evaluation"], cfg["compat"]["paper"], cfg["precision"])
     trainer = Trainer(cfg, kg, model, run_dir, evaluator)
+    if main:
+        write_text(run_dir / CONFIG, config_mod.dump(cfg))
     best = trainer.fit()
     train_time = trainer.train_time()
     if not main:  # rank 0 evaluates and writes; the others wait for its metrics
@@ -260,9 +261,7 @@ def load_run(
 ) -> tuple[dict, KnowledgeGraph, KGEModel]:
     """Config, graph and model (weights from ``checkpoints/<checkpoint>.pt``) of a run folder;
     ``overrides`` (``key=value``) may change the :data:`INFERENCE_KEYS` of its config."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise VlkgeError(f"{run_dir}: not a run folder (no config.yaml)")
+    run_dir = require_run_folder(run_dir)
     for text in overrides:
         key = text.split("=", 1)[0].strip()
         if not config_mod.key_in(key, INFERENCE_KEYS):
@@ -271,7 +270,7 @@ def load_run(
                 "evaluation.*, model.neighbours, model.neighbour_temperature, device, "
                 "num_threads and precision"
             )
-    cfg = config_mod.load_config(run_dir / "config.yaml", overrides)
+    cfg = config_mod.load_config(run_dir / CONFIG, overrides)
     kg, model = prepare(cfg)
     path = run_dir / "checkpoints" / f"{checkpoint}.pt"
     restore_model(model, load_checkpoint(path)["model"], path)
