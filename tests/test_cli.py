@@ -400,7 +400,7 @@ def test_a_run_with_relative_paths_works_from_another_folder(
     tmp_path, monkeypatch, capsys, make_dataset
 ):
     """The paths of config.yaml are made absolute when a run starts, so evaluate and predict
-    work from any folder."""
+    work from any folder; metrics.json names the encoder that made the run's features."""
     from fakes import LetterColourEncoder
 
     from vlkge.data.datasets import load_dataset
@@ -422,6 +422,7 @@ def test_a_run_with_relative_paths_works_from_another_folder(
     assert saved["dataset"]["name"] == str(folder)
     assert saved["features"]["cache_dir"] == str(work / "cache")
     metrics = json.loads((work / "run" / "metrics.json").read_text())
+    assert metrics["features"] == {"text": {"encoder": "stub-vl", "width": 6}}
 
     monkeypatch.chdir(tmp_path)
     code, out, err = run(capsys, "evaluate", "work/run", "--json")

@@ -67,6 +67,20 @@ def feature_cache_dir(cfg: dict, kg: KnowledgeGraph) -> Path:
     return default_cache_dir(kg.name, folder.name if folder else name, template)
 
 
+def cache_encoders(cache_dir: str | Path, modalities) -> dict[str, dict]:
+    """Per modality, the encoder and width that the feature cache records for its features
+    (metadata as ``vlkge encode`` wrote it); a modality without metadata is left out."""
+    from vlkge.encoders.cache import FeatureCache
+
+    cache = FeatureCache(cache_dir)
+    out = {}
+    for modality in modalities:
+        meta = cache.metadata(modality)
+        if meta is not None:
+            out[modality] = {"encoder": meta["encoder"], "width": int(meta["width"])}
+    return out
+
+
 def encoder_manifest(cfg: dict, kg: KnowledgeGraph):
     """The entities' texts and images as the encoder sees them (``encoder.text_template``
     applied), or ``None`` when the dataset has none."""

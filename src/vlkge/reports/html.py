@@ -109,6 +109,8 @@ def summary_section(run: RunFolder, cfg: dict, kg: KnowledgeGraph | None) -> str
         f"dataset <b>{esc(cfg['dataset']['name'])}</b> ({esc(cfg['dataset']['setting'])})",
         f"model <b>{esc(kind)}</b>",
     ]
+    if run.encoder:
+        facts.append(f'features from <b id="encoder">{esc(run.encoder)}</b>')
     if kg is not None:
         facts.append(f"{kg.num_entities:,} entities, {kg.num_relations} relations")
     if run.trace:

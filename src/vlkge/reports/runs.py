@@ -35,6 +35,23 @@ class RunFolder:
         return "zero_shot" in self.metrics
 
     @property
+    def encoder(self) -> str:
+        """The encoder that made the features the run scored with, as metrics.json records it
+        ("" for a structural run, or one from before the record): ``encoder.name`` only names
+        the encoder that would fill a missing feature cache, not the one that filled it."""
+        if self.zero_shot:
+            return str(self.metrics["zero_shot"].get("encoder", ""))
+        widths: dict[str, list[str]] = {}
+        for modality, source in (self.metrics.get("features") or {}).items():
+            widths.setdefault(source["encoder"], []).append(f"{modality} {source['width']}-d")
+        if widths:
+            return "; ".join(f"{name} ({', '.join(parts)})" for name, parts in widths.items())
+        settings = self.cfg["encoder"]
+        if self.cfg["model"]["modalities"] and settings["finetune"] != "none":
+            return f"{settings['name']} (fine-tuned: {settings['finetune']})"
+        return ""
+
+    @property
     def splits(self) -> list[str]:
         """The evaluated splits, in train/valid/test order."""
         return [s for s in SPLITS if isinstance(self.metrics.get(s), dict)]

@@ -24,7 +24,13 @@ from vlkge.evaluation.evaluator import Evaluator, model_scorer
 from vlkge.files import write_text
 from vlkge.models.backbones.kernels import configure_kernels
 from vlkge.models.factory import build_model
-from vlkge.models.features import Features, encoder_manifest, feature_cache_dir, load_features
+from vlkge.models.features import (
+    Features,
+    cache_encoders,
+    encoder_manifest,
+    feature_cache_dir,
+    load_features,
+)
 from vlkge.models.model import KGEModel
 from vlkge.runfolder import CONFIG, absolute_paths, new_run, require_run_folder
 from vlkge.training import distributed
@@ -218,6 +224,8 @@ def _train_in(cfg: dict, run_dir: Path, device: torch.device, features: Features
     )
     metrics["best_epoch"] = best["epoch"]
     metrics["train_time_s"] = train_time
+    if cfg["model"]["modalities"] and features is None and cfg["encoder"]["finetune"] == "none":
+        metrics["features"] = cache_encoders(feature_cache_dir(cfg, kg), cfg["model"]["modalities"])
     write_metrics(run_dir, metrics)
     log.info(
         "trained in %.1fs (selected epoch %d); run folder %s", train_time, best["epoch"], run_dir
