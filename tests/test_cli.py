@@ -394,3 +394,42 @@ def test_train_nations_with_filtered_negatives(tmp_path, capsys):
         capsys, "train", "--out", str(tmp_path / "run"), *_sets(TINY), "--set", "training.epochs=1"
     )
     assert code == 0, err
+
+
+def test_a_run_with_relative_paths_works_from_another_folder(
+    tmp_path, monkeypatch, capsys, make_dataset
+):
+    """The paths of config.yaml are made absolute when a run starts, so evaluate and predict
+    work from any folder; metrics.json names the encoder that made the run's features."""
+    from fakes import LetterColourEncoder
+
+    from vlkge.data.datasets import load_dataset
+    from vlkge.encoders.cache import FeatureCache
+
+    work = tmp_path / "work"
+    folder = make_dataset(work / "kg")
+    texts = "".join(f"{e}\ttext\tthe thing called {e}\n" for e in "abcd")
+    (folder / "manifest.tsv").write_text(texts, encoding="utf-8")
+    monkeypatch.chdir(work)
+    kg = load_dataset("kg")
+    FeatureCache("cache").update(LetterColourEncoder(), kg.manifest, kg.entities, ["text"])
+    settings = ["dataset.name=kg", "features.cache_dir=cache", "model.modalities=[text]"]
+    settings += ["model.dim=4", "training.epochs=2", "training.negatives.num=2"]
+    settings += ["training.progress=false", "report.after_train=false", "compile=false"]
+    code, _, err = run(capsys, "train", "--out", "run", *_sets(settings))
+    assert code == 0, err
+    saved = yaml.safe_load((work / "run" / "config.yaml").read_text())
+    assert saved["dataset"]["name"] == str(folder)
+    assert saved["features"]["cache_dir"] == str(work / "cache")
+    metrics = json.loads((work / "run" / "metrics.json").read_text())
+    assert metrics["features"] == {"text": {"encoder": "stub-vl", "width": 6}}
+
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "evaluate", "work/run", "--json")
+    assert code == 0, err
+    assert json.loads(out)["test"]["both"] == pytest.approx(metrics["test"]["both"])
+    code, out, err = run(
+        capsys, "predict", "work/run", "--head", "a", "--relation", "likes", "--json"
+    )
+    assert code == 0, err
+    assert len(json.loads(out)) == 4

@@ -1,7 +1,8 @@
 """The ``vlkge`` command line.
 
 Errors caused by the user's input (``VlkgeError``) print one line and exit with status 2;
-no traceback reaches the user for bad input.
+no traceback reaches the user for bad input. A run stopped by Ctrl-C or SIGTERM exits with
+status 130 or 143.
 """
 
 from __future__ import annotations
@@ -9,12 +10,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
 from vlkge import __version__
 from vlkge import config as config_mod
 from vlkge.errors import VlkgeError
+from vlkge.files import write_text
+from vlkge.runfolder import CONFIG, require_run_folder
 
 log = logging.getLogger("vlkge")
 
@@ -48,10 +52,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from vlkge.training.run import train
 
     if args.resume:
-        run_dir = Path(args.resume)
-        if not (run_dir / "config.yaml").is_file():
-            raise VlkgeError(f"{run_dir}: nothing to resume (no config.yaml)")
-        cfg = config_mod.load_config(run_dir / "config.yaml", args.set)
+        run_dir = require_run_folder(args.resume)
+        cfg = config_mod.load_config(run_dir / CONFIG, args.set)
     else:
         if not args.out:
             raise VlkgeError("train needs --out DIR (or --resume DIR)")
@@ -304,10 +306,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     comparison = compare_runs(args.runs, args.split)
     print(format_table(comparison))
     if args.html:
-        out = Path(args.html)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(render_html(comparison), encoding="utf-8")
-        print(f"html: {out}")
+        write_text(args.html, render_html(comparison))
+        print(f"html: {args.html}")
     return 0
 
 
@@ -542,9 +542,11 @@ def main(argv: list[str] | None = None) -> int:
     except VlkgeError as exc:
         print(f"vlkge: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as exc:  # Interrupted says what was saved
-        print(f"vlkge: interrupted{f': {exc}' if str(exc) else ''}", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Interrupted says what was saved, and which signal
+        signum = getattr(exc, "signum", signal.SIGINT)
+        word = "terminated" if signum == signal.SIGTERM else "interrupted"
+        print(f"vlkge: {word}{f': {exc}' if str(exc) else ''}", file=sys.stderr)
+        return 128 + signum
     except BrokenPipeError:  # output piped into `head` and closed early
         sys.stderr.close()
         return 0

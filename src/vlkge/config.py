@@ -253,6 +253,12 @@ def suggest(path: str, siblings: list[str]) -> str | None:
     return close[0] if close else None
 
 
+def key_in(key: str, keys) -> bool:
+    """Whether dotted ``key`` is one of ``keys``, where ``section.`` stands for every key of
+    the section."""
+    return any(key == k or (k.endswith(".") and key.startswith(k)) for k in keys)
+
+
 def changed_keys(cfg: dict) -> set[str]:
     """Dotted keys of ``cfg`` whose value differs from the default (mappings as a whole)."""
     base = defaults()

@@ -6,6 +6,7 @@ else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import signal
 from os import PathLike
 
 #: characters of a user's value that an error line shows (ids, relation names, config values)
@@ -44,8 +45,14 @@ class ConfigError(VlkgeError):
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C stopped a run; the message says what was saved and how to resume.
+    """Ctrl-C (or another signal, ``signum``) stopped a run; the message says what was saved
+    and how to resume.
 
     A ``KeyboardInterrupt`` (not a ``VlkgeError``) so that callers of the Python API see the
-    interruption they asked for; the CLI prints the message and exits with status 130.
+    interruption they asked for; the CLI prints the message and exits with status
+    128 + ``signum`` (130 for Ctrl-C, 143 for SIGTERM).
     """
+
+    def __init__(self, message: str, signum: int = signal.SIGINT):
+        super().__init__(message)
+        self.signum = signum

@@ -20,12 +20,14 @@ def test_compare_table_and_html(runs, capsys, tmp_path):
     lines = out.splitlines()
     assert lines[0] == "test metrics (both sides)"
     header = lines[1].split()
-    assert header[:2] == ["run", "kind"]
+    assert header[:3] == ["run", "kind", "encoder"]
     assert "model.modalities" in header and "zero_shot.templates" in header
     assert "dataset.name" not in header  # equal in both
     assert header[-7:] == ["MRR", "H@1", "H@3", "H@10", "MR", "epoch", "train_s"]
     assert lines[2].startswith("vl ") and "trained" in lines[2]
+    assert lines[2].split()[2:6] == ["stub-vl", "(image", "6-d,", "text"]  # not minilm
     assert lines[3].startswith("zero-shot ") and "zero-shot" in lines[3].split()[1]
+    assert lines[3].split()[2] == "stub-vl"
     assert lines[-1] == f"html: {html}"
     page = html.read_text(encoding="utf-8")
     assert '<table class="metrics" id="comparison">' in page
@@ -40,6 +42,12 @@ def test_identical_configs_and_same_names(runs, tmp_path):
     assert comparison.keys == [] and comparison.split == "valid"
     assert comparison.names == [str(runs.multimodal), str(twin)]  # the same folder name twice
     assert "the configs are identical" in format_table(comparison)
+
+
+def test_no_encoder_column_for_structural_runs(runs):
+    table = format_table(compare_runs([runs.structural]))
+    assert table.splitlines()[1].split()[:2] == ["run", "kind"]
+    assert "encoder" not in table
 
 
 def test_compare_errors(runs, tmp_path, capsys):

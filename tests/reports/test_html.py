@@ -63,6 +63,8 @@ def test_cli_report_multimodal_run(runs, capsys, tmp_path):
     assert "data:image/jpeg;base64," in page  # thumbnails of the entities with a good image
     assert "the model uses image, text" in page
     assert re.search(r"<td>image \+ text</td><td>5</td>", page)
+    # the encoder that wrote the feature cache, not encoder.name's default (minilm)
+    assert '<b id="encoder">stub-vl (image 6-d, text 6-d)</b>' in page
     code, _, _ = run_cli(
         capsys, "report", str(runs.multimodal), "--samples", "0", "--out", str(out)
     )

@@ -90,7 +90,12 @@ def finished(tmp_path_factory):
         ),
         ("truncate last", ["train", "--resume", "{run}"], "{run}/checkpoints/last.pt: unreadable"),
         ("wider model", ["evaluate", "{run}"], "{run}/checkpoints/best.pt: does not fit the model"),
-        ("wider model", ["train", "--resume", "{run}"], "{run}/checkpoints/last.pt: does not fit"),
+        (
+            "wider model",
+            ["train", "--resume", "{run}"],
+            "{run}/checkpoints/last.pt: saved by this run before its config changed (differs in "
+            "model.dim)",
+        ),
         ("no last", ["evaluate", "{run}", "--checkpoint", "last"], "last.pt: checkpoint not found"),
     ],
 )

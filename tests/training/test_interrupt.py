@@ -1,13 +1,17 @@
-"""Never lose work: a training run killed with SIGKILL, or stopped with Ctrl-C (mid-epoch,
-during validation, between sparse checkpoints), resumes and ends with the metrics of an
-uninterrupted run of the same seed; a non-finite loss stops and keeps the last good checkpoint.
+"""Never lose work: a training run killed with SIGKILL, or stopped with Ctrl-C or SIGTERM
+(mid-epoch, during validation, between sparse checkpoints), resumes and ends with the metrics of
+an uninterrupted run of the same seed, its training time counted over every session; a resume
+with an edited config or a trace line cut short is handled; a non-finite loss stops and keeps
+the last good checkpoint.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from vlkge.cli import main
 from vlkge.config import load_config
@@ -159,6 +164,28 @@ def test_ctrl_c_saves_a_checkpoint_and_resumes_to_the_same_metrics(
     assert_same_run(run, reference)
 
 
+def test_sigterm_saves_a_checkpoint_and_exits_143(data, reference, tmp_path, capsys):
+    """A scheduler's stop (`docker stop`, `timeout`) behaves like Ctrl-C, with status 143."""
+    run = tmp_path / "terminated"
+    process = start_training(run, data, tmp_path)
+    wait_for_epochs(process, run, 2)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert [line for line in lines if line.startswith("vlkge:")] == [lines[-1]]
+    assert lines[-1].startswith("vlkge: terminated: stopped ")
+    assert f"checkpoint saved to {run / 'checkpoints' / 'last.pt'}" in lines[-1]
+    assert sum("SIGTERM: stopping after the current batch" in line for line in lines) == 1
+    assert not (run / "metrics.json").exists()
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] >= 2
+
+    assert main(["train", "--resume", str(run)]) == 0
+    capsys.readouterr()
+    assert_same_run(run, reference)
+
+
 # --- Ctrl-C at chosen points, in process -----------------------------------------------------
 def interrupt_at(monkeypatch, *calls: int) -> None:
     """Send SIGINT to this process during the given batches (1-based, counted over the run);
@@ -260,6 +287,104 @@ def test_ctrl_c_through_the_cli_is_one_line_and_status_130(data, tmp_path, monke
         f"vlkge: interrupted: stopped in epoch 1 after 7 of {BATCHES} batches; checkpoint saved "
         f"to {run / 'checkpoints' / 'last.pt'}; resume with `vlkge train --resume {run}`"
     ]
+
+
+def test_train_time_counts_every_session(data, tmp_path, monkeypatch):
+    """metrics.json's train_time_s adds the sessions before a resume to the last one."""
+    run = tmp_path / "run"
+    cfg = load_config(overrides=settings(data))
+    real = trainer_mod.regularization
+    count = 0
+
+    def slow_then_stop(cfg, model, triples):  # the first session lasts at least a second
+        nonlocal count
+        count += 1
+        if count == BATCHES + 2:
+            time.sleep(1.0)
+            signal.raise_signal(signal.SIGINT)
+        return real(cfg, model, triples)
+
+    monkeypatch.setattr(trainer_mod, "regularization", slow_then_stop)
+    with pytest.raises(Interrupted):
+        train(cfg, run)
+    first = load_checkpoint(run / "checkpoints" / "last.pt")["train_time"]
+    assert first >= 1.0
+
+    monkeypatch.undo()
+    start = time.perf_counter()
+    metrics = train(cfg, run)
+    second = time.perf_counter() - start
+    assert first < metrics["train_time_s"] < first + second
+    assert json.loads((run / "metrics.json").read_text())["train_time_s"] == metrics["train_time_s"]
+
+
+@pytest.mark.parametrize(
+    "key, value", [("model.backbone", "transe"), ("training.optimizer.lr", 0.05)]
+)
+def test_resume_refuses_an_edited_config(
+    data, reference, tmp_path, monkeypatch, capsys, key, value
+):
+    """TransE has DistMult's parameter shapes: only the config the checkpoint records tells
+    that config.yaml changed. Restored, the run resumes to the uninterrupted run's metrics."""
+    run = tmp_path / "run"
+    interrupt_at(monkeypatch, BATCHES + 3)
+    with pytest.raises(Interrupted):
+        train(load_config(overrides=settings(data)), run)
+    monkeypatch.undo()
+    config = run / "config.yaml"
+    original = config.read_text()
+    edited = yaml.safe_load(original)
+    section, _, leaf = key.rpartition(".")
+    node = edited
+    for part in section.split("."):
+        node = node[part]
+    node[leaf] = value
+    config.write_text(yaml.safe_dump(edited, sort_keys=False))
+
+    assert main(["train", "--resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        f"vlkge: error: {run / 'checkpoints' / 'last.pt'}: saved by this run before its config "
+        f"changed (differs in {key}); restore {config} or start a new run with --out"
+    ]
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["partial"]["batches"] == 3
+
+    config.write_text(original)
+    assert main(["train", "--resume", str(run)]) == 0
+    capsys.readouterr()
+    assert_same_run(run, reference)
+
+
+def test_a_trace_line_cut_short_is_skipped_and_repaired(
+    data, reference, tmp_path, monkeypatch, capsys, caplog
+):
+    """A full disk leaves half a line at the end of trace.jsonl: evaluate, report and compare
+    read past it with a warning naming the file, and --resume removes it before appending."""
+    finished = tmp_path / "finished"
+    shutil.copytree(reference, finished)
+    trace_path = finished / "trace.jsonl"
+    lines = trace_path.read_text().splitlines(keepends=True)
+    trace_path.write_text("".join(lines[:-1]) + lines[-1][: len(lines[-1]) // 2])
+    caplog.set_level(logging.WARNING)
+    for argv in (
+        ["evaluate", str(finished)],
+        ["report", str(finished), "--samples", "0"],
+        ["compare", str(finished), str(reference)],
+    ):
+        assert main(argv) == 0, capsys.readouterr().err
+    assert f"{trace_path}:{EPOCHS}: unreadable trace line skipped" in caplog.text
+    assert "11 epochs trained" in (finished / "report.html").read_text()
+
+    run = tmp_path / "run"
+    interrupt_at(monkeypatch, 2 * BATCHES + 3)
+    with pytest.raises(Interrupted):
+        train(load_config(overrides=settings(data)), run)
+    monkeypatch.undo()
+    with open(run / "trace.jsonl", "a") as handle:
+        handle.write('{"epoch": 3, "loss": 0.69')  # cut short, no newline
+    assert main(["train", "--resume", str(run)]) == 0
+    capsys.readouterr()
+    assert_same_run(run, reference)
 
 
 # --- numerical safety ----------------------------------------------------------------------

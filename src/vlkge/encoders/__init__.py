@@ -38,18 +38,37 @@ ALIASES = {
 }
 
 
-def guess_kind(name: str) -> str:
-    """The encoder family a name refers to (see the module docstring)."""
-    from vlkge.encoders.hf import DUAL_ENCODERS
-    from vlkge.encoders.sentence import MINILM_NAMES, is_sentence_folder
+def _named_kind(name: str) -> str | None:
+    """The family of a name that never refers to a local folder (minilm, st:, open_clip:)."""
+    from vlkge.encoders.sentence import MINILM_NAMES
 
     lowered = name.lower()
     if lowered in MINILM_NAMES or lowered.startswith(("st:", "sentence-transformers/")):
         return "sentence"
     if lowered.startswith("open_clip:"):
         return "open_clip"
+    return None
+
+
+def local_folder(name: str) -> Path | None:
+    """The local folder an encoder ``name`` is loaded from; ``None`` for a model name, alias or
+    hub id."""
+    if name.lower() in ALIASES or _named_kind(name) is not None:
+        return None
     path = Path(name).expanduser()
-    if path.is_dir():
+    return path if path.is_dir() else None
+
+
+def guess_kind(name: str) -> str:
+    """The encoder family a name refers to (see the module docstring)."""
+    from vlkge.encoders.hf import DUAL_ENCODERS
+    from vlkge.encoders.sentence import is_sentence_folder
+
+    kind = _named_kind(name)
+    if kind is not None:
+        return kind
+    path = local_folder(name)
+    if path is not None:
         if is_sentence_folder(path):
             return "sentence"
         config = path / "config.json"
@@ -109,5 +128,6 @@ __all__ = [
     "PrecomputedFeatures",
     "build_encoder",
     "guess_kind",
+    "local_folder",
     "read_features",
 ]

@@ -53,6 +53,8 @@ from vlkge.data.graph import KnowledgeGraph
 from vlkge.errors import ConfigError, VlkgeError, echo
 from vlkge.evaluation.evaluator import Evaluator
 from vlkge.evaluation.ranking import ScoreFn
+from vlkge.files import write_text
+from vlkge.runfolder import CONFIG, absolute_paths, new_run, require_run_folder
 
 if TYPE_CHECKING:
     from vlkge.encoders.cache import FeatureCache
@@ -304,10 +306,8 @@ def load_zero_shot(
     from vlkge.encoders import build_encoder
     from vlkge.training.run import load_graph
 
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise VlkgeError(f"{run_dir}: not a run folder (no config.yaml)")
-    cfg = config_mod.load_config(run_dir / "config.yaml")
+    run_dir = require_run_folder(run_dir)
+    cfg = config_mod.load_config(run_dir / CONFIG)
     kg = load_graph(cfg, quiet=True)
     if encoder is None:
         settings = cfg["encoder"]
@@ -373,29 +373,21 @@ def run_zero_shot(
     from vlkge.encoders import build_encoder
     from vlkge.training.run import load_graph, write_metrics
 
-    out_dir = Path(out_dir)
-    saved = out_dir / "config.yaml"
-    if saved.is_file():
-        changed = config_mod.diff(config_mod.load_config(saved), cfg)
-        if changed:
-            raise VlkgeError(
-                f"{out_dir} holds a run with another config (differs in "
-                f"{', '.join(sorted(changed))}); use a new --out folder"
+    out_dir, cfg = Path(out_dir), absolute_paths(cfg)
+    with new_run(out_dir, cfg):
+        kg = load_graph(cfg)
+        for key in ("templates", "head_templates"):  # fail before encoding anything
+            settings = cfg["zero_shot"]
+            relation_templates(kg, settings[key], settings["default_template"], f"zero_shot.{key}")
+        if encoder is None:
+            encoder = build_encoder(
+                cfg["encoder"]["name"],
+                device=cfg["device"],
+                batch_size=cfg["encoder"]["batch_size"],
             )
-    kg = load_graph(cfg)
-    for key in ("templates", "head_templates"):  # fail before encoding anything
-        settings = cfg["zero_shot"]
-        relation_templates(kg, settings[key], settings["default_template"], f"zero_shot.{key}")
-    if encoder is None:
-        encoder = build_encoder(
-            cfg["encoder"]["name"],
-            device=cfg["device"],
-            batch_size=cfg["encoder"]["batch_size"],
-        )
-    if features is None:
-        features = zero_shot_features(cfg, kg, encoder, progress)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    saved.write_text(config_mod.dump(cfg), encoding="utf-8")
-    metrics = zero_shot(cfg, kg, encoder, features, progress=progress)
-    write_metrics(out_dir, metrics)
+        if features is None:
+            features = zero_shot_features(cfg, kg, encoder, progress)
+        write_text(out_dir / CONFIG, config_mod.dump(cfg))
+        metrics = zero_shot(cfg, kg, encoder, features, progress=progress)
+        write_metrics(out_dir, metrics)
     return metrics

@@ -53,14 +53,32 @@ def check_features(features: Features, num_entities: int, modalities) -> Feature
 
 def feature_cache_dir(cfg: dict, kg: KnowledgeGraph) -> Path:
     """Where a run reads its features: ``features.cache_dir``, else where ``vlkge encode``
-    writes by default (the cache folder of the dataset and ``encoder.name``)."""
+    writes by default (the cache folder of the dataset and ``encoder.name``; of a local model
+    folder its name, so that the relative and the absolute path find the same cache)."""
     if cfg["features"]["cache_dir"]:
         return Path(cfg["features"]["cache_dir"]).expanduser()
     encoder = cfg.get("encoder") or {}
+    from vlkge.encoders import local_folder
     from vlkge.encoders.cache import default_cache_dir
 
+    name = encoder.get("name") or "encoder"
+    folder = local_folder(name)
     template = encoder.get("text_template", "{text}")
-    return default_cache_dir(kg.name, encoder.get("name") or "encoder", template)
+    return default_cache_dir(kg.name, folder.name if folder else name, template)
+
+
+def cache_encoders(cache_dir: str | Path, modalities) -> dict[str, dict]:
+    """Per modality, the encoder and width that the feature cache records for its features
+    (metadata as ``vlkge encode`` wrote it); a modality without metadata is left out."""
+    from vlkge.encoders.cache import FeatureCache
+
+    cache = FeatureCache(cache_dir)
+    out = {}
+    for modality in modalities:
+        meta = cache.metadata(modality)
+        if meta is not None:
+            out[modality] = {"encoder": meta["encoder"], "width": int(meta["width"])}
+    return out
 
 
 def encoder_manifest(cfg: dict, kg: KnowledgeGraph):

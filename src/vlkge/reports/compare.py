@@ -25,6 +25,12 @@ class Comparison:
     names: list[str]
     runs: list[RunFolder]
 
+    @property
+    def labels(self) -> list[str]:
+        """The text columns before the config keys: run, kind, and the encoder that made the
+        features when any run has one."""
+        return ["run", "kind"] + (["encoder"] if any(r.encoder for r in self.runs) else [])
+
     def value(self, run: RunFolder, key: str) -> str:
         text = _at(run.cfg, key)
         return text if len(text) <= WIDEST_VALUE else text[: WIDEST_VALUE - 1] + "…"
@@ -66,6 +72,8 @@ def _rows(comparison: Comparison) -> list[list[str]]:
     for name, run in zip(comparison.names, comparison.runs, strict=True):
         both = run.metrics[comparison.split]["both"]
         row = [name, "zero-shot" if run.zero_shot else "trained"]
+        if "encoder" in comparison.labels:
+            row.append(run.encoder or "–")
         row += [comparison.value(run, k) for k in comparison.keys]
         row += [number(both.get(m), 2 if m == "mr" else 4) for m in METRICS]
         row.append(str(run.metrics.get("best_epoch", "–")))
@@ -77,8 +85,7 @@ def _rows(comparison: Comparison) -> list[list[str]]:
 
 def _header(comparison: Comparison) -> list[str]:
     return [
-        "run",
-        "kind",
+        *comparison.labels,
         *comparison.keys,
         *(HEADINGS[m] for m in METRICS),
         "epoch",
@@ -90,7 +97,7 @@ def format_table(comparison: Comparison) -> str:
     """The comparison as aligned plain text (text columns left, numbers right)."""
     header, rows = _header(comparison), _rows(comparison)
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    text_columns = 2 + len(comparison.keys)
+    text_columns = len(comparison.labels) + len(comparison.keys)
 
     def line(cells: list[str]) -> str:
         return "  ".join(
@@ -107,7 +114,7 @@ def format_table(comparison: Comparison) -> str:
 def render_html(comparison: Comparison) -> str:
     """The comparison as a self-contained HTML page; the best value of each metric in bold."""
     header, rows = _header(comparison), _rows(comparison)
-    first_metric = 2 + len(comparison.keys)
+    first_metric = len(comparison.labels) + len(comparison.keys)
     best = {}
     for offset, metric in enumerate(METRICS):
         values = [r.metrics[comparison.split]["both"].get(metric) for r in comparison.runs]

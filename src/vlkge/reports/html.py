@@ -20,6 +20,7 @@ from vlkge import __version__
 from vlkge import config as config_mod
 from vlkge.data.graph import KnowledgeGraph
 from vlkge.errors import VlkgeError
+from vlkge.files import write_text
 from vlkge.reports import plots
 from vlkge.reports.runs import RunFolder, read_run
 from vlkge.reports.samples import EntityViews, Query, model_scores, pick_queries, predict
@@ -108,6 +109,8 @@ def summary_section(run: RunFolder, cfg: dict, kg: KnowledgeGraph | None) -> str
         f"dataset <b>{esc(cfg['dataset']['name'])}</b> ({esc(cfg['dataset']['setting'])})",
         f"model <b>{esc(kind)}</b>",
     ]
+    if run.encoder:
+        facts.append(f'features from <b id="encoder">{esc(run.encoder)}</b>')
     if kg is not None:
         facts.append(f"{kg.num_entities:,} entities, {kg.num_relations} relations")
     if run.trace:
@@ -373,10 +376,7 @@ def write_report(
         ]
     )
     out = Path(out) if out is not None else run.path / "report.html"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(page(f"vlkge report: {run.name}", body), encoding="utf-8")
-    tmp.replace(out)
+    write_text(out, page(f"vlkge report: {run.name}", body))
     return out
 
 

@@ -7,15 +7,14 @@ Trained runs (``vlkge train``) and zero-shot runs (``vlkge zero-shot``) share th
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vlkge import config as config_mod
 from vlkge.data.graph import SPLITS
 from vlkge.errors import VlkgeError
-
-log = logging.getLogger(__name__)
+from vlkge.runfolder import require_run_folder
+from vlkge.training.tracking import read_trace
 
 
 @dataclass
@@ -36,6 +35,23 @@ class RunFolder:
         return "zero_shot" in self.metrics
 
     @property
+    def encoder(self) -> str:
+        """The encoder that made the features the run scored with, as metrics.json records it
+        ("" for a structural run, or one from before the record): ``encoder.name`` only names
+        the encoder that would fill a missing feature cache, not the one that filled it."""
+        if self.zero_shot:
+            return str(self.metrics["zero_shot"].get("encoder", ""))
+        widths: dict[str, list[str]] = {}
+        for modality, source in (self.metrics.get("features") or {}).items():
+            widths.setdefault(source["encoder"], []).append(f"{modality} {source['width']}-d")
+        if widths:
+            return "; ".join(f"{name} ({', '.join(parts)})" for name, parts in widths.items())
+        settings = self.cfg["encoder"]
+        if self.cfg["model"]["modalities"] and settings["finetune"] != "none":
+            return f"{settings['name']} (fine-tuned: {settings['finetune']})"
+        return ""
+
+    @property
     def splits(self) -> list[str]:
         """The evaluated splits, in train/valid/test order."""
         return [s for s in SPLITS if isinstance(self.metrics.get(s), dict)]
@@ -45,31 +61,9 @@ class RunFolder:
         return "test" if "test" in self.splits else (self.splits[-1] if self.splits else None)
 
 
-def read_trace(path: Path) -> list[dict]:
-    """Entries of ``trace.jsonl``; a line cut short by a killed run is skipped."""
-    if not path.is_file():
-        return []
-    entries = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            log.warning("%s:%d: unreadable trace line skipped", path, number)
-            continue
-        if isinstance(entry, dict) and "epoch" in entry:
-            entries.append(entry)
-    return entries
-
-
 def read_run(path: str | Path) -> RunFolder:
     """The run folder at ``path``; anything that is not a finished run is a one-line error."""
-    path = Path(path)
-    if not path.is_dir():
-        raise VlkgeError(f"{path}: no such run folder")
-    if not (path / "config.yaml").is_file():
-        raise VlkgeError(f"{path}: not a run folder (no config.yaml)")
+    path = require_run_folder(path)
     metrics_path = path / "metrics.json"
     if not metrics_path.is_file():
         raise VlkgeError(

@@ -1,8 +1,8 @@
-"""Checkpoints written atomically: a temporary file in the same folder, then a rename.
+"""Checkpoints written atomically (:func:`vlkge.files.atomic_write`).
 
-A run killed mid-write leaves the previous checkpoint intact (its temporary file is removed by
-the next save); a corrupt file, one that lacks an entry, or one that does not fit the model, is
-reported in one line with its path instead of a traceback.
+A run killed mid-write, or a full disk, leaves the previous checkpoint intact (a killed
+write's temporary file is removed by the next save); a corrupt file, one that lacks an entry, or
+one that does not fit the model, is reported in one line with its path instead of a traceback.
 
 Checkpoints hold only tensors and plain Python values (numbers, strings, lists, tuples, dicts,
 None) and are read weights-only: a file that needs anything else to load (a pickled object,
@@ -11,8 +11,6 @@ which could run code) is refused, naming the file and the object.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +19,7 @@ from typing import Any
 import torch
 
 from vlkge.errors import VlkgeError
+from vlkge.files import atomic_write
 from vlkge.untrusted import load_torch
 
 # What a checkpoint must hold, per use: entry -> its type, a tuple of types, or the entries of a
@@ -44,21 +43,8 @@ RESUME_ENTRIES: Entries = {  # train --resume: everything Trainer.state() writes
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed process
-        stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, binary=True) as handle:
+        torch.save(payload, handle)
 
 
 def load_checkpoint(path: str | Path, entries: Entries | None = None) -> dict[str, Any]:

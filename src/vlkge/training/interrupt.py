@@ -1,10 +1,14 @@
-"""Ctrl-C during training: stop at the next safe point instead of in the middle of a batch.
+"""Ctrl-C or SIGTERM during training: stop at the next safe point instead of in the middle of a
+batch.
 
 A ``KeyboardInterrupt`` raised at an arbitrary bytecode can leave the model half-updated (an
 optimiser step interrupted between two parameters), and a checkpoint of that state would not
-resume exactly. So while training, the first SIGINT only sets a flag; the trainer calls
-:meth:`StopRequest.check` after each batch and after each epoch, where the model, optimiser and
-generator agree, and saves a checkpoint there. A second Ctrl-C stops at once, without saving.
+resume exactly. So while training, the first SIGINT (Ctrl-C) or SIGTERM (a scheduler,
+``docker stop``, ``timeout``) only sets a flag; the trainer calls :meth:`StopRequest.check`
+after each batch and after each epoch, where the model, optimiser and generator agree, and saves
+a checkpoint there. A second signal stops at once, without saving. The CLI exits with status
+128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM), as a shell reports a process the
+signal ended.
 """
 
 from __future__ import annotations
@@ -15,33 +19,42 @@ import threading
 
 log = logging.getLogger(__name__)
 
+NAMES = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
+
 
 class StopRequest:
-    """The SIGINT handler of a training loop (installed only in the main thread)."""
+    """The SIGINT and SIGTERM handler of a training loop (installed only in the main thread)."""
 
     def __init__(self) -> None:
-        self.requested = False  # the first Ctrl-C: stop at the next safe point
-        self.forced = False  # a second Ctrl-C: stopped wherever it was, state not consistent
-        self._previous = None
+        self.signum: int | None = None  # the first signal: stop at the next safe point
+        self.forced = False  # a second signal: stopped wherever it was, state not consistent
+        self._previous: dict[int, object] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
 
     def install(self) -> None:
-        self.requested = self.forced = False
+        self.signum, self.forced = None, False
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            for signum in NAMES:
+                self._previous[signum] = signal.signal(signum, self._handle)
 
     def restore(self) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
+        for signum, previous in self._previous.items():
+            if previous is not None:  # None: a handler not installed from Python
+                signal.signal(signum, previous)
+        self._previous = {}
 
     def _handle(self, signum, frame) -> None:
         if self.requested:
             self.forced = True
             raise KeyboardInterrupt
-        self.requested = True
+        self.signum = signum
         log.warning(
-            "Ctrl-C: stopping after the current batch (or validation) and saving a "
-            "checkpoint; press Ctrl-C again to stop at once without saving"
+            "%s: stopping after the current batch (or validation) and saving a checkpoint; "
+            "a second signal (Ctrl-C again) stops at once without saving",
+            NAMES[signum],
         )
 
     def check(self) -> None:

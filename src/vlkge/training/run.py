@@ -21,10 +21,18 @@ from vlkge.data.datasets import load_dataset
 from vlkge.data.graph import KnowledgeGraph
 from vlkge.errors import ConfigError, VlkgeError, echo
 from vlkge.evaluation.evaluator import Evaluator, model_scorer
+from vlkge.files import write_text
 from vlkge.models.backbones.kernels import configure_kernels
 from vlkge.models.factory import build_model, warn_large_margin
-from vlkge.models.features import Features, encoder_manifest, feature_cache_dir, load_features
+from vlkge.models.features import (
+    Features,
+    cache_encoders,
+    encoder_manifest,
+    feature_cache_dir,
+    load_features,
+)
 from vlkge.models.model import KGEModel
+from vlkge.runfolder import CONFIG, absolute_paths, new_run, require_run_folder
 from vlkge.training import distributed
 from vlkge.training.checkpoint import load_weights
 from vlkge.training.trainer import Trainer, show_progress
@@ -190,31 +198,29 @@ def train(cfg: dict, run_dir: str | Path, features: Features | None = None) -> d
 
 
 def _train(cfg: dict, run_dir: Path, device: torch.device, features: Features | None) -> dict:
+    """Rank 0 holds the run folder's lock throughout, and writes ``config.yaml`` only once
+    training starts: a run that fails before (a bad dataset) leaves nothing that blocks a
+    rerun with the fixed config."""
+    cfg = absolute_paths(cfg)
+    if not distributed.is_main():
+        return _train_in(cfg, run_dir, device, features)
+    with new_run(run_dir, cfg):
+        return _train_in(cfg, run_dir, device, features)
+
+
+def _train_in(cfg: dict, run_dir: Path, device: torch.device, features: Features | None) -> dict:
     main = distributed.is_main()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    saved = run_dir / "config.yaml"
-    if saved.is_file():
-        previous = config_mod.load_config(saved)
-        changed = config_mod.diff(previous, cfg)
-        if changed:
-            keys = ", ".join(sorted(changed))
-            raise VlkgeError(
-                f"{run_dir} holds a run with another config (differs in {keys}); "
-                "use a new --out folder"
-            )
-    if main:
-        tmp = saved.with_name(".config.yaml.tmp")  # atomic: a killed run keeps a whole config
-        tmp.write_text(config_mod.dump(cfg), encoding="utf-8")
-        tmp.replace(saved)
     kg, model = prepare(cfg, features)
     check_splits(cfg, kg)
     model.to(device)
     if main:
         warn_large_margin(model, kg.train, cfg["training"]["loss"])
     evaluator = Evaluator(kg, cfg["evaluation"], cfg["compat"]["paper"], cfg["precision"])
-    start = time.perf_counter()
-    best = Trainer(cfg, kg, model, run_dir, evaluator).fit()
-    train_time = time.perf_counter() - start
+    trainer = Trainer(cfg, kg, model, run_dir, evaluator)
+    if main:
+        write_text(run_dir / CONFIG, config_mod.dump(cfg))
+    best = trainer.fit()
+    train_time = trainer.train_time()
     if not main:  # rank 0 evaluates and writes; the others wait for its metrics
         return distributed.broadcast_object(None)
     load_weights(model, run_dir / "checkpoints" / "best.pt")
@@ -228,6 +234,8 @@ def _train(cfg: dict, run_dir: Path, device: torch.device, features: Features | 
     )
     metrics["best_epoch"] = best["epoch"]
     metrics["train_time_s"] = train_time
+    if cfg["model"]["modalities"] and features is None and cfg["encoder"]["finetune"] == "none":
+        metrics["features"] = cache_encoders(feature_cache_dir(cfg, kg), cfg["model"]["modalities"])
     write_metrics(run_dir, metrics)
     log.info(
         "trained in %.1fs (selected epoch %d); run folder %s", train_time, best["epoch"], run_dir
@@ -251,10 +259,7 @@ def write_report_safely(run_dir: Path, cfg: dict, kg: KnowledgeGraph, model: KGE
 
 
 def write_metrics(run_dir: Path, metrics: dict) -> None:
-    path = Path(run_dir) / "metrics.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-    tmp.replace(path)
+    write_text(Path(run_dir) / "metrics.json", json.dumps(metrics, indent=2))
 
 
 #: config keys a trained run may change when it is loaded: how it is evaluated and where it
@@ -274,19 +279,17 @@ def load_run(
 ) -> tuple[dict, KnowledgeGraph, KGEModel]:
     """Config, graph and model (weights from ``checkpoints/<checkpoint>.pt``) of a run folder;
     ``overrides`` (``key=value``) may change the :data:`INFERENCE_KEYS` of its config."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise VlkgeError(f"{run_dir}: not a run folder (no config.yaml)")
+    run_dir = require_run_folder(run_dir)
     for text in overrides:
         key = text.split("=", 1)[0].strip()
-        if not any(key == k or (k.endswith(".") and key.startswith(k)) for k in INFERENCE_KEYS):
+        if not config_mod.key_in(key, INFERENCE_KEYS):
             raise ConfigError(
                 f"--set {echo(key, quote=False)}: a trained run's {echo(key, quote=False)} "
                 "cannot change; evaluation may set "
                 "evaluation.*, model.neighbours, model.neighbour_temperature, device, "
                 "num_threads and precision"
             )
-    cfg = config_mod.load_config(run_dir / "config.yaml", overrides)
+    cfg = config_mod.load_config(run_dir / CONFIG, overrides)
     kg, model = prepare(cfg, quiet=True)
     path = run_dir / "checkpoints" / f"{checkpoint}.pt"
     load_weights(model, path)

@@ -1,19 +1,61 @@
-"""TensorBoard event files beside ``trace.jsonl``: the same per-epoch numbers, for people who
-watch runs in TensorBoard (``tensorboard --logdir runs/``).
+"""A run's per-epoch record: ``trace.jsonl`` (one JSON line per epoch) and, beside it,
+TensorBoard event files with the same numbers for people who watch runs in TensorBoard
+(``tensorboard --logdir runs/``).
 
-``tracking.tensorboard: auto`` writes them when the ``tensorboard`` package is installed and
-stays silent otherwise; ``true`` without the package is a configuration error.
+A line of ``trace.jsonl`` cut short (a killed run, a full disk) is skipped by its readers with a
+warning, and removed when the run resumes, before new lines are appended.
+
+``tracking.tensorboard: auto`` writes event files when the ``tensorboard`` package is installed
+and stays silent otherwise; ``true`` without the package is a configuration error.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 from pathlib import Path
 
 from vlkge.errors import ConfigError
+from vlkge.files import raise_if_disk_full, write_text
 
 log = logging.getLogger(__name__)
+
+
+def read_trace(path: Path) -> list[dict]:
+    """Entries of ``trace.jsonl`` (none when it is missing); an unreadable line is skipped."""
+    if not path.is_file():
+        return []
+    entries = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            log.warning("%s:%d: unreadable trace line skipped (cut short?)", path, number)
+            continue
+        if isinstance(entry, dict) and "epoch" in entry:
+            entries.append(entry)
+    return entries
+
+
+def cut_trace(path: Path, epoch: int) -> None:
+    """Keep the entries of epochs up to ``epoch`` (those of the checkpoint a run resumes from),
+    dropping later ones and unreadable lines, so that appended lines follow whole ones."""
+    if path.is_file():
+        kept = [e for e in read_trace(path) if e["epoch"] <= epoch]
+        write_text(path, "".join(json.dumps(e) + "\n" for e in kept))
+
+
+def append_trace(path: Path, entry: dict) -> None:
+    """Append one epoch's ``entry``; a full disk is a one-line :class:`~vlkge.files.DiskFull`."""
+    try:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(entry) + "\n")
+    except OSError as exc:
+        raise_if_disk_full(exc, path)
+        raise
 
 
 def tensorboard_available() -> bool:

@@ -8,17 +8,17 @@ Run folder layout::
     checkpoints/     last.pt (rolling, with optimiser and random state), best.pt (model only)
     metrics.json     written by the run once training ends (see vlkge.training.run)
 
-Checkpoints are written atomically, so a killed run resumes from the last one. Ctrl-C stops at
-the next batch boundary and saves ``last.pt`` there (:mod:`vlkge.training.interrupt`); resuming
-is exact, mid-epoch included (:meth:`Trainer.train_epoch`).
+Checkpoints are written atomically, so a killed run resumes from the last one. Ctrl-C or
+SIGTERM stops at the next batch boundary and saves ``last.pt`` there
+(:mod:`vlkge.training.interrupt`); resuming is exact, mid-epoch included
+(:meth:`Trainer.train_epoch`). A full disk stops the run in one line, the last checkpoint kept.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -26,10 +26,12 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from vlkge import config as config_mod
 from vlkge.data.graph import KnowledgeGraph
 from vlkge.data.index import TripleIndex
 from vlkge.errors import Interrupted, VlkgeError
 from vlkge.evaluation.evaluator import Evaluator
+from vlkge.files import DiskFull
 from vlkge.models.model import KGEModel
 from vlkge.precision import autocast, grad_scaler, model_device
 from vlkge.training import distributed
@@ -43,9 +45,20 @@ from vlkge.training.checkpoint import (
 from vlkge.training.interrupt import StopRequest
 from vlkge.training.regimes import KvsAll, NegativeSampling, OneVsAll, Regime
 from vlkge.training.sampler import NegativeSampler
-from vlkge.training.tracking import TensorBoardLog
+from vlkge.training.tracking import TensorBoardLog, append_trace, cut_trace
 
 log = logging.getLogger(__name__)
+
+#: config keys a resumed run may change from those its checkpoint was saved with: how it shows
+#: progress and reports, where it runs, and ``training.epochs`` (raising it extends a run)
+RESUME_FREE_KEYS = (
+    "training.progress",
+    "training.epochs",
+    "tracking.",
+    "report.",
+    "device",
+    "num_threads",
+)
 
 
 def show_progress(setting) -> bool:
@@ -137,6 +150,8 @@ class Trainer:
         run_dir: Path,
         evaluator: Evaluator | None = None,
     ):
+        self.started = time.perf_counter()  # this session's share of the training time
+        self.earlier_time = 0.0  # the training time of the sessions before a resume
         self.cfg, self.kg, self.model, self.run_dir = cfg, kg, model, Path(run_dir)
         self.regime = build_regime(cfg, kg)
         self.optimizer = build_optimizer(cfg, model)
@@ -163,12 +178,17 @@ class Trainer:
     def best_path(self) -> Path:
         return self.run_dir / "checkpoints" / "best.pt"
 
+    def train_time(self) -> float:
+        """Seconds spent training this run, over every session it was resumed in."""
+        return self.earlier_time + time.perf_counter() - self.started
+
     # --- state -----------------------------------------------------------------------------
     def state(self) -> dict:
         """Everything a run needs to continue exactly: ``epoch`` completed epochs, model,
         optimiser, the generator that drives batching, subsampling and negative sampling (the
         sampler keeps no state of its own), torch's global generators (dropout), the best
-        validation so far, and ``partial``, the epoch in progress when Ctrl-C stopped it."""
+        validation so far, ``partial``, the epoch in progress when Ctrl-C stopped it, the
+        resolved config (a resume checks it) and the training time so far."""
         return {
             "epoch": self.epoch,
             "model": self.model.state_dict(),
@@ -179,13 +199,19 @@ class Trainer:
             "best": dict(self.best),
             "partial": self.partial,
             "scaler": self.scaler.state_dict(),
+            "config": self.cfg,
+            "train_time": self.train_time(),
         }
 
     def resume(self) -> bool:
         """Continue from ``last.pt`` if the run folder has one; the trace is cut to match."""
+        trace = self.run_dir / "trace.jsonl"
         if not self.last_path.is_file():
+            if self.main:
+                cut_trace(trace, 0)  # lines of an attempt stopped before its first checkpoint
             return False
         state = load_checkpoint(self.last_path, RESUME_ENTRIES)
+        self._check_config(state.get("config"))
         restore_model(self.model, state["model"], self.last_path)
         with restoring(self.last_path):
             self.optimizer.load_state_dict(state["optimizer"])
@@ -197,11 +223,9 @@ class Trainer:
                 self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.best = state["epoch"], state["best"]
         self.partial = state.get("partial")
-        trace = self.run_dir / "trace.jsonl"
-        if trace.is_file() and self.main:
-            lines = [ln for ln in trace.read_text().splitlines() if ln.strip()]
-            kept = [ln for ln in lines if json.loads(ln)["epoch"] <= self.epoch]
-            trace.write_text("".join(f"{ln}\n" for ln in kept))
+        self.earlier_time = state.get("train_time", 0.0)
+        if self.main:
+            cut_trace(trace, self.epoch)
         log.info(
             "resuming after epoch %d%s (best %s %.4f at epoch %d)",
             self.epoch,
@@ -211,6 +235,25 @@ class Trainer:
             self.best["epoch"],
         )
         return True
+
+    def _check_config(self, saved: dict | None) -> None:
+        """Refuse to resume with a config that differs from the one ``last.pt`` was saved with
+        (``config.yaml`` edited) beyond :data:`RESUME_FREE_KEYS`: the weights would continue
+        under another model or training, silently when the parameter shapes agree. A checkpoint
+        of an older vlkge records no config and is not checked."""
+        if saved is None:
+            return
+        changed = [
+            k
+            for k in config_mod.diff(saved, self.cfg)
+            if not config_mod.key_in(k, RESUME_FREE_KEYS)
+        ]
+        if changed:
+            raise VlkgeError(
+                f"{self.last_path}: saved by this run before its config changed (differs in "
+                f"{', '.join(sorted(changed))}); restore {self.run_dir / 'config.yaml'} or "
+                "start a new run with --out"
+            )
 
     # --- loop ------------------------------------------------------------------------------
     def train_epoch(self) -> float:
@@ -290,11 +333,13 @@ class Trainer:
         return f"The last good checkpoint, after epoch {done}, is kept: {self.last_path}"
 
     def _interrupted(self) -> Interrupted:
-        """Save what a Ctrl-C stopped (unless a second Ctrl-C left it inconsistent)."""
+        """Save what a Ctrl-C or SIGTERM stopped (unless a second signal left it
+        inconsistent)."""
         resume = f"resume with `vlkge train --resume {self.run_dir}`"
+        signum = self.interrupt.signum or signal.SIGINT
         if not self.interrupt.requested or self.interrupt.forced:
             return Interrupted(
-                f"stopped at once in epoch {self.epoch + 1}. {self._saved()}; {resume}"
+                f"stopped at once in epoch {self.epoch + 1}. {self._saved()}; {resume}", signum
             )
         if self.main:
             save_checkpoint(self.last_path, self.state())
@@ -304,19 +349,30 @@ class Trainer:
             if self.partial
             else f"after epoch {self.epoch}"
         )
-        return Interrupted(f"stopped {where}; checkpoint saved to {self.last_path}; {resume}")
+        return Interrupted(
+            f"stopped {where}; checkpoint saved to {self.last_path}; {resume}", signum
+        )
 
     def fit(self) -> dict:
+        """Train (resuming from ``last.pt`` when there is one) and return the best validation;
+        a full disk stops in one line that says which checkpoint is kept."""
+        try:
+            return self._fit()
+        except DiskFull as exc:
+            raise VlkgeError(
+                f"{exc}. {self._saved()}; free some space, then resume with "
+                f"`vlkge train --resume {self.run_dir}`"
+            ) from None
+
+    def _fit(self) -> dict:
         cfg_train, cfg_valid = self.cfg["training"], self.cfg["validation"]
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.resume()
         epochs, every = cfg_train["epochs"], cfg_valid["every"]
         patience, metric = cfg_valid["patience"], cfg_valid["metric"]
         validate = every > 0 and self.evaluator is not None
-        # in a data-parallel run only rank 0 writes the run folder
-        trace_path = self.run_dir / "trace.jsonl" if self.main else os.devnull
+        trace = self.run_dir / "trace.jsonl"
         with (
-            open(trace_path, "a", encoding="utf-8") as trace,
             TensorBoardLog(
                 self.run_dir,
                 self.cfg["tracking"]["tensorboard"] if self.main else False,
@@ -379,8 +435,8 @@ class Trainer:
                             loss,
                             entry["train_time"],
                         )
-                    trace.write(json.dumps(entry) + "\n")
-                    trace.flush()
+                    if self.main:  # in a data-parallel run only rank 0 writes the run folder
+                        append_trace(trace, entry)
                     board.log(entry)
                     ckpt_every = cfg_train["checkpoint_every"]
                     if (
