@@ -4,7 +4,9 @@ then seeds of the selected configs, the test split scored once per selected run.
     python bench/honest_grid.py bench/grids/wn9-img.yaml --out runs/grid/wn9-img
 
 The grid file names the arms (a config each, plus optional ``set`` overrides) and one grid of
-``key: [values]`` that every arm is trained over, so both sides get the same budget:
+``key: [values]`` that every arm is trained over, so both sides get the same budget (an arm may
+bring a ``grid`` of its own instead, of as many points as the shared one; the script refuses
+arms of unequal budgets):
 
     arms:
       structural: {config: configs/wn9-img/best-structural.yaml}
@@ -76,6 +78,12 @@ def test_metrics(run: Path, threads: int) -> dict:
     return json.loads(saved.read_text())["test"]["both"]
 
 
+def grid_points(grid: dict | None) -> list[dict]:
+    """Every combination of a ``key: [values]`` grid (one empty point for no grid)."""
+    grid = grid or {}
+    return [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("grid", type=Path)
@@ -84,15 +92,18 @@ def main() -> None:
     parser.add_argument("--arms", nargs="*", help="only these arms (default: all)")
     args = parser.parse_args()
     spec = yaml.safe_load(args.grid.read_text())
-    grid = spec.get("grid") or {}
-    points = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+    arm_points = {
+        arm: grid_points(a.get("grid", spec.get("grid"))) for arm, a in spec["arms"].items()
+    }
+    if len({len(points) for points in arm_points.values()}) > 1:
+        sys.exit(f"unequal budgets: { ({a: len(p) for a, p in arm_points.items()}) } grid points")
     seeds = spec.get("seeds") or [42]
     results_path = args.out / "results.json"
-    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
     for arm, arm_spec in spec["arms"].items():
         if args.arms and arm not in args.arms:
             continue
         base = {**(arm_spec.get("set") or {}), "seed": seeds[0]}
+        points = arm_points[arm]
         rows = []
         for i, point in enumerate(points):
             run = args.out / arm / f"p{i}"
@@ -139,16 +150,17 @@ def main() -> None:
             }
             for k in KEYS
         }
+        # re-read first: another process may be running another arm into the same --out
+        results = json.loads(results_path.read_text()) if results_path.is_file() else {}
         results[arm] = {"grid": rows, "selected": selected, "seeds": seed_runs, "test": summary}
-        args.out.mkdir(parents=True, exist_ok=True)
         results_path.write_text(json.dumps(results, indent=2))
         print(
             f"{arm}: selected {selected}; test MRR {summary['mrr']['mean']:.4f} ± "
             f"{summary['mrr']['std']:.4f} over seeds {seeds}",
             flush=True,
         )
-    machine = {"cpus": os.cpu_count(), "load": os.getloadavg()}
-    results["machine"] = machine
+    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    results["machine"] = {"cpus": os.cpu_count(), "load": os.getloadavg()}
     results_path.write_text(json.dumps(results, indent=2))
 
 
