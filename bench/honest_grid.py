@@ -21,6 +21,9 @@ point with the best validation MRR is selected; it is trained again with every o
 each selected run's test split is scored once (``vlkge evaluate --split test``). Every run is
 an ordinary run folder under ``--out``: a finished one is reused, an interrupted one resumed
 (``vlkge train --resume``), so the script can be stopped and started again at any point.
+Several processes can share one grid (``--reverse`` walks the points from the end): each run
+folder's lock keeps them from training the same run, and one that reaches a run another is
+training waits for its result.
 ``--out/results.json`` holds every run's validation MRR and wall time, the selections and the
 seeds' test metrics (mean and standard deviation); ``--out/<arm>.yaml`` the selected overrides.
 """
@@ -42,11 +45,20 @@ import yaml
 KEYS = ("mrr", "hits@1", "hits@3", "hits@10")
 
 
+LOCKED = "another vlkge process is writing to this run folder"
+
+
+class Busy(Exception):
+    """The run folder is locked by another process of the same grid."""
+
+
 def vlkge(*args: str, threads: int) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     command = [sys.executable, "-m", "vlkge", *args]
     print("$ vlkge " + " ".join(args), flush=True)
     done = subprocess.run(command, env=env, capture_output=True, text=True)
+    if done.returncode == 2 and LOCKED in done.stderr:
+        raise Busy(args[-1])
     if done.returncode != 0:
         sys.exit(f"vlkge {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
     return done
@@ -60,12 +72,17 @@ def sets(overrides: dict) -> list[str]:
 
 
 def train(run: Path, config: str, overrides: dict, threads: int) -> dict:
-    """The run's metrics.json, training (or resuming) it first when it has none."""
-    if not (run / "metrics.json").is_file():
-        if (run / "checkpoints" / "last.pt").is_file():
-            vlkge("train", "--resume", str(run), threads=threads)
-        else:
-            vlkge("train", "--config", config, *sets(overrides), "--out", str(run), threads=threads)
+    """The run's metrics.json, training (or resuming) it first when it has none; a run that
+    another process of the grid is training is waited for (several processes share a grid)."""
+    while not (run / "metrics.json").is_file():
+        try:
+            if (run / "checkpoints" / "last.pt").is_file():
+                vlkge("train", "--resume", str(run), threads=threads)
+            else:
+                command = ("train", "--config", config, *sets(overrides), "--out", str(run))
+                vlkge(*command, threads=threads)
+        except Busy:
+            time.sleep(30)
     return json.loads((run / "metrics.json").read_text())
 
 
@@ -90,6 +107,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--arms", nargs="*", help="only these arms (default: all)")
+    parser.add_argument("--reverse", action="store_true", help="train the grid points last first")
     args = parser.parse_args()
     spec = yaml.safe_load(args.grid.read_text())
     arm_points = {
@@ -105,7 +123,9 @@ def main() -> None:
         base = {**(arm_spec.get("set") or {}), "seed": seeds[0]}
         points = arm_points[arm]
         rows = []
-        for i, point in enumerate(points):
+        order = range(len(points) - 1, -1, -1) if args.reverse else range(len(points))
+        for i in order:
+            point = points[i]
             run = args.out / arm / f"p{i}"
             overrides = {**base, **point, "evaluation.splits": ["valid"]}
             start = time.perf_counter()
@@ -120,6 +140,7 @@ def main() -> None:
                     "wall_s": round(time.perf_counter() - start, 1),
                 }
             )
+        rows.sort(key=lambda row: int(Path(row["run"]).name[1:]))
         best = max(range(len(points)), key=lambda i: rows[i]["valid_mrr"])
         selected = {**(arm_spec.get("set") or {}), **points[best]}
         (args.out / f"{arm}.yaml").write_text(

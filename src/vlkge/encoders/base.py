@@ -181,10 +181,6 @@ class Encoder(ABC):
         self._need("image")
         raise NotImplementedError
 
-    def image_preprocess(self, image) -> torch.Tensor:
-        """One PIL image -> the pixel tensor the image tower takes."""
-        return self.image_transform()(image)
-
     def _encode_text_batch(self, texts: list[str]) -> torch.Tensor:
         raise NotImplementedError
 

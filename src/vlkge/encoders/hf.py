@@ -15,7 +15,6 @@ import contextlib
 import inspect
 import json
 import logging
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -272,15 +271,3 @@ def _load_preprocessors(transformers, where: str):
     if tokenizer is None and image_processor is None:
         raise OSError(f"{where} has neither a tokenizer nor an image processor")
     return tokenizer, image_processor
-
-
-def is_dual_encoder_folder(path: Path) -> bool:
-    """Whether a local folder holds a transformers dual-encoder checkpoint."""
-    config = path / "config.json"
-    if not config.is_file():
-        return False
-    try:
-        data = json.loads(config.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return data.get("model_type") in DUAL_ENCODERS

@@ -58,11 +58,6 @@ class PrecomputedFeatures:
         return f"precomputed:{self.path.name}"
 
 
-def is_feature_file(name: str | Path) -> bool:
-    path = Path(name)
-    return path.suffix.lower() in SUFFIXES and path.is_file()
-
-
 def read_features(
     path: str | Path,
     ids: str | Path | Sequence[str] | None = None,
