@@ -134,14 +134,15 @@ BUILT = [
 
 def build(cfg: dict) -> None:
     """What a run builds from ``cfg`` before its first batch, then one evaluation."""
+    from vlkge.data.datasets import load_graph
     from vlkge.evaluation.evaluator import Evaluator
     from vlkge.evaluation.zero_shot import relation_templates
     from vlkge.models.factory import build_model
-    from vlkge.training.run import check_splits, evaluate_run, load_graph, resolve_device
+    from vlkge.training.run import check_splits, evaluate_run, resolve_device
     from vlkge.training.trainer import build_regime
 
     resolve_device(cfg["device"])
-    kg = load_graph(cfg)
+    kg = load_graph(cfg["dataset"])
     check_splits(cfg, kg)
     generator = torch.Generator().manual_seed(0)
     features = {

@@ -62,6 +62,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     metrics = train(cfg, run_dir)
     if not distributed.is_main():  # a data-parallel run reports once, from rank 0
         return 0
+    if cfg["report"]["after_train"]:
+        from vlkge.reports.html import write_report_safely
+
+        write_report_safely(run_dir)
     for split in cfg["evaluation"]["splits"]:
         print(_metrics_table(metrics[split], split))
     print(f"run folder: {run_dir}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import logging
 import os
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from vlkge import config as config_mod
 from vlkge.errors import VlkgeError
+from vlkge.files import write_text
 
 log = logging.getLogger(__name__)
 
@@ -129,3 +131,8 @@ def absolute_paths(cfg: dict) -> dict:
     if local_folder(out["encoder"]["name"]) is not None:
         out["encoder"]["name"] = absolute(out["encoder"]["name"])
     return out
+
+
+def write_metrics(folder: str | os.PathLike, metrics: dict) -> None:
+    """``metrics.json`` of a run folder, written atomically."""
+    write_text(Path(folder) / "metrics.json", json.dumps(metrics, indent=2))

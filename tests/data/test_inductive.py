@@ -152,8 +152,8 @@ def test_bad_fractions_and_too_few_candidates(toy, tmp_path, make_dataset):
 
 
 def test_written_folder_loads_inductively(toy, tmp_path):
+    from vlkge.data.datasets import load_graph
     from vlkge.models import build_model
-    from vlkge.training.run import load_graph
 
     out = tmp_path / "ind"
     split = split_inductive(str(toy), out, fraction=0.2, seed=3)
@@ -172,7 +172,7 @@ def test_written_folder_loads_inductively(toy, tmp_path):
             "model.modalities=[text]",
         ]
     )
-    kg = load_graph(cfg)
+    kg = load_graph(cfg["dataset"])
     held = [*split.held_out["valid"], *split.held_out["test"]]
     ids = torch.tensor([kg.entity_id(e) for e in held])
     assert not kg.seen_in_train()[ids].any()

@@ -368,7 +368,8 @@ def test_every_backbone_trains_with_fused_features(backbone, fusion, tmp_path):
 
 
 def test_train_run_with_injected_features(tmp_path, make_dataset):
-    from vlkge.training.run import load_graph, train
+    from vlkge.data.datasets import load_graph
+    from vlkge.training.run import train
 
     folder = make_dataset(tmp_path / "toy", train=TRAIN, valid=TEST[:2], test=TEST[2:])
     cfg = load_config(
@@ -384,7 +385,7 @@ def test_train_run_with_injected_features(tmp_path, make_dataset):
             "training.progress=false",
         ]
     )
-    kg = load_graph(cfg)
+    kg = load_graph(cfg["dataset"])
     metrics = train(cfg, tmp_path / "run", features=feats_for_model(kg))
     assert 0 < metrics["test"]["both"]["mrr"] <= 1
 

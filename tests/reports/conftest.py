@@ -67,6 +67,7 @@ class Runs:
     """Paths of the session's runs and the stub encoder that wrote their features."""
 
     def __init__(self, root: Path):
+        from vlkge.cli import main
         from vlkge.evaluation.zero_shot import run_zero_shot
         from vlkge.training.run import train
 
@@ -88,20 +89,19 @@ class Runs:
             overrides=[*base, "model.modalities=[image, text]", "report.after_train=false"]
         )
         train(multimodal, self.multimodal)
-        self.structural = root / "nations"
-        train(
-            load_config(
-                overrides=[
-                    "dataset.name=nations",
-                    *FAST,
-                    "model.dim=8",
-                    "training.batch_size=256",
-                    "validation.every=0",
-                    "training.negatives.filter_splits=[]",
-                ]
-            ),
-            self.structural,
-        )
+        self.structural = root / "nations"  # through the CLI, which chains train and report
+        settings = [
+            "dataset.name=nations",
+            *FAST,
+            "model.dim=8",
+            "training.batch_size=256",
+            "validation.every=0",
+            "training.negatives.filter_splits=[]",
+        ]
+        argv = ["train", "--out", str(self.structural)]
+        for item in settings:
+            argv += ["--set", item]
+        assert main(argv) == 0
 
 
 @pytest.fixture(scope="session")

@@ -491,3 +491,16 @@ def load_texts(name: str, data_dir: str | os.PathLike) -> tuple[EntityManifest, 
     """The entity texts (as a manifest) and names of text source ``name``."""
     source = TEXTS[name]
     return source.read(resolve(name, data_dir, spec=source))
+
+
+def load_graph(dataset: dict, quiet: bool = False) -> KnowledgeGraph:
+    """The graph a config's ``dataset`` section names, with its training-only inverse
+    relations; ``quiet``: its findings were already reported when the run trained."""
+    kg = load_dataset(
+        dataset["name"],
+        data_dir=dataset["data_dir"],
+        inductive=dataset["setting"] == "inductive",
+        unseen=dataset["unseen_entities"],
+        quiet=quiet,
+    )
+    return kg.with_inverse_relations(dataset["inverse_relations"])

@@ -49,12 +49,13 @@ import torch
 import torch.nn.functional as F
 
 from vlkge import config as config_mod
+from vlkge.data.datasets import load_graph
 from vlkge.data.graph import KnowledgeGraph
 from vlkge.errors import ConfigError, VlkgeError, echo
 from vlkge.evaluation.evaluator import Evaluator
 from vlkge.evaluation.ranking import ScoreFn
 from vlkge.files import write_text
-from vlkge.runfolder import CONFIG, absolute_paths, new_run, require_run_folder
+from vlkge.runfolder import CONFIG, absolute_paths, new_run, require_run_folder, write_metrics
 
 if TYPE_CHECKING:
     from vlkge.encoders.cache import FeatureCache
@@ -304,11 +305,10 @@ def load_zero_shot(
     """Config, graph and scorer of a ``vlkge zero-shot`` run folder (for reports), with its
     features from the run's feature cache; ``encoder`` replaces ``encoder.name``."""
     from vlkge.encoders import build_encoder
-    from vlkge.training.run import load_graph
 
     run_dir = require_run_folder(run_dir)
     cfg = config_mod.load_config(run_dir / CONFIG)
-    kg = load_graph(cfg, quiet=True)
+    kg = load_graph(cfg["dataset"], quiet=True)
     if encoder is None:
         settings = cfg["encoder"]
         encoder = build_encoder(
@@ -371,11 +371,10 @@ def run_zero_shot(
     and ``out_dir/metrics.json`` and returns the metrics. ``encoder`` and ``features`` replace
     ``encoder.name`` and the feature cache."""
     from vlkge.encoders import build_encoder
-    from vlkge.training.run import load_graph, write_metrics
 
     out_dir, cfg = Path(out_dir), absolute_paths(cfg)
     with new_run(out_dir, cfg):
-        kg = load_graph(cfg)
+        kg = load_graph(cfg["dataset"])
         for key in ("templates", "head_templates"):  # fail before encoding anything
             settings = cfg["zero_shot"]
             relation_templates(kg, settings[key], settings["default_template"], f"zero_shot.{key}")

@@ -350,9 +350,9 @@ def write_report(
     elif samples:
         scorers[own] = model_scores(model)
     if kg is None:
-        from vlkge.training.run import load_graph
+        from vlkge.data.datasets import load_graph
 
-        kg = load_graph(cfg, quiet=True)
+        kg = load_graph(cfg["dataset"], quiet=True)
     baseline = None
     baseline_dir = zero_shot or settings["zero_shot"]
     if baseline_dir and not run.zero_shot:
@@ -423,3 +423,15 @@ def _baseline_scorer(baseline: RunFolder, kg: KnowledgeGraph, encoder, notes: li
         notes.append("no zero-shot predictions: the baseline's graph has other entity ids")
         return None
     return zero.scorer()
+
+
+def write_report_safely(run_dir: str | Path) -> None:
+    """The end-of-training report (``report.after_train``): the run is finished, so a failure
+    here only warns."""
+    try:
+        path = write_report(run_dir)
+    except Exception as exc:  # any failure: a report must never lose a finished run
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        log.warning("report not written (%s: %s); metrics.json is kept", type(exc).__name__, reason)
+        return
+    log.info("report: %s", path)

@@ -6,7 +6,6 @@ Also loads a finished run folder back (config, graph, best model) for ``evaluate
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
@@ -17,7 +16,7 @@ import torch
 
 from vlkge import config as config_mod
 from vlkge.allocator import keep_freed_memory
-from vlkge.data.datasets import load_dataset
+from vlkge.data.datasets import load_graph
 from vlkge.data.graph import KnowledgeGraph
 from vlkge.errors import ConfigError, VlkgeError, echo
 from vlkge.evaluation.evaluator import Evaluator, model_scorer
@@ -32,7 +31,7 @@ from vlkge.models.features import (
     load_features,
 )
 from vlkge.models.model import KGEModel
-from vlkge.runfolder import CONFIG, absolute_paths, new_run, require_run_folder
+from vlkge.runfolder import CONFIG, absolute_paths, new_run, require_run_folder, write_metrics
 from vlkge.training import distributed
 from vlkge.training.checkpoint import load_weights
 from vlkge.training.trainer import Trainer, show_progress
@@ -73,19 +72,6 @@ def check_splits(cfg: dict, kg: KnowledgeGraph) -> None:
             )
 
 
-def load_graph(cfg: dict, quiet: bool = False) -> KnowledgeGraph:
-    """The configured dataset; ``quiet``: its findings were reported by the run's training."""
-    data = cfg["dataset"]
-    kg = load_dataset(
-        data["name"],
-        data_dir=data["data_dir"],
-        inductive=data["setting"] == "inductive",
-        unseen=data["unseen_entities"],
-        quiet=quiet,
-    )
-    return kg.with_inverse_relations(data["inverse_relations"])
-
-
 def prepare(
     cfg: dict, features: Features | None = None, quiet: bool = False
 ) -> tuple[KnowledgeGraph, KGEModel]:
@@ -93,7 +79,7 @@ def prepare(
 
     A multimodal model (``model.modalities``) reads its frozen features from
     ``features.cache_dir`` unless a ``features`` dict is given; ``quiet``: a trained run's
-    graph, whose findings its training reported (:func:`load_graph`).
+    graph, whose findings its training reported (:func:`vlkge.data.datasets.load_graph`).
     """
     if cfg["num_threads"]:
         torch.set_num_threads(cfg["num_threads"])
@@ -103,7 +89,7 @@ def prepare(
     keep_freed_memory()
     seed_everything(cfg["seed"])
     configure_kernels(cfg["compile"])
-    kg = load_graph(cfg, quiet)
+    kg = load_graph(cfg["dataset"], quiet)
     model_cfg = dict(cfg["model"])
     if cfg["compat"]["paper"]:
         model_cfg["rotate_distance"] = "l2"
@@ -240,26 +226,7 @@ def _train_in(cfg: dict, run_dir: Path, device: torch.device, features: Features
     log.info(
         "trained in %.1fs (selected epoch %d); run folder %s", train_time, best["epoch"], run_dir
     )
-    if cfg["report"]["after_train"]:
-        write_report_safely(run_dir, cfg, kg, model)
     return distributed.broadcast_object(metrics)
-
-
-def write_report_safely(run_dir: Path, cfg: dict, kg: KnowledgeGraph, model: KGEModel) -> None:
-    """The end-of-training report; the run is finished, so a failure here only warns."""
-    from vlkge.reports import write_report
-
-    try:
-        path = write_report(run_dir, model=model, kg=kg, cfg=cfg)
-    except Exception as exc:  # any failure: a report must never lose a finished run
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        log.warning("report not written (%s: %s); metrics.json is kept", type(exc).__name__, reason)
-        return
-    log.info("report: %s", path)
-
-
-def write_metrics(run_dir: Path, metrics: dict) -> None:
-    write_text(Path(run_dir) / "metrics.json", json.dumps(metrics, indent=2))
 
 
 #: config keys a trained run may change when it is loaded: how it is evaluated and where it
