@@ -95,6 +95,14 @@ def test_metrics(run: Path, threads: int) -> dict:
     return json.loads(saved.read_text())["test"]["both"]
 
 
+def update(path: Path, key: str, value: dict) -> None:
+    """Set one entry of ``results.json``, re-read first: another process may be running
+    another arm into the same ``--out``."""
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    results[key] = value
+    path.write_text(json.dumps(results, indent=2))
+
+
 def grid_points(grid: dict | None) -> list[dict]:
     """Every combination of a ``key: [values]`` grid (one empty point for no grid)."""
     grid = grid or {}
@@ -120,29 +128,26 @@ def main() -> None:
     for arm, arm_spec in spec["arms"].items():
         if args.arms and arm not in args.arms:
             continue
-        base = {**(arm_spec.get("set") or {}), "seed": seeds[0]}
+        fixed = arm_spec.get("set") or {}
         points = arm_points[arm]
-        rows = []
+        rows: list[dict] = [{}] * len(points)
         order = range(len(points) - 1, -1, -1) if args.reverse else range(len(points))
         for i in order:
             point = points[i]
             run = args.out / arm / f"p{i}"
-            overrides = {**base, **point, "evaluation.splits": ["valid"]}
+            overrides = {**fixed, "seed": seeds[0], **point, "evaluation.splits": ["valid"]}
             start = time.perf_counter()
             metrics = train(run, arm_spec["config"], overrides, args.threads)
-            rows.append(
-                {
-                    "run": str(run),
-                    "point": point,
-                    "valid_mrr": metrics["valid"]["both"]["mrr"],
-                    "best_epoch": metrics.get("best_epoch"),
-                    "train_time_s": metrics.get("train_time_s"),
-                    "wall_s": round(time.perf_counter() - start, 1),
-                }
-            )
-        rows.sort(key=lambda row: int(Path(row["run"]).name[1:]))
+            rows[i] = {
+                "run": str(run),
+                "point": point,
+                "valid_mrr": metrics["valid"]["both"]["mrr"],
+                "best_epoch": metrics.get("best_epoch"),
+                "train_time_s": metrics.get("train_time_s"),
+                "wall_s": round(time.perf_counter() - start, 1),
+            }
         best = max(range(len(points)), key=lambda i: rows[i]["valid_mrr"])
-        selected = {**(arm_spec.get("set") or {}), **points[best]}
+        selected = {**fixed, **points[best]}
         (args.out / f"{arm}.yaml").write_text(
             yaml.safe_dump({"config": arm_spec["config"], "set": selected}, sort_keys=False)
         )
@@ -155,13 +160,14 @@ def main() -> None:
                 {**selected, "seed": seed, "evaluation.splits": ["valid"]},
                 args.threads,
             )
+            test = test_metrics(run, args.threads)
             seed_runs.append(
                 {
                     "run": str(run),
                     "seed": seed,
                     "valid_mrr": metrics["valid"]["both"]["mrr"],
                     "train_time_s": metrics.get("train_time_s"),
-                    "test": {k: test_metrics(run, args.threads)[k] for k in KEYS},
+                    "test": {k: test[k] for k in KEYS},
                 }
             )
         summary = {
@@ -171,18 +177,17 @@ def main() -> None:
             }
             for k in KEYS
         }
-        # re-read first: another process may be running another arm into the same --out
-        results = json.loads(results_path.read_text()) if results_path.is_file() else {}
-        results[arm] = {"grid": rows, "selected": selected, "seeds": seed_runs, "test": summary}
-        results_path.write_text(json.dumps(results, indent=2))
+        update(
+            results_path,
+            arm,
+            {"grid": rows, "selected": selected, "seeds": seed_runs, "test": summary},
+        )
         print(
             f"{arm}: selected {selected}; test MRR {summary['mrr']['mean']:.4f} ± "
             f"{summary['mrr']['std']:.4f} over seeds {seeds}",
             flush=True,
         )
-    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
-    results["machine"] = {"cpus": os.cpu_count(), "load": os.getloadavg()}
-    results_path.write_text(json.dumps(results, indent=2))
+    update(results_path, "machine", {"cpus": os.cpu_count(), "load": os.getloadavg()})
 
 
 if __name__ == "__main__":

@@ -75,16 +75,19 @@ def build_entities(
         neighbours=model_cfg.get("neighbours", 0),
         neighbour_temperature=model_cfg.get("neighbour_temperature", 0.05),
         dropout=model_cfg.get("dropout", 0.0),
-        **_preprocessing(features_cfg or {}),
+        **_preprocessing(features_cfg),
     )
 
 
-def _preprocessing(features_cfg: dict) -> dict:
-    """The ``features`` section's preprocessing keys as representation arguments."""
+def _preprocessing(features_cfg: dict | None) -> dict:
+    """The ``features`` section's preprocessing keys as representation arguments (none
+    without a section: the representation's own defaults, no preprocessing)."""
+    if features_cfg is None:
+        return {}
     return {
-        "preprocess": features_cfg.get("preprocess", "none"),
-        "preprocess_width": features_cfg.get("width"),
-        "normalize_features": features_cfg.get("normalize", False),
+        "preprocess": features_cfg["preprocess"],
+        "preprocess_width": features_cfg["width"],
+        "normalize_features": features_cfg["normalize"],
     }
 
 

@@ -48,7 +48,8 @@ class FeatureTransform(nn.Module):
             raise ValueError(f"method must be one of {', '.join(PREPROCESS)}, not {method!r}")
         self.method, self.normalize = method, normalize
         self.in_width = table.shape[1]
-        rows = _fit_rows(table, mask)
+        # normalising alone needs no statistics: no copy of the table is made for it
+        rows = _fit_rows(table, mask) if method != "none" else table[:0].double()
         if width is not None and method in ("pca", "whiten") and width > min(rows.shape):
             raise ValueError(
                 f"features.width {width} exceeds what {len(rows)} rows of {self.in_width}-d "
