@@ -128,7 +128,8 @@ def _predict_new(args: argparse.Namespace) -> int:
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
-    from vlkge.data.datasets import DATASETS, load_dataset
+    from vlkge.data.datasets import load_dataset
+    from vlkge.data.registry import DATASETS
     from vlkge.data.stats import format_statistics, statistics
 
     if args.action == "list":
