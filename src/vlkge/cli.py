@@ -48,7 +48,7 @@ def _metrics_table(metrics: dict, title: str) -> str:
 
 # --- commands --------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
-    from vlkge.training import distributed
+    from vlkge import distributed
     from vlkge.training.run import train
 
     if args.resume:
@@ -177,7 +177,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 def cmd_encode(args: argparse.Namespace) -> int:
     """Under torchrun each rank encodes a share of the entities (vlkge.encoders.sharded)."""
-    from vlkge.training import distributed
+    from vlkge import distributed
     from vlkge.training.run import resolve_device
 
     cfg = config_mod.load_config(args.config, args.set)
@@ -193,7 +193,7 @@ def _encode(args: argparse.Namespace, cfg: dict, device) -> int:
     from vlkge.encoders.precomputed import read_features
     from vlkge.encoders.sharded import encode_sharded
     from vlkge.models.features import encoder_manifest
-    from vlkge.training import distributed
+    from vlkge import distributed
 
     main = distributed.is_main()
     settings = cfg["encoder"]

@@ -16,7 +16,7 @@ from vlkge.data.manifest import EntityManifest
 from vlkge.encoders.hf import HFEncoder
 from vlkge.encoders.tuning import TunedTower, build_towers
 from vlkge.errors import ConfigError
-from vlkge.training.checkpoint import load_checkpoint
+from vlkge.checkpoint import load_checkpoint
 
 TEXTS = ["a red square", "a blue circle", "x", "the quick brown fox jumps", "an owl"]
 

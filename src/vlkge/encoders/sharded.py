@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from vlkge.data.manifest import EntityManifest
 from vlkge.encoders.base import Encoder
 from vlkge.encoders.cache import FeatureCache, ModalityReport
-from vlkge.training import distributed
+from vlkge import distributed
 
 
 def encode_sharded(

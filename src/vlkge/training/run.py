@@ -32,8 +32,8 @@ from vlkge.models.features import (
 )
 from vlkge.models.model import KGEModel
 from vlkge.runfolder import CONFIG, absolute_paths, new_run, require_run_folder, write_metrics
-from vlkge.training import distributed
-from vlkge.training.checkpoint import load_weights
+from vlkge import distributed
+from vlkge.checkpoint import load_weights
 from vlkge.training.trainer import Trainer, show_progress
 
 log = logging.getLogger(__name__)
@@ -175,7 +175,7 @@ def train(cfg: dict, run_dir: str | Path, features: Features | None = None) -> d
 
     ``features`` replaces the feature cache of a multimodal model (see :func:`prepare`).
     Launched by ``torchrun`` with several processes, the run is data-parallel
-    (:mod:`vlkge.training.distributed`): rank 0 writes the run folder and every rank returns
+    (:mod:`vlkge.distributed`): rank 0 writes the run folder and every rank returns
     its metrics.
     """
     device = distributed.device_for_rank(resolve_device(cfg["device"]))

@@ -34,8 +34,8 @@ from vlkge.evaluation.evaluator import Evaluator
 from vlkge.files import DiskFull
 from vlkge.models.model import KGEModel
 from vlkge.precision import autocast, grad_scaler, model_device
-from vlkge.training import distributed
-from vlkge.training.checkpoint import (
+from vlkge import distributed
+from vlkge.checkpoint import (
     RESUME_ENTRIES,
     load_checkpoint,
     restore_model,
