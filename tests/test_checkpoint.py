@@ -11,8 +11,6 @@ import pytest
 import torch
 from payloads import SYSTEM, RunsCode
 
-from vlkge.cli import main
-from vlkge.errors import VlkgeError
 from vlkge import checkpoint
 from vlkge.checkpoint import (
     MODEL_ENTRIES,
@@ -21,6 +19,8 @@ from vlkge.checkpoint import (
     restore_model,
     save_checkpoint,
 )
+from vlkge.cli import main
+from vlkge.errors import VlkgeError
 
 
 def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):

@@ -9,11 +9,11 @@ import os
 
 import pytest
 
+from vlkge import checkpoint
+from vlkge.checkpoint import load_checkpoint
 from vlkge.cli import main
 from vlkge.files import DiskFull, atomic_write, write_text
-from vlkge import checkpoint
 from vlkge.training import tracking
-from vlkge.checkpoint import load_checkpoint
 
 FULL = "not written, the disk is full (no space left on device)"
 

@@ -21,8 +21,8 @@ from safetensors.torch import save_file
 
 from vlkge.cli import main
 from vlkge.data.manifest import EntityManifest
-from vlkge.encoders import cache as cache_mod
-from vlkge.encoders.cache import FeatureCache, Record, read_table, write_table
+from vlkge.encoders.cache import FeatureCache, tables
+from vlkge.encoders.cache.tables import Record, read_table, write_table
 from vlkge.errors import DataError
 
 HERE = Path(__file__).parent
@@ -31,7 +31,7 @@ TESTS = HERE.parent
 
 @pytest.fixture(autouse=True)
 def small_blocks(monkeypatch):
-    monkeypatch.setattr(cache_mod, "BLOCK_ROWS", 4)
+    monkeypatch.setattr(tables, "BLOCK_ROWS", 4)
 
 
 def flip_feature_byte(path: Path, row: int) -> None:

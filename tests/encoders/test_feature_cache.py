@@ -221,7 +221,7 @@ def test_text_only_encoder_refuses_images(parts, manifest, tmp_path):
 def test_concurrent_writers_are_refused(parts, manifest, tmp_path):
     cache = FeatureCache(tmp_path / "cache")
     cache.folder.mkdir()
-    with cache._lock():
+    with cache.lock():
         with pytest.raises(VlkgeError, match="another vlkge encode"):
             FeatureCache(tmp_path / "cache", lock_timeout=0).update(encoder(parts), manifest)
     assert cache.update(encoder(parts), manifest, modalities=["text"])["text"].encoded == 6

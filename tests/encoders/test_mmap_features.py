@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from vlkge.encoders.cache import FeatureCache, Record, write_table
+from vlkge.encoders.cache import FeatureCache
+from vlkge.encoders.cache.tables import Record, write_table
 from vlkge.models.features import check_features
 
 ROWS, WIDTH = 4096, 64

@@ -27,13 +27,6 @@ import torch
 from tqdm.auto import tqdm
 
 from vlkge import config as config_mod
-from vlkge.data.graph import KnowledgeGraph
-from vlkge.data.index import TripleIndex
-from vlkge.errors import Interrupted, VlkgeError
-from vlkge.evaluation.evaluator import Evaluator
-from vlkge.files import DiskFull
-from vlkge.models.model import KGEModel
-from vlkge.precision import autocast, grad_scaler, model_device
 from vlkge import distributed
 from vlkge.checkpoint import (
     RESUME_ENTRIES,
@@ -42,6 +35,13 @@ from vlkge.checkpoint import (
     restoring,
     save_checkpoint,
 )
+from vlkge.data.graph import KnowledgeGraph
+from vlkge.data.index import TripleIndex
+from vlkge.errors import Interrupted, VlkgeError
+from vlkge.evaluation.evaluator import Evaluator
+from vlkge.files import DiskFull
+from vlkge.models.model import KGEModel
+from vlkge.precision import autocast, grad_scaler, model_device
 from vlkge.training.interrupt import StopRequest
 from vlkge.training.regimes import KvsAll, NegativeSampling, OneVsAll, Regime
 from vlkge.training.sampler import NegativeSampler
