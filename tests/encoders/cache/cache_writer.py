@@ -39,7 +39,7 @@ class Messages(logging.Handler):
 
 
 def main(folder: str, go: str) -> None:
-    tables.BLOCK_ROWS = 4  # as the test module's fixture sets it
+    tables.BLOCK_ROWS = 4  # several checksum blocks in the twenty-row table
     messages = Messages()
     logger = logging.getLogger("vlkge")
     logger.addHandler(messages)
