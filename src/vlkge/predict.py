@@ -92,7 +92,7 @@ def new_entity_features(
     with a fine-tuned encoder (``encoder.finetune``) encodes with the tuned encoder held by
     its ``model``."""
     from vlkge.encoders import build_encoder
-    from vlkge.encoders.cache import FeatureCache
+    from vlkge.encoders.cache import FeatureCache, imported
     from vlkge.models.features import feature_cache_dir
 
     modalities = list(cfg["model"]["modalities"])
@@ -118,7 +118,7 @@ def new_entity_features(
     cache = FeatureCache(feature_cache_dir(cfg, kg))
     metadata = {m: cache.metadata(m) for m in given}
     for modality, meta in metadata.items():
-        if meta is not None and str(meta.get("preprocessing", "")).startswith("precomputed"):
+        if meta is not None and imported(meta):
             if encoder is None:
                 raise VlkgeError(
                     f"the run's {modality} features were imported ({meta.get('encoder')}), not "
@@ -131,14 +131,8 @@ def new_entity_features(
             raise VlkgeError(f"the run's features come from several encoders: {sorted(names)}")
         name = names.pop() if names else cfg["encoder"]["name"]
         encoder = build_encoder(name, device=cfg["device"], batch_size=cfg["encoder"]["batch_size"])
-    for modality, meta in metadata.items():
-        if meta is None or str(meta.get("preprocessing", "")).startswith("precomputed"):
-            continue
-        if meta.get("fingerprint") != encoder.fingerprint:
-            raise VlkgeError(
-                f"encoder {encoder.name} is not the one that wrote the run's {modality} "
-                f"features ({meta.get('encoder')}; weights differ)"
-            )
+    for modality in metadata:
+        cache.check_encoder(modality, encoder)
     return _encode_new(encoder, given)
 
 

@@ -81,14 +81,6 @@ def cache_encoders(cache_dir: str | Path, modalities) -> dict[str, dict]:
     return out
 
 
-def encoder_manifest(cfg: dict, kg: KnowledgeGraph):
-    """The entities' texts and images as the encoder sees them (``encoder.text_template``
-    applied), or ``None`` when the dataset has none."""
-    if kg.manifest is None:
-        return None
-    return kg.manifest.with_text_template(cfg["encoder"]["text_template"], kg.names)
-
-
 def load_features(cache_dir: str | Path | None, kg: KnowledgeGraph, modalities) -> Features:
     """Read the requested modalities from the feature cache written by ``vlkge encode``,
     aligned with the graph's entity ids."""

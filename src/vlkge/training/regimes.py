@@ -13,7 +13,7 @@ fraction f, each epoch keeps round(f * n_r) of r's n_r examples (at least one wh
 fresh uniform draw without replacement from the run's generator, so a run is repeatable and a
 resumed run draws what the uninterrupted one would have.
 
-Data-parallel runs (:mod:`vlkge.training.distributed`) set ``rank`` and ``world``: every rank
+Data-parallel runs (:mod:`vlkge.distributed`) set ``rank`` and ``world``: every rank
 draws the whole global batch's randomness, then scores only its rows ``rank::world``
 (:meth:`Regime.local`); a rank left without rows gets a ``None`` loss.
 """

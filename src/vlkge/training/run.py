@@ -15,7 +15,9 @@ import numpy as np
 import torch
 
 from vlkge import config as config_mod
+from vlkge import distributed
 from vlkge.allocator import keep_freed_memory
+from vlkge.checkpoint import load_weights
 from vlkge.data.datasets import load_graph
 from vlkge.data.graph import KnowledgeGraph
 from vlkge.errors import ConfigError, VlkgeError, echo
@@ -23,17 +25,9 @@ from vlkge.evaluation.evaluator import Evaluator, model_scorer
 from vlkge.files import write_text
 from vlkge.models.backbones.kernels import configure_kernels
 from vlkge.models.factory import build_model, warn_large_margin
-from vlkge.models.features import (
-    Features,
-    cache_encoders,
-    encoder_manifest,
-    feature_cache_dir,
-    load_features,
-)
+from vlkge.models.features import Features, cache_encoders, feature_cache_dir, load_features
 from vlkge.models.model import KGEModel
 from vlkge.runfolder import CONFIG, absolute_paths, new_run, require_run_folder, write_metrics
-from vlkge.training import distributed
-from vlkge.training.checkpoint import load_weights
 from vlkge.training.trainer import Trainer, show_progress
 
 log = logging.getLogger(__name__)
@@ -108,6 +102,7 @@ def prepare(
 def build_tuned_towers(cfg: dict, kg: KnowledgeGraph) -> dict:
     """Fine-tuned encoder towers (``encoder.finetune``) over the dataset's own texts/images."""
     from vlkge.encoders import build_encoder
+    from vlkge.encoders.cache.policy import encoder_manifest
     from vlkge.encoders.tuning import build_towers
 
     settings = cfg["encoder"]
@@ -175,7 +170,7 @@ def train(cfg: dict, run_dir: str | Path, features: Features | None = None) -> d
 
     ``features`` replaces the feature cache of a multimodal model (see :func:`prepare`).
     Launched by ``torchrun`` with several processes, the run is data-parallel
-    (:mod:`vlkge.training.distributed`): rank 0 writes the run folder and every rank returns
+    (:mod:`vlkge.distributed`): rank 0 writes the run folder and every rank returns
     its metrics.
     """
     device = distributed.device_for_rank(resolve_device(cfg["device"]))

@@ -27,6 +27,14 @@ import torch
 from tqdm.auto import tqdm
 
 from vlkge import config as config_mod
+from vlkge import distributed
+from vlkge.checkpoint import (
+    RESUME_ENTRIES,
+    load_checkpoint,
+    restore_model,
+    restoring,
+    save_checkpoint,
+)
 from vlkge.data.graph import KnowledgeGraph
 from vlkge.data.index import TripleIndex
 from vlkge.errors import Interrupted, VlkgeError
@@ -34,14 +42,6 @@ from vlkge.evaluation.evaluator import Evaluator
 from vlkge.files import DiskFull
 from vlkge.models.model import KGEModel
 from vlkge.precision import autocast, grad_scaler, model_device
-from vlkge.training import distributed
-from vlkge.training.checkpoint import (
-    RESUME_ENTRIES,
-    load_checkpoint,
-    restore_model,
-    restoring,
-    save_checkpoint,
-)
 from vlkge.training.interrupt import StopRequest
 from vlkge.training.regimes import KvsAll, NegativeSampling, OneVsAll, Regime
 from vlkge.training.sampler import NegativeSampler
