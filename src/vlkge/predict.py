@@ -183,16 +183,8 @@ def predict_new_entity(
     model.eval()
     vector = model.entities.represent(features, imaginary)
     table = model.entity_table()
-    vector = vector.to(table.device)
     relation_id = torch.tensor([kg.relation_id(relation)], device=table.device)
-    side = direction
-    if side == "head" and model.reciprocal:
-        side, relation_id = "tail", relation_id + model.num_relations
-    rel = model.relations(relation_id)
-    if side == "tail":
-        scores = model.interaction.score_tails(vector, rel, table)[0]
-    else:
-        scores = model.interaction.score_heads(table, rel, vector)[0]
+    scores = model.score_vectors(direction, vector.to(table.device), relation_id, table)[0]
     best = torch.topk(scores.float().cpu(), min(k, kg.num_entities))
     return [
         {
