@@ -138,7 +138,7 @@ def build(cfg: dict) -> None:
     from vlkge.evaluation.evaluator import Evaluator
     from vlkge.evaluation.zero_shot import relation_templates
     from vlkge.models.factory import build_model
-    from vlkge.training.factory import build_regime
+    from vlkge.training.build import build_regime
     from vlkge.training.run import check_splits, evaluate_run, resolve_device
 
     resolve_device(cfg["device"])

@@ -11,7 +11,7 @@ from vlkge.data.graph import KnowledgeGraph
 from vlkge.data.index import TripleIndex
 from vlkge.data.triples import LabeledTriples
 from vlkge.errors import ConfigError
-from vlkge.training.factory import build_regime
+from vlkge.training.build import build_regime
 from vlkge.training.regimes import KvsAll, NegativeSampling, OneVsAll
 from vlkge.training.run import train
 from vlkge.training.sampler import NegativeSampler

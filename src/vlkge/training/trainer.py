@@ -12,7 +12,7 @@ Checkpoints are written atomically, so a killed run resumes from the last one. C
 SIGTERM stops at the next batch boundary and saves ``last.pt`` there
 (:mod:`vlkge.training.interrupt`); resuming is exact, mid-epoch included
 (:meth:`Trainer.train_epoch`). A full disk stops the run in one line, the last checkpoint kept.
-The regime and the optimiser are built from the config in :mod:`vlkge.training.factory`; which
+The regime and the optimiser are built from the config in :mod:`vlkge.training.build`; which
 config changes a resume accepts is :mod:`vlkge.training.resume`.
 """
 
@@ -35,6 +35,7 @@ from vlkge.files import DiskFull
 from vlkge.models.model import KGEModel
 from vlkge.precision import autocast, grad_scaler, model_device
 from vlkge.training import distributed
+from vlkge.training.build import build_optimizer, build_regime
 from vlkge.training.checkpoint import (
     RESUME_ENTRIES,
     load_checkpoint,
@@ -42,7 +43,6 @@ from vlkge.training.checkpoint import (
     restoring,
     save_checkpoint,
 )
-from vlkge.training.factory import build_optimizer, build_regime
 from vlkge.training.interrupt import StopRequest
 from vlkge.training.resume import check_resumable
 from vlkge.training.tracking import TensorBoardLog, append_trace, cut_trace

@@ -8,7 +8,7 @@ from vlkge.config import load_config
 from vlkge.data.graph import KnowledgeGraph
 from vlkge.data.triples import LabeledTriples
 from vlkge.errors import ConfigError
-from vlkge.training.factory import OPTIMIZERS, build_optimizer, relation_ids
+from vlkge.training.build import OPTIMIZERS, build_optimizer, relation_ids
 
 
 def model() -> torch.nn.Module:
