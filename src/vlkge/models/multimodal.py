@@ -247,7 +247,7 @@ class FusedEntityRepresentation(Representation):
 
     # --- entities outside the graph -----------------------------------------------------------
     def new_features(self, features: NewFeatures) -> Features:
-        """Raw features of ``n`` new entities, checked and preprocessed, every row masked.
+        """Raw features of ``n`` new entities, checked and preprocessed, each with its row mask.
 
         ``features``: ``{modality: FloatTensor[n, w]}`` (or ``(features, mask [n])`` when some
         rows lack the modality; a 1-d tensor is one entity), raw encoder outputs of the widths
