@@ -166,32 +166,19 @@ def predict_new_entity(
     ``direction="tail"``: queries ``(new, relation, ?)``, the graph's entities ranked as
     tails; ``"head"``: ``(?, relation, new)``. The new entity is represented by the run's
     trained projections and fusion, like an entity unseen in training (no structural part;
-    Im(e) for complex backbones as in ``FusedEntityRepresentation.represent``); nothing is
-    retrained and the graph is unchanged.
+    Im(e) for complex backbones by ``imaginary``, one of
+    :data:`~vlkge.models.representations.NEW_IMAGINARY`); nothing is retrained and the graph
+    is unchanged. A model without modal features cannot represent it (one-line error).
     """
-    from vlkge.models.multimodal import FusedEntityRepresentation
-
     if direction not in ("head", "tail"):
         raise VlkgeError(f"direction must be head or tail, not {echo(direction)}")
-    if not isinstance(model.entities, FusedEntityRepresentation):
-        raise VlkgeError(
-            "the run's model has no modal features (model.modalities: []); it cannot represent "
-            "a new entity"
-        )
     if k < 1:
         raise VlkgeError(f"--top-k must be positive, not {echo(k)}")
     model.eval()
+    vector = model.entities.represent(features, imaginary)
     table = model.entity_table()
-    vector = model.entities.represent(features, imaginary).to(table.device)
     relation_id = torch.tensor([kg.relation_id(relation)], device=table.device)
-    side = direction
-    if side == "head" and model.reciprocal:
-        side, relation_id = "tail", relation_id + model.num_relations
-    rel = model.relations(relation_id)
-    if side == "tail":
-        scores = model.interaction.score_tails(vector, rel, table)[0]
-    else:
-        scores = model.interaction.score_heads(table, rel, vector)[0]
+    scores = model.score_vectors(direction, vector.to(table.device), relation_id, table)[0]
     best = torch.topk(scores.float().cpu(), min(k, kg.num_entities))
     return [
         {

@@ -57,13 +57,11 @@ def feature_cache_dir(cfg: dict, kg: KnowledgeGraph) -> Path:
     folder its name, so that the relative and the absolute path find the same cache)."""
     if cfg["features"]["cache_dir"]:
         return Path(cfg["features"]["cache_dir"]).expanduser()
-    encoder = cfg.get("encoder") or {}
     from vlkge.encoders import local_folder
     from vlkge.encoders.cache import default_cache_dir
 
-    name = encoder.get("name") or "encoder"
+    name, template = cfg["encoder"]["name"], cfg["encoder"]["text_template"]
     folder = local_folder(name)
-    template = encoder.get("text_template", "{text}")
     return default_cache_dir(kg.name, folder.name if folder else name, template)
 
 
