@@ -81,11 +81,13 @@ def test_datasets_info_data_dir_and_folder(capsys, tmp_path, make_dataset):
 
 # --- config --------------------------------------------------------------------------------
 def test_config_show(capsys):
-    from vlkge.config import default_text
+    from vlkge.config import defaults, documented
+    from vlkge.training.choices import registry_choices
 
     code, out, _ = run(capsys, "config", "show")
     assert code == 0
-    assert out == default_text()
+    assert out == documented(defaults(), None, registry_choices())
+    assert "# transe | distmult | complex | rotate: " in out
 
 
 def test_config_show_resolved(capsys, tmp_path):

@@ -32,6 +32,13 @@ def _setup_logging(verbose: bool) -> None:
     )
 
 
+def _load_config(path: str | Path | None, overrides: list[str]) -> dict:
+    """A user's config, its registry-backed keys checked against the registries."""
+    from vlkge.training.choices import registry_choices
+
+    return config_mod.load_config(path, overrides, registry_choices())
+
+
 def _metrics_table(metrics: dict, title: str) -> str:
     rows = [f"{title:<13} {'MRR':>7} {'MR':>9} {'H@1':>7} {'H@3':>7} {'H@10':>7} {'n':>7}"]
     lines = [(key, metrics[key]) for key in ("both", "head", "tail") if key in metrics]
@@ -53,12 +60,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.resume:
         run_dir = require_run_folder(args.resume)
-        cfg = config_mod.load_config(run_dir / CONFIG, args.set)
+        cfg = _load_config(run_dir / CONFIG, args.set)
     else:
         if not args.out:
             raise VlkgeError("train needs --out DIR (or --resume DIR)")
         run_dir = Path(args.out)
-        cfg = config_mod.load_config(args.config, args.set)
+        cfg = _load_config(args.config, args.set)
     metrics = train(cfg, run_dir)
     if not distributed.is_main():  # a data-parallel run reports once, from rank 0
         return 0
@@ -180,7 +187,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from vlkge.training import distributed
     from vlkge.training.run import resolve_device
 
-    cfg = config_mod.load_config(args.config, args.set)
+    cfg = _load_config(args.config, args.set)
     device = distributed.device_for_rank(resolve_device(args.device or cfg["device"]))
     with distributed.session(device):
         return _encode(args, cfg, device)
@@ -276,7 +283,7 @@ def _encode(args: argparse.Namespace, cfg: dict, device) -> int:
 def cmd_zero_shot(args: argparse.Namespace) -> int:
     from vlkge.evaluation.zero_shot import run_zero_shot
 
-    cfg = config_mod.load_config(args.config, args.set)
+    cfg = _load_config(args.config, args.set)
     metrics = run_zero_shot(cfg, args.out, progress=sys.stderr.isatty())
     for split in cfg["evaluation"]["splits"]:
         print(_metrics_table(metrics[split], split))
@@ -285,12 +292,12 @@ def cmd_zero_shot(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    if args.config is None and not args.set:
-        print(config_mod.default_text(), end="")
-        return 0
-    cfg = config_mod.load_config(args.config, args.set)
-    only = None if args.full else config_mod.changed_keys(cfg)
-    print(config_mod.documented(cfg, only), end="")
+    from vlkge.training.choices import registry_choices
+
+    cfg = _load_config(args.config, args.set)
+    given = args.config is not None or args.set
+    only = config_mod.changed_keys(cfg) if given and not args.full else None
+    print(config_mod.documented(cfg, only, registry_choices()), end="")
     return 0
 
 

@@ -62,7 +62,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-NAME_SOURCES = config_mod.CHOICES["zero_shot.name_source"]
+NAME_SOURCES = ("names", "label", "text")  # zero_shot.name_source, see entity_names
 
 
 def entity_names(kg: KnowledgeGraph, source: str = "names") -> list[str]:

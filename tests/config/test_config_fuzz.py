@@ -18,9 +18,12 @@ from hypothesis import strategies as st
 
 from vlkge import config as cfgmod
 from vlkge.errors import ConfigError, VlkgeError
+from vlkge.training.choices import registry_choices
 
 DEFAULTS = cfgmod.defaults()
 KEYS = cfgmod.dotted_keys(DEFAULTS)
+REGISTRY = registry_choices()
+CHOICES = {**cfgmod.CHOICES, **REGISTRY}
 
 # training flushes subnormal floats process-wide (torch.set_flush_denormal), which hypothesis
 # cannot generate under, so none are drawn
@@ -57,8 +60,8 @@ def own_kind(key: str) -> st.SearchStrategy:
     default = default_of(key)
     kind = cfgmod.NULLABLE_TYPES.get(key) if default is None else type(default)
     own: list[st.SearchStrategy] = [st.just(default)]
-    if key in cfgmod.CHOICES:
-        own.append(st.sampled_from(cfgmod.CHOICES[key]))
+    if key in CHOICES:
+        own.append(st.sampled_from(CHOICES[key]))
     elif key in cfgmod.SUBSETS:
         own.append(st.lists(st.sampled_from([*cfgmod.SUBSETS[key], "other"]), max_size=3))
     elif key in cfgmod.ITEMS:
@@ -99,13 +102,13 @@ def overrides(key: str, values: st.SearchStrategy | None = None) -> st.SearchStr
 def resolve(texts: list[str]) -> dict | None:
     """The resolved config, or ``None`` after checking the ConfigError is one short line."""
     try:
-        cfg = cfgmod.load_config(overrides=texts)
+        cfg = cfgmod.load_config(overrides=texts, choices=REGISTRY)
     except ConfigError as exc:
         message = str(exc)
         assert message and "\n" not in message and len(message) < 800, message
         return None
     # a valid config is stable and survives a run's config.yaml
-    assert cfgmod.validate(yaml.safe_load(cfgmod.dump(cfg))) == cfg
+    assert cfgmod.validate(yaml.safe_load(cfgmod.dump(cfg)), REGISTRY) == cfg
     return cfg
 
 

@@ -1,0 +1,33 @@
+"""The allowed values of the config keys that a registry backs, read from the registries.
+
+A backbone, a fusion, a preprocessing, a tie rule... is named once, where it is implemented;
+the base layer's validation and ``vlkge config show`` receive these lists from here
+(docs/architecture.md, "A config key"). This module sits in the training layer, above every
+registry it reads.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from vlkge.encoders.tuning import FINETUNE_MODES
+from vlkge.evaluation.metrics import HITS_AT
+from vlkge.evaluation.ranking import TIES
+from vlkge.evaluation.zero_shot import NAME_SOURCES
+from vlkge.models.backbones import BACKBONES
+from vlkge.models.fusion import FUSIONS
+from vlkge.models.preprocess import PREPROCESS
+
+
+@functools.cache
+def registry_choices() -> dict[str, tuple]:
+    """``{dotted key: allowed values}`` of every registry-backed key."""
+    return {
+        "model.backbone": tuple(BACKBONES),
+        "model.fusion": tuple(FUSIONS),
+        "features.preprocess": tuple(PREPROCESS),
+        "encoder.finetune": tuple(FINETUNE_MODES),
+        "validation.metric": ("mrr", *(f"hits@{k}" for k in HITS_AT)),
+        "evaluation.ties": tuple(TIES),
+        "zero_shot.name_source": tuple(NAME_SOURCES),
+    }

@@ -1,0 +1,45 @@
+"""The registry-backed choices (vlkge.training.choices): read from the registries, disjoint
+from the base table, each naming a default key that validation then checks."""
+
+from __future__ import annotations
+
+import pytest
+
+from vlkge import config as cfgmod
+from vlkge.errors import ConfigError
+from vlkge.models.backbones import BACKBONES
+from vlkge.training.choices import registry_choices
+
+
+def test_the_choices_are_the_registries():
+    choices = registry_choices()
+    assert choices["model.backbone"] == tuple(BACKBONES)
+    assert choices["validation.metric"] == ("mrr", "hits@1", "hits@3", "hits@10")
+    assert "ordinal" in choices["evaluation.ties"]
+
+
+def test_every_registry_key_is_a_default_key_not_in_the_base_table():
+    choices = registry_choices()
+    assert not set(choices) & set(cfgmod.CHOICES)
+    defaults = cfgmod.defaults()
+    for key, allowed in choices.items():
+        assert cfgmod.get_key(defaults, key) in allowed, key
+
+
+@pytest.mark.parametrize("key", sorted(registry_choices()))
+def test_each_registry_key_rejects_what_its_registry_lacks(key):
+    with pytest.raises(ConfigError, match=f"{key} must be one of .*, not 'nothing'"):
+        cfgmod.load_config(overrides=[f"{key}=nothing"], choices=registry_choices())
+
+
+def test_a_new_registry_entry_is_a_valid_value(monkeypatch):
+    """Adding a backbone is its file and its registration: the config accepts it at once."""
+    monkeypatch.setitem(BACKBONES, "transr", BACKBONES["transe"])
+    registry_choices.cache_clear()
+    try:
+        cfg = cfgmod.load_config(overrides=["model.backbone=transr"], choices=registry_choices())
+    finally:
+        monkeypatch.undo()
+        registry_choices.cache_clear()
+    assert cfg["model"]["backbone"] == "transr"
+    assert "transr" not in registry_choices()["model.backbone"]
