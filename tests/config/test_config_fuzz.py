@@ -155,12 +155,12 @@ def build(cfg: dict) -> None:
         )
         for m in cfg["model"]["modalities"]
     }
-    model = build_model(cfg["model"], kg, features, cfg["compat"]["paper"])
+    model = build_model(cfg["model"], kg, features, cfg["model"]["reference_fusion"])
     build_regime(cfg, kg)
     zero_shot = cfg["zero_shot"]
     for key in ("templates", "head_templates"):
         relation_templates(kg, zero_shot[key], zero_shot["default_template"], f"zero_shot.{key}")
-    evaluator = Evaluator(kg, cfg["evaluation"], cfg["compat"]["paper"], cfg["precision"])
+    evaluator = Evaluator(kg, cfg["evaluation"], precision=cfg["precision"])
     metrics = evaluate_run(cfg, kg, model, cfg["evaluation"]["splits"], evaluator=evaluator)
     assert all(0 <= metrics[s]["both"]["mrr"] <= 1 for s in cfg["evaluation"]["splits"])
 

@@ -8,12 +8,14 @@ overrides single keys. The package is the base layer (docs/architecture.md):
 - :mod:`~vlkge.config.tree`: the defaults and the dotted keys naming their leaves;
 - :mod:`~vlkge.config.loading`: defaults, file and overrides merged into a resolved config;
 - :mod:`~vlkge.config.validation`: types, allowed values, bounds and combinations;
+- :mod:`~vlkge.config.compat`: ``compat.paper`` expanded into the keys it stands for;
 - :mod:`~vlkge.config.documentation`: a config as YAML, documented for ``config show``.
 
 The allowed values of a key that a registry backs come from the registry, handed in as
 ``choices`` by the layer that knows it (:func:`vlkge.training.choices.registry_choices`).
 """
 
+from vlkge.config.compat import PAPER, expand_paper, with_protocol
 from vlkge.config.documentation import documented, dump, inline
 from vlkge.config.loading import load_config, load_yaml, parse_override, set_key
 from vlkge.config.schema import (
@@ -50,6 +52,7 @@ __all__ = [
     "MAPPINGS",
     "NON_NEGATIVE",
     "NULLABLE_TYPES",
+    "PAPER",
     "POSITIVE",
     "SUBSETS",
     "UNIT_INTERVAL",
@@ -60,6 +63,7 @@ __all__ = [
     "documented",
     "dotted_keys",
     "dump",
+    "expand_paper",
     "get_key",
     "inline",
     "key_in",
@@ -69,4 +73,5 @@ __all__ = [
     "set_key",
     "suggest",
     "validate",
+    "with_protocol",
 ]

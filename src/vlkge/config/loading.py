@@ -1,8 +1,9 @@
 """A config from the defaults, a user's YAML file and ``--set key=value`` overrides.
 
 ``load_config`` resolves a config once: the defaults, then the user's file, then the overrides
-(values parsed as YAML), validated (:mod:`vlkge.config.validation`). Unknown keys are
-rejected with a suggestion.
+(values parsed as YAML), validated (:mod:`vlkge.config.validation`), then ``compat.paper``
+expanded into the keys it stands for (:mod:`vlkge.config.compat`). Unknown keys are rejected
+with a suggestion.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from vlkge.config.compat import expand_paper
 from vlkge.config.schema import MAPPINGS
 from vlkge.config.tree import defaults, get_key, suggest
 from vlkge.config.validation import validate
@@ -25,14 +27,15 @@ def load_config(
     choices: Mapping[str, tuple] | None = None,
 ) -> dict:
     """Defaults, then the user's file, then ``key=value`` overrides; validated (``choices``:
-    the registry-backed allowed values, see :func:`vlkge.config.validation.validate`)."""
+    the registry-backed allowed values, see :func:`vlkge.config.validation.validate`), then
+    ``compat.paper`` expanded."""
     cfg = defaults()
     if path is not None:
         _merge(cfg, load_yaml(path), source=str(path))
     for text in overrides:
         key, value = parse_override(text)
         set_key(cfg, key, value)
-    return validate(cfg, choices)
+    return expand_paper(validate(cfg, choices))
 
 
 def load_yaml(path: str | Path) -> dict:

@@ -21,6 +21,7 @@ CHOICES: dict[str, tuple] = {
     "training.regularizer.name": ("none", "n3", "l2"),
     "training.progress": ("auto", True, False),
     "validation.split": ("train", "valid", "test"),
+    "evaluation.filter": ("per_direction", "merged"),
     "evaluation.candidates": ("all", "relation_pool"),
     "compile": ("auto", True, False),
     "precision": ("fp32", "bf16", "fp16"),

@@ -48,6 +48,12 @@ def get_key(cfg: dict, dotted: str) -> Any:
     return node
 
 
+def put_key(cfg: dict, dotted: str, value: Any) -> None:
+    """Replace the value of an existing dotted key (no check: :func:`set_key` checks)."""
+    section, _, leaf = dotted.rpartition(".")
+    (get_key(cfg, section) if section else cfg)[leaf] = value
+
+
 def key_in(key: str, keys) -> bool:
     """Whether dotted ``key`` is one of ``keys``, where ``section.`` stands for every key of
     the section."""

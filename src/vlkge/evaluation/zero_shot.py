@@ -330,7 +330,7 @@ def zero_shot(
     ``evaluation.splits``), with ``features`` the entities' anchor features."""
     order = list(cfg["zero_shot"]["anchor_modalities"])
     scorer, source = build_scorer(cfg, kg, encoder, features)
-    evaluator = Evaluator(kg, cfg["evaluation"], cfg["compat"]["paper"])
+    evaluator = Evaluator(kg, cfg["evaluation"])
     out: dict = {}
     start = time.perf_counter()
     fitted = None  # the calibrated scorer (candidate pools are applied by the ranking)
