@@ -82,11 +82,10 @@ def test_datasets_info_data_dir_and_folder(capsys, tmp_path, make_dataset):
 # --- config --------------------------------------------------------------------------------
 def test_config_show(capsys):
     from vlkge.config import defaults, documented
-    from vlkge.training.choices import registry_choices
 
     code, out, _ = run(capsys, "config", "show")
     assert code == 0
-    assert out == documented(defaults(), None, registry_choices())
+    assert out == documented(defaults())
     assert "# transe | distmult | complex | rotate: " in out
 
 

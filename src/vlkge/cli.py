@@ -32,13 +32,6 @@ def _setup_logging(verbose: bool) -> None:
     )
 
 
-def _load_config(path: str | Path | None, overrides: list[str]) -> dict:
-    """A user's config, its registry-backed keys checked against the registries."""
-    from vlkge.training.choices import registry_choices
-
-    return config_mod.load_config(path, overrides, registry_choices())
-
-
 def _metrics_table(metrics: dict, title: str) -> str:
     rows = [f"{title:<13} {'MRR':>7} {'MR':>9} {'H@1':>7} {'H@3':>7} {'H@10':>7} {'n':>7}"]
     lines = [(key, metrics[key]) for key in ("both", "head", "tail") if key in metrics]
@@ -60,12 +53,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.resume:
         run_dir = require_run_folder(args.resume)
-        cfg = _load_config(run_dir / CONFIG, args.set)
+        cfg = config_mod.load_config(run_dir / CONFIG, args.set)
     else:
         if not args.out:
             raise VlkgeError("train needs --out DIR (or --resume DIR)")
         run_dir = Path(args.out)
-        cfg = _load_config(args.config, args.set)
+        cfg = config_mod.load_config(args.config, args.set)
     metrics = train(cfg, run_dir)
     if not distributed.is_main():  # a data-parallel run reports once, from rank 0
         return 0
@@ -187,7 +180,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from vlkge.training import distributed
     from vlkge.training.run import resolve_device
 
-    cfg = _load_config(args.config, args.set)
+    cfg = config_mod.load_config(args.config, args.set)
     device = distributed.device_for_rank(resolve_device(args.device or cfg["device"]))
     with distributed.session(device):
         return _encode(args, cfg, device)
@@ -283,7 +276,7 @@ def _encode(args: argparse.Namespace, cfg: dict, device) -> int:
 def cmd_zero_shot(args: argparse.Namespace) -> int:
     from vlkge.evaluation.zero_shot import run_zero_shot
 
-    cfg = _load_config(args.config, args.set)
+    cfg = config_mod.load_config(args.config, args.set)
     metrics = run_zero_shot(cfg, args.out, progress=sys.stderr.isatty())
     for split in cfg["evaluation"]["splits"]:
         print(_metrics_table(metrics[split], split))
@@ -292,12 +285,10 @@ def cmd_zero_shot(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from vlkge.training.choices import registry_choices
-
-    cfg = _load_config(args.config, args.set)
+    cfg = config_mod.load_config(args.config, args.set)
     given = args.config is not None or args.set
     only = config_mod.changed_keys(cfg) if given and not args.full else None
-    print(config_mod.documented(cfg, only, registry_choices()), end="")
+    print(config_mod.documented(cfg, only), end="")
     return 0
 
 

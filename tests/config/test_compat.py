@@ -10,7 +10,6 @@ import pytest
 import yaml
 
 from vlkge import config as cfgmod
-from vlkge.training.choices import registry_choices
 
 PAPER_ON = ["compat.paper=true"]
 
@@ -79,7 +78,7 @@ def test_every_key_of_the_switch_is_a_valid_default_key():
     cfg = cfgmod.defaults()
     for key, value in cfgmod.PAPER.items():
         cfgmod.set_key(cfg, key, value)
-    cfgmod.validate(cfg, registry_choices())
+    cfgmod.validate(cfg)
 
 
 @pytest.mark.parametrize(

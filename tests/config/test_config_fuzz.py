@@ -18,12 +18,10 @@ from hypothesis import strategies as st
 
 from vlkge import config as cfgmod
 from vlkge.errors import ConfigError, VlkgeError
-from vlkge.training.choices import registry_choices
 
 DEFAULTS = cfgmod.defaults()
 KEYS = cfgmod.dotted_keys(DEFAULTS)
-REGISTRY = registry_choices()
-CHOICES = {**cfgmod.CHOICES, **REGISTRY}
+CHOICES = cfgmod.allowed()
 
 # training flushes subnormal floats process-wide (torch.set_flush_denormal), which hypothesis
 # cannot generate under, so none are drawn
@@ -102,13 +100,13 @@ def overrides(key: str, values: st.SearchStrategy | None = None) -> st.SearchStr
 def resolve(texts: list[str]) -> dict | None:
     """The resolved config, or ``None`` after checking the ConfigError is one short line."""
     try:
-        cfg = cfgmod.load_config(overrides=texts, choices=REGISTRY)
+        cfg = cfgmod.load_config(overrides=texts)
     except ConfigError as exc:
         message = str(exc)
         assert message and "\n" not in message and len(message) < 800, message
         return None
     # a valid config is stable and survives a run's config.yaml
-    assert cfgmod.validate(yaml.safe_load(cfgmod.dump(cfg)), REGISTRY) == cfg
+    assert cfgmod.validate(yaml.safe_load(cfgmod.dump(cfg))) == cfg
     return cfg
 
 

@@ -8,7 +8,6 @@ import pytest
 
 from vlkge import config as cfgmod
 from vlkge.errors import ConfigError, VlkgeError
-from vlkge.training.choices import registry_choices
 
 
 def test_defaults_load_and_validate():
@@ -209,7 +208,7 @@ LONG = "x" * 10_000
 )
 def test_long_values_are_cut_in_errors(text):
     with pytest.raises(ConfigError) as info:
-        cfgmod.load_config(overrides=[text], choices=registry_choices())
+        cfgmod.load_config(overrides=[text])
     message = str(info.value)
     assert len(message) < 400 and "\n" not in message
     assert "..." in message

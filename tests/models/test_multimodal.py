@@ -15,7 +15,6 @@ from vlkge.models import build_model
 from vlkge.models.features import load_features
 from vlkge.models.fusion import Projection, fuse
 from vlkge.models.multimodal import GATE_INIT, FusedEntityRepresentation
-from vlkge.training.choices import registry_choices
 from vlkge.training.trainer import Trainer
 
 # a..d occur in training; e..h only in test (inductive)
@@ -305,7 +304,7 @@ def test_config_keys_are_validated():
     with pytest.raises(ConfigError, match="model.modalities"):
         load_config(overrides=["model.modalities=[audio]"])
     with pytest.raises(ConfigError, match="model.fusion"):
-        load_config(overrides=["model.fusion=sum"], choices=registry_choices())
+        load_config(overrides=["model.fusion=sum"])
     with pytest.raises(ConfigError, match="structural"):
         load_config(overrides=["model.structural=false"])
     with pytest.raises(ConfigError, match="twice"):

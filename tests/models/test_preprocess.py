@@ -10,7 +10,6 @@ from vlkge.config import load_config
 from vlkge.errors import ConfigError
 from vlkge.models.multimodal import FusedEntityRepresentation
 from vlkge.models.preprocess import FeatureTransform
-from vlkge.training.choices import registry_choices
 
 
 def anisotropic(n=300, width=8, seed=0):
@@ -121,4 +120,4 @@ def test_dropout_only_in_training():
 )
 def test_config_keys_are_validated(key, value, message):
     with pytest.raises(ConfigError, match=message):
-        load_config(overrides=[f"{key}={value}"], choices=registry_choices())
+        load_config(overrides=[f"{key}={value}"])

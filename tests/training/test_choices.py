@@ -1,5 +1,5 @@
 """The registry-backed choices (vlkge.training.choices): read from the registries, disjoint
-from the base table, each naming a default key that validation then checks."""
+from the base table, each naming a default key that every config load then checks."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def test_every_registry_key_is_a_default_key_not_in_the_base_table():
 @pytest.mark.parametrize("key", sorted(registry_choices()))
 def test_each_registry_key_rejects_what_its_registry_lacks(key):
     with pytest.raises(ConfigError, match=f"{key} must be one of .*, not 'nothing'"):
-        cfgmod.load_config(overrides=[f"{key}=nothing"], choices=registry_choices())
+        cfgmod.load_config(overrides=[f"{key}=nothing"])
 
 
 def test_a_new_registry_entry_is_a_valid_value(monkeypatch):
@@ -37,9 +37,13 @@ def test_a_new_registry_entry_is_a_valid_value(monkeypatch):
     monkeypatch.setitem(BACKBONES, "transr", BACKBONES["transe"])
     registry_choices.cache_clear()
     try:
-        cfg = cfgmod.load_config(overrides=["model.backbone=transr"], choices=registry_choices())
+        cfg = cfgmod.load_config(overrides=["model.backbone=transr"])
     finally:
         monkeypatch.undo()
         registry_choices.cache_clear()
     assert cfg["model"]["backbone"] == "transr"
     assert "transr" not in registry_choices()["model.backbone"]
+
+
+def test_the_package_root_hands_them_to_the_base_layer():
+    assert cfgmod.allowed() == {**cfgmod.CHOICES, **registry_choices()}

@@ -5,16 +5,18 @@
 overrides single keys. The package is the base layer (docs/architecture.md):
 
 - :mod:`~vlkge.config.schema`: what a value may be, one table per kind of rule;
+- :mod:`~vlkge.config.choices`: every key's allowed values, the registries' included;
 - :mod:`~vlkge.config.tree`: the defaults and the dotted keys naming their leaves;
 - :mod:`~vlkge.config.loading`: defaults, file and overrides merged into a resolved config;
 - :mod:`~vlkge.config.validation`: types, allowed values, bounds and combinations;
 - :mod:`~vlkge.config.compat`: ``compat.paper`` expanded into the keys it stands for;
 - :mod:`~vlkge.config.documentation`: a config as YAML, documented for ``config show``.
 
-The allowed values of a key that a registry backs come from the registry, handed in as
-``choices`` by the layer that knows it (:func:`vlkge.training.choices.registry_choices`).
+The allowed values of a key that a registry backs come from the registry: the package root
+hands the base layer :func:`vlkge.training.choices.registry_choices`, read on first use.
 """
 
+from vlkge.config.choices import allowed
 from vlkge.config.compat import PAPER, expand_paper, with_protocol
 from vlkge.config.documentation import documented, dump, inline
 from vlkge.config.loading import load_config, load_yaml, parse_override, set_key
@@ -56,6 +58,7 @@ __all__ = [
     "POSITIVE",
     "SUBSETS",
     "UNIT_INTERVAL",
+    "allowed",
     "changed_keys",
     "default_text",
     "defaults",

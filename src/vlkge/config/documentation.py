@@ -5,12 +5,11 @@ a key's allowed values listed from their one table or registry)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import Any
 
 import yaml
 
-from vlkge.config.schema import CHOICES
+from vlkge.config.choices import allowed
 from vlkge.config.tree import default_text, get_key
 
 _KEY_LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z_][\w@]*):(?P<rest>.*)$")
@@ -25,14 +24,12 @@ def inline(value: Any) -> str:
     return yaml.safe_dump([value], default_flow_style=True, width=1 << 20).strip()[1:-1]
 
 
-def documented(
-    cfg: dict, only: set[str] | None = None, choices: Mapping[str, tuple] | None = None
-) -> str:
+def documented(cfg: dict, only: set[str] | None = None) -> str:
     """``cfg`` written over the documented defaults: every key with its comment (``only``:
     just these dotted keys, their sections and comments, each with its default). A key with
-    a fixed set of values has them listed first in its comment: those of
-    :data:`~vlkge.config.schema.CHOICES` and of ``choices`` (the registry-backed keys)."""
-    allowed = {**CHOICES, **(choices or {})}
+    a fixed set of values has them listed first in its comment, from their table or registry
+    (:func:`vlkge.config.choices.allowed`)."""
+    values = allowed()
     lines: list[str] = []
     stack: list[str] = []
     keep_comments = only is None  # continuation comments follow the key line they document
@@ -60,8 +57,8 @@ def documented(
         if hash_at is not None:
             column = len(line) - len(match["rest"]) + hash_at
             comment = match["rest"][hash_at + 1 :].strip()
-            if path in allowed:
-                listed = " | ".join(inline(c) for c in allowed[path])
+            if path in values:
+                listed = " | ".join(inline(c) for c in values[path])
                 comment = f"{listed}: {comment}" if comment else listed
             if only is not None:
                 comment = f"default {value_text}; {comment}"

@@ -8,7 +8,6 @@ with a suggestion.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +20,8 @@ from vlkge.config.validation import validate
 from vlkge.errors import ConfigError, echo
 
 
-def load_config(
-    path: str | Path | None = None,
-    overrides: list[str] | tuple = (),
-    choices: Mapping[str, tuple] | None = None,
-) -> dict:
-    """Defaults, then the user's file, then ``key=value`` overrides; validated (``choices``:
-    the registry-backed allowed values, see :func:`vlkge.config.validation.validate`), then
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> dict:
+    """Defaults, then the user's file, then ``key=value`` overrides; validated, then
     ``compat.paper`` expanded."""
     cfg = defaults()
     if path is not None:
@@ -35,7 +29,7 @@ def load_config(
     for text in overrides:
         key, value = parse_override(text)
         set_key(cfg, key, value)
-    return expand_paper(validate(cfg, choices))
+    return expand_paper(validate(cfg))
 
 
 def load_yaml(path: str | Path) -> dict:

@@ -2,8 +2,7 @@
 
 Defaults live in ``configs/default.yaml`` only. The allowed values of a key that a registry
 backs (a backbone, a fusion, a tie rule, ...) are not here: the registry is their one source
-and validation receives them (:func:`vlkge.training.choices.registry_choices`,
-docs/architecture.md, "A config key").
+(:mod:`vlkge.config.choices`, docs/architecture.md, "A config key").
 """
 
 from __future__ import annotations

@@ -1,19 +1,18 @@
 """Strict validation of a merged config: types, allowed values, bounds, combinations.
 
 Every rule comes from one table of :mod:`vlkge.config.schema`; the allowed values of the keys a
-registry backs arrive as ``choices`` (docs/architecture.md, "A config key").
+registry backs come from the registry (:mod:`vlkge.config.choices`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any
 
+from vlkge.config.choices import allowed
 from vlkge.config.schema import (
     AT_MOST,
     BELOW_ONE,
-    CHOICES,
     EMPTY_SUBSETS_OK,
     ITEMS,
     MAPPINGS,
@@ -27,19 +26,14 @@ from vlkge.config.tree import defaults
 from vlkge.errors import ConfigError, echo
 
 
-def validate(cfg: dict, choices: Mapping[str, tuple] | None = None) -> dict:
-    """Check types, choices and ranges against the defaults; returns ``cfg`` (floats coerced).
-
-    ``choices`` holds the allowed values of the keys a registry backs
-    (:func:`vlkge.training.choices.registry_choices`); without it those keys are only checked
-    to be non-empty strings.
-    """
-    _check_section(cfg, defaults(), "", {**CHOICES, **(choices or {})})
+def validate(cfg: dict) -> dict:
+    """Check types, choices and ranges against the defaults; returns ``cfg`` (floats coerced)."""
+    _check_section(cfg, defaults(), "", allowed())
     _check_combinations(cfg)
     return cfg
 
 
-def _check_section(cfg: dict, reference: dict, prefix: str, choices: Mapping) -> None:
+def _check_section(cfg: dict, reference: dict, prefix: str, choices: dict[str, tuple]) -> None:
     for key, default in reference.items():
         path = f"{prefix}{key}"
         if path in MAPPINGS:

@@ -24,7 +24,6 @@ from vlkge.files import write_text
 from vlkge.reports import plots
 from vlkge.reports.runs import RunFolder, read_run
 from vlkge.reports.samples import EntityViews, Query, model_scores, pick_queries, predict
-from vlkge.training.choices import registry_choices
 
 log = logging.getLogger(__name__)
 
@@ -303,14 +302,13 @@ def predictions_section(
 
 
 def config_section(cfg: dict) -> str:
-    choices = registry_choices()
-    changed = config_mod.documented(cfg, config_mod.changed_keys(cfg), choices)
+    changed = config_mod.documented(cfg, config_mod.changed_keys(cfg))
     return (
         '<section id="config"><h2>Configuration</h2>'
         "<p>Keys that differ from the defaults:</p>"
         f'<pre class="changed">{esc(changed)}</pre>'
         "<details><summary>every key (the run's config.yaml, documented)</summary>"
-        f'<pre class="full">{esc(config_mod.documented(cfg, None, choices))}</pre></details></section>'
+        f'<pre class="full">{esc(config_mod.documented(cfg))}</pre></details></section>'
     )
 
 

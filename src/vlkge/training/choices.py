@@ -1,9 +1,9 @@
 """The allowed values of the config keys that a registry backs, read from the registries.
 
 A backbone, a fusion, a preprocessing, a tie rule... is named once, where it is implemented;
-the base layer's validation and ``vlkge config show`` receive these lists from here
-(docs/architecture.md, "A config key"). This module sits in the training layer, above every
-registry it reads.
+the base layer's validation and ``vlkge config show`` receive these lists from here, wired by
+the package root (:mod:`vlkge.config.choices`, docs/architecture.md, "A config key"). This
+module sits in the training layer, above every registry it reads.
 """
 
 from __future__ import annotations

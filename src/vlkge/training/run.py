@@ -34,7 +34,6 @@ from vlkge.models.model import KGEModel
 from vlkge.runfolder import CONFIG, absolute_paths, new_run, require_run_folder, write_metrics
 from vlkge.training import distributed
 from vlkge.training.checkpoint import load_weights
-from vlkge.training.choices import registry_choices
 from vlkge.training.trainer import Trainer, show_progress
 
 log = logging.getLogger(__name__)
@@ -257,7 +256,7 @@ def load_run(
                 "evaluation.*, model.neighbours, model.neighbour_temperature, device, "
                 "num_threads and precision"
             )
-    cfg = config_mod.load_config(run_dir / CONFIG, overrides, registry_choices())
+    cfg = config_mod.load_config(run_dir / CONFIG, overrides)
     kg, model = prepare(cfg, quiet=True)
     path = run_dir / "checkpoints" / f"{checkpoint}.pt"
     load_weights(model, path)
