@@ -1,4 +1,5 @@
-"""The tables of rules (vlkge.config.schema): every numeric key has an upper bound."""
+"""The tables of rules (vlkge.config.schema): every numeric key has an upper bound, every
+table names keys that exist."""
 
 from __future__ import annotations
 
@@ -26,3 +27,22 @@ def test_every_numeric_key_has_an_upper_bound():
     for key, bound in cfgmod.AT_MOST.items():  # the bound itself is allowed
         value = f"[{bound}]" if key in cfgmod.ITEMS else bound
         cfgmod.load_config(overrides=[f"{key}={value}"])
+
+
+def test_every_table_names_keys_that_exist():
+    keys = set(cfgmod.dotted_keys(cfgmod.defaults()))
+    tables = [
+        cfgmod.CHOICES,
+        cfgmod.POSITIVE,
+        cfgmod.NON_NEGATIVE,
+        cfgmod.BELOW_ONE,
+        cfgmod.AT_MOST,
+        cfgmod.NULLABLE_TYPES,
+        cfgmod.SUBSETS,
+        cfgmod.EMPTY_SUBSETS_OK,
+        cfgmod.ITEMS,
+        cfgmod.MAPPINGS,
+        cfgmod.UNIT_INTERVAL,
+        cfgmod.allowed(),
+    ]
+    assert [k for table in tables for k in table if k not in keys] == []
