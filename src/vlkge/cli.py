@@ -200,11 +200,9 @@ def cmd_zero_shot(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    if args.config is None and not args.set:
-        print(config_mod.default_text(), end="")
-        return 0
     cfg = config_mod.load_config(args.config, args.set)
-    only = None if args.full else config_mod.changed_keys(cfg)
+    given = args.config is not None or args.set
+    only = config_mod.changed_keys(cfg) if given and not args.full else None
     print(config_mod.documented(cfg, only), end="")
     return 0
 

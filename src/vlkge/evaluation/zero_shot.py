@@ -62,7 +62,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-NAME_SOURCES = config_mod.CHOICES["zero_shot.name_source"]
+NAME_SOURCES = ("names", "label", "text")  # zero_shot.name_source, see entity_names
 # the end of the error for anchor features written by another encoder (encoder.name)
 ONE_ENCODER = (
     "; zero-shot needs features and prompts from one encoder: set encoder.name to that "
@@ -333,7 +333,7 @@ def zero_shot(
     ``evaluation.splits``), with ``features`` the entities' anchor features."""
     order = list(cfg["zero_shot"]["anchor_modalities"])
     scorer, source = build_scorer(cfg, kg, encoder, features)
-    evaluator = Evaluator(kg, cfg["evaluation"], cfg["compat"]["paper"])
+    evaluator = Evaluator(kg, cfg["evaluation"])
     out: dict = {}
     start = time.perf_counter()
     fitted = None  # the calibrated scorer (candidate pools are applied by the ranking)

@@ -37,9 +37,7 @@ def build_regime(cfg: dict, kg: KnowledgeGraph) -> Regime:
     if regime == "negative_sampling":
         neg = train_cfg["negatives"]
         known = None
-        # paper compatibility: the reference rejects negatives with its map of all splits
-        splits = ["train", "valid", "test"] if cfg["compat"]["paper"] else neg["filter_splits"]
-        splits = [s for s in splits if s in kg.splits]
+        splits = [s for s in neg["filter_splits"] if s in kg.splits]
         if splits:
             source = torch.cat([kg.splits[s] for s in splits])
             known = TripleIndex(source, kg.num_entities, kg.num_relations)

@@ -84,9 +84,7 @@ def prepare(
     seed_everything(cfg["seed"])
     configure_kernels(cfg["compile"])
     kg = load_graph(cfg["dataset"], quiet)
-    model_cfg = dict(cfg["model"])
-    if cfg["compat"]["paper"]:
-        model_cfg["rotate_distance"] = "l2"
+    model_cfg = cfg["model"]
     towers = None
     if cfg["encoder"]["finetune"] != "none" and model_cfg["modalities"]:
         towers = build_tuned_towers(cfg, kg)
@@ -94,7 +92,7 @@ def prepare(
     elif features is None and model_cfg["modalities"]:
         features = load_features(feature_cache_dir(cfg, kg), kg, model_cfg["modalities"])
     model = build_model(
-        model_cfg, kg, features, cfg["compat"]["paper"], towers, features_cfg=cfg["features"]
+        model_cfg, kg, features, model_cfg["reference_fusion"], towers, features_cfg=cfg["features"]
     )
     return kg, model
 
@@ -135,13 +133,15 @@ def evaluate_run(
     paper_protocol: bool | None = None,
     evaluator: Evaluator | None = None,
 ) -> dict:
-    """Metrics of ``model`` on ``splits``; ``paper_protocol`` overrides the run's choice of
-    ranking protocol (merged filter and id-ordered ties) without changing the model.
-    ``evaluator`` reuses one already built for the run's own protocol (its filter index)."""
+    """Metrics of ``model`` on ``splits``; ``paper_protocol`` (true or false) replaces the
+    run's ranking protocol by the reference's (merged filter, id-ordered ties) or the default
+    one (:func:`vlkge.config.with_protocol`) without changing the model. ``evaluator`` reuses
+    one already built for the run's own protocol (its filter index)."""
     if evaluator is None:
-        if paper_protocol is None:
-            paper_protocol = cfg["compat"]["paper"]
-        evaluator = Evaluator(kg, cfg["evaluation"], paper_protocol, cfg["precision"])
+        settings = cfg["evaluation"]
+        if paper_protocol is not None:
+            settings = config_mod.with_protocol(settings, paper_protocol)
+        evaluator = Evaluator(kg, settings, precision=cfg["precision"])
     out: dict = {}
     model.eval()  # the final evaluation: one entity table for every split (and calibration)
     with torch.no_grad():
@@ -196,7 +196,7 @@ def _train_in(cfg: dict, run_dir: Path, device: torch.device, features: Features
     model.to(device)
     if main:
         warn_large_margin(model, kg.train, cfg["training"]["loss"])
-    evaluator = Evaluator(kg, cfg["evaluation"], cfg["compat"]["paper"], cfg["precision"])
+    evaluator = Evaluator(kg, cfg["evaluation"], precision=cfg["precision"])
     trainer = Trainer(cfg, kg, model, run_dir, evaluator)
     if main:
         write_text(run_dir / CONFIG, config_mod.dump(cfg))

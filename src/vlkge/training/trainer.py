@@ -44,7 +44,7 @@ from vlkge.models.model import KGEModel
 from vlkge.precision import autocast, grad_scaler, model_device
 from vlkge.training.build import build_optimizer, build_regime
 from vlkge.training.interrupt import StopRequest
-from vlkge.training.resume import check_resumable
+from vlkge.training.resume import check_resumable, check_same_layout
 from vlkge.training.tracking import TensorBoardLog, append_trace, cut_trace
 
 log = logging.getLogger(__name__)
@@ -54,12 +54,16 @@ def show_progress(setting) -> bool:
     return sys.stderr.isatty() if setting == "auto" else bool(setting)
 
 
+#: ``training.regularizer.name`` -> the power of the norm it sums
+REGULARIZER_POWERS = {"n3": 3, "l2": 2}
+
+
 def regularization(cfg: dict, model: KGEModel, triples: torch.Tensor) -> torch.Tensor | None:
     """N3 (sum |x|^3) or L2 (sum x^2) of the batch's embeddings, divided by the batch size."""
     reg = cfg["training"]["regularizer"]
     if reg["name"] == "none" or reg["weight"] == 0:
         return None
-    power = 3 if reg["name"] == "n3" else 2
+    power = REGULARIZER_POWERS[reg["name"]]
     h, r, t = triples.unbind(-1)
     vectors = (model.entities(h), model.relations(r), model.entities(t))
     total = sum(v.abs().pow(power).sum() for v in vectors)
@@ -139,6 +143,7 @@ class Trainer:
             return False
         state = load_checkpoint(self.last_path, RESUME_ENTRIES)
         check_resumable(state.get("config"), self.cfg, self.last_path, self.run_dir)
+        check_same_layout(state["model"], self.model, self.last_path)
         restore_model(self.model, state["model"], self.last_path)
         with restoring(self.last_path):
             self.optimizer.load_state_dict(state["optimizer"])
