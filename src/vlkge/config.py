@@ -389,6 +389,24 @@ def _check_value(value: Any, expected: type, path: str, label: str) -> Any:
     return value
 
 
+def check_key(key: str, value: Any, source: str = "--set") -> Any:
+    """``value`` for dotted ``key`` checked on its own, as a config file's would be: an unknown
+    key (with a suggestion), then the key's type, choices and bounds, but not its combination
+    with other keys (:func:`validate` checks those for a whole config). Returns the value as a
+    config holds it (ints of float keys as floats)."""
+    cfg = defaults()
+    set_key(cfg, key, value, source)
+    path = next((m for m in MAPPINGS if key.startswith(f"{m}.")), key)
+    reference, node = defaults(), cfg
+    *parents, leaf = path.split(".")
+    for part in parents:
+        reference, node = reference[part], node[part]
+    if path in MAPPINGS:
+        checked = _check_mapping(node[leaf], path)
+        return checked if path == key else checked[key[len(path) + 1 :]]
+    return _check(node[leaf], reference[leaf], path)
+
+
 def validate(cfg: dict, reference: dict | None = None, prefix: str = "") -> dict:
     """Check types, choices and ranges against the defaults; returns ``cfg`` (floats coerced)."""
     reference = defaults() if reference is None else reference
