@@ -85,7 +85,7 @@ def importances(values: dict[str, float]) -> str | None:
         return None
     names = short_names(list(values))
     keys = sorted(values, key=values.get)
-    figure = Figure(figsize=(7, 0.5 + 0.4 * len(keys)))
+    figure = Figure(figsize=(7, 1.6 + 0.4 * len(keys)))
     ax = figure.subplots()
     ax.barh([names[k] for k in keys], [values[k] for k in keys], color=MODEL_COLOUR)
     ax.set(title="parameter importance (PED-ANOVA)", xlabel="share of the variation explained")
