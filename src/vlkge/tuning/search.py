@@ -40,7 +40,7 @@ from vlkge.tuning.results import (
     write_best,
 )
 from vlkge.tuning.space import load_space
-from vlkge.tuning.storage import URL_VARIABLE, default_url, open_storage, shown
+from vlkge.tuning.storage import DATABASE, URL_VARIABLE, default_url, open_storage, shown
 from vlkge.tuning.study import (
     TuneSettings,
     extend_budget,
@@ -99,7 +99,8 @@ def prepare(
     wanted = TuneSettings(folder, study or folder.name, shown(url), count, cfg, searched)
     if is_search_folder(folder):
         return _continued(load_settings(folder), wanted, trials, storage)
-    if folder.is_dir() and any(not p.name.startswith(".") for p in folder.iterdir()):
+    ours = (".", DATABASE)  # hidden files, and the database of a first run stopped early
+    if folder.is_dir() and any(not p.name.startswith(ours) for p in folder.iterdir()):
         raise VlkgeError(
             f"{folder}: not a vlkge tune folder (no tune.yaml) and not empty; use a new --out"
         )
