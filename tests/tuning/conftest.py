@@ -104,10 +104,10 @@ def finished_search(tmp_path, base_config, space_file):
     add(TrialState.COMPLETE, 0.1, 8, 0.61, (0.5, 0.58, 0.61))
     add(TrialState.PRUNED, 0.011, 16, 0.31, (0.3, 0.31))  # tell() keeps the last report
     add(TrialState.COMPLETE, 0.3, 16, 0.7, (0.6, 0.68, 0.7))
-    add(TrialState.FAIL, 0.5, 8, None, (0.55,), user_attrs={"error": "its worker died; re-queued"})
+    add(TrialState.FAIL, 0.5, 8, None, (0.55,), user_attrs={recovery.REQUEUED: recovery.DIED})
     add(
         TrialState.COMPLETE, 0.5, 8, 0.66, (0.55, 0.6, 0.66), run="trials/0003",
-        system_attrs={recovery.CONTINUES: 3, recovery.DEATHS: 1},
+        system_attrs={recovery.CONTINUES: 3},
     )  # fmt: skip
     add(TrialState.FAIL, 0.9, 16, None, (), user_attrs={"error": "non-finite loss (nan)"})
     assert optuna.load_study(study_name=settings.study, storage=url).trials

@@ -69,11 +69,10 @@ def test_a_dead_workers_trial_is_requeued_once(study_at, command_env):
     assert recovery.requeue_dead(study, storage) == [0]
     assert recovery.requeue_dead(study, storage) == []  # once only
     dead = storage.get_trial(trial_id)
-    assert dead.state == TrialState.FAIL and "worker died" in dead.user_attrs["error"]
+    assert dead.state == TrialState.FAIL and dead.user_attrs["requeued"] == "died"
     copy = study.get_trials()[-1]
     assert copy.state == TrialState.WAITING and copy.number == SLOTS
     assert copy.params == dead.params and recovery.root_number(copy) == 0
-    assert copy.system_attrs[recovery.DEATHS] == 1
     claimed = recovery.claim(study, storage)  # the copy waits behind the other slots
     assert storage.get_trial(claimed).number == 1
 
@@ -86,16 +85,29 @@ def test_a_live_worker_keeps_its_trial(study_at):
     assert recovery.requeue_dead(study, storage) == []
 
 
-def test_a_trial_that_keeps_killing_its_worker_is_given_up(study_at, caplog):
+def test_a_slot_left_between_failure_and_copy_continues_once(study_at):
+    """A process stopped after failing its trial but before queueing the copy: the next look
+    for dead workers queues it, and only once."""
     study, storage, _ = study_at
-    trial = study.get_trials()[0]
-    for deaths in range(recovery.MAX_DEATHS + 1):
-        frozen = optuna.trial.create_trial(
-            state=TrialState.FAIL,
-            system_attrs={recovery.DEATHS: deaths, recovery.CONTINUES: trial.number},
-        )
-        before = len(study.get_trials())
-        recovery.requeue(study, frozen)
-        added = len(study.get_trials()) - before
-        assert added == (1 if deaths < recovery.MAX_DEATHS else 0)
-    assert "not re-queued" in caplog.text
+    trial_id = recovery.claim(study, storage)
+    storage.set_trial_user_attr(trial_id, recovery.REQUEUED, recovery.STOPPED)
+    storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+    assert recovery.requeue_dead(study, storage) == [0]
+    assert recovery.requeue_dead(study, storage) == []
+    assert recovery.root_number(study.get_trials()[-1]) == 0
+
+
+def test_a_trial_that_keeps_killing_its_worker_is_given_up(tmp_path, caplog):
+    storage = open_storage(f"sqlite:///{tmp_path / 'one.db'}")
+    study = optuna.create_study(storage=storage, study_name="one")
+    study.enqueue_trial({})
+    for _ in range(recovery.MAX_DEATHS + 2):  # stops (a signal, the time limit) are no deaths
+        trial_id = recovery.claim(study, storage)
+        assert recovery.fail_and_requeue(study, storage, trial_id, recovery.STOPPED)
+    for _ in range(recovery.MAX_DEATHS + 1):
+        trial_id = recovery.claim(study, storage)
+        assert recovery.root_number(storage.get_trial(trial_id)) == 0  # one slot throughout
+        assert recovery.fail_and_requeue(study, storage, trial_id, recovery.DIED)
+    assert recovery.claim(study, storage) is None
+    assert f"lost its worker {recovery.MAX_DEATHS + 1} times; not re-queued" in caplog.text
+    assert recovery.requeue_dead(study, storage) == []  # and no later look re-queues it

@@ -26,7 +26,7 @@ def test_rows_name_every_state(finished_search):
         5: "failed",
     }
     assert rows[1].note == "pruned after epoch 2" and rows[1].value == 0.31
-    assert rows[3].note == "its worker died; re-queued; continued by trial 4"
+    assert rows[3].note == "its worker died; continued by trial 4"
     assert rows[4].note == "continues trial 3" and rows[4].run == "trials/0003"
     assert rows[5].note == "non-finite loss (nan)" and rows[5].value is None
     assert [n for n, r in rows.items() if r.best] == [2] == [best_trial(study).number]

@@ -8,7 +8,9 @@ file lock beside it). A claimed trial names its worker (host, pid, start time) a
 heartbeat while it trains. A ``RUNNING`` trial whose worker is gone (its process ended on this
 host, or its heartbeat is older than :data:`GRACE_S` anywhere) is marked failed and a
 ``WAITING`` copy with the same parameters takes its slot: the copy trains in the same run
-folder, so it resumes from the last checkpoint.
+folder, so it resumes from the last checkpoint. Failing a trial and queueing its copy are two
+steps; a process stopped between them leaves a slot that the next look for dead workers
+continues, so a slot is never lost and never continued twice.
 """
 
 from __future__ import annotations
@@ -32,9 +34,12 @@ HEARTBEAT_S = 10  # seconds between a training worker's heartbeats
 GRACE_S = 60  # a trial whose heartbeat is older than this lost its worker
 MAX_DEATHS = 3  # a trial whose worker died this often is not re-queued again
 HOST = socket.gethostname()
-#: system attributes of a trial: its worker, the trial whose run folder it continues, and how
-#: many of its workers died
-WORKER, CONTINUES, DEATHS = "vlkge:worker", "vlkge:continues", "vlkge:deaths"
+#: system attributes of a trial: its worker, and the trial whose slot (run folder) it continues
+WORKER, CONTINUES = "vlkge:worker", "vlkge:continues"
+#: user attributes of a failed trial: why it failed for itself (final), or that its worker was
+#: stopped or died (its slot continues)
+ERROR, REQUEUED = "error", "requeued"
+STOPPED, DIED = "stopped", "died"
 FIXED = "fixed_params"  # Optuna's: parameter values set before the trial runs
 
 
@@ -113,47 +118,60 @@ def claim(study: optuna.Study, storage: optuna.storages.RDBStorage) -> int | Non
     return None
 
 
-def requeue(study: optuna.Study, trial: FrozenTrial, died: bool = True) -> None:
-    """Give failed ``trial``'s slot to a ``WAITING`` copy (same parameters, same run folder);
-    a trial whose worker died :data:`MAX_DEATHS` times keeps its failure instead. Optuna calls
-    this for trials it finds without a heartbeat."""
-    deaths = trial.system_attrs.get(DEATHS, 0) + int(died)
-    if deaths > MAX_DEATHS:
-        log.warning("trial %d lost its worker %d times; not re-queued", trial.number, deaths - 1)
-        return
-    fixed = {**trial.system_attrs.get(FIXED, {}), **trial.params}
+def _slot(trials: list[FrozenTrial], trial: FrozenTrial) -> list[FrozenTrial]:
+    """The trials of ``trial``'s slot, in order: the first, then those continuing it."""
+    root = root_number(trial)
+    return sorted((t for t in trials if root_number(t) == root), key=lambda t: t.number)
+
+
+def continue_slot(study: optuna.Study, trial: FrozenTrial, quiet: bool = False) -> bool:
+    """Give the slot of ``trial``, failed for its worker, a ``WAITING`` copy with the same
+    parameters (and so the same run folder); nothing when the slot already continues, when its
+    last trial failed for itself (:data:`ERROR`), or when its workers died more than
+    :data:`MAX_DEATHS` times. Safe to repeat: callers hold :func:`study_lock`. Optuna calls
+    this for the trials it fails for a stale heartbeat."""
+    slot = _slot(study.get_trials(deepcopy=False), trial)
+    last = slot[-1]
+    if last.state != TrialState.FAIL or ERROR in last.user_attrs:
+        return False
+    deaths = [t for t in slot if t.user_attrs.get(REQUEUED, DIED) == DIED]
+    if len(deaths) > MAX_DEATHS:
+        if not quiet:
+            log.warning(
+                "trial %d lost its worker %d times; not re-queued", last.number, len(deaths)
+            )
+        return False
+    fixed = {**last.system_attrs.get(FIXED, {}), **last.params}
     study.add_trial(
         optuna.trial.create_trial(
             state=TrialState.WAITING,
-            params=trial.params,
-            distributions=trial.distributions,
-            system_attrs={CONTINUES: root_number(trial), DEATHS: deaths, FIXED: fixed},
+            params=last.params,
+            distributions=last.distributions,
+            system_attrs={CONTINUES: root_number(last), FIXED: fixed},
         )
     )
+    return True
 
 
 def fail_and_requeue(
-    study: optuna.Study,
-    storage: optuna.storages.RDBStorage,
-    trial_id: int,
-    reason: str,
-    died: bool,
+    study: optuna.Study, storage: optuna.storages.RDBStorage, trial_id: int, why: str
 ) -> bool:
-    """Mark ``RUNNING`` trial ``trial_id`` failed for ``reason`` and re-queue it; False when
-    another process already did."""
+    """Mark ``RUNNING`` trial ``trial_id`` failed for its worker (``why``: :data:`STOPPED` or
+    :data:`DIED`) and continue its slot; False when another process already did."""
     with study_lock(storage):
         try:
-            storage.set_trial_user_attr(trial_id, "error", reason)
+            storage.set_trial_user_attr(trial_id, REQUEUED, why)
             if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
                 return False
         except optuna.exceptions.UpdateFinishedTrialError:
             return False
-        requeue(study, storage.get_trial(trial_id), died)
+        continue_slot(study, storage.get_trial(trial_id))
     return True
 
 
 def requeue_dead(study: optuna.Study, storage: optuna.storages.RDBStorage) -> list[int]:
-    """Re-queue the ``RUNNING`` trials whose worker is gone; returns their numbers."""
+    """Re-queue the ``RUNNING`` trials whose worker is gone (and any slot a process stopped
+    between failing a trial and queueing its copy); returns the failed trials' numbers."""
     sid = study_id(study, storage)
     now = datetime.datetime.now()
     found = []
@@ -167,14 +185,19 @@ def requeue_dead(study: optuna.Study, storage: optuna.storages.RDBStorage) -> li
         if not dead:
             continue
         trial_id = storage.get_trial_id_from_study_id_trial_number(sid, trial.number)
-        if fail_and_requeue(study, storage, trial_id, "its worker died; re-queued", died=True):
+        if fail_and_requeue(study, storage, trial_id, DIED):
             found.append(trial.number)
     with study_lock(storage), warnings.catch_warnings():  # other hosts': heartbeats stopped
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
         optuna.storages.fail_stale_trials(study)
-        after = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
-    return found + sorted(after - before)
+        trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+        last_of_slot = {root_number(t): t for t in trials}
+        for last in last_of_slot.values():
+            if last.state == TrialState.FAIL and continue_slot(study, last, quiet=True):
+                found.append(last.number)
+    after = {t.number for t in trials if t.state == TrialState.FAIL}
+    return sorted(set(found) | (after - before))
 
 
 class Heartbeat:

@@ -67,15 +67,20 @@ def trial_rows(study: optuna.Study) -> list[TrialRow]:
             trial.duration.total_seconds() if trial.duration else None,
             dict(trial.params),
             trial.user_attrs.get("run"),
-            trial.user_attrs.get("error", ""),
+            trial.user_attrs.get(recovery.ERROR, ""),
             best is not None and trial.number == best.number,
         )
         if trial.state == TrialState.PRUNED:
             row.note = f"pruned after epoch {row.epochs}"
-        elif trial.state == TrialState.FAIL and trial.number in successor:
-            row.state = "requeued"
-            reason = row.note or "its worker died"
-            row.note = f"{reason}; continued by trial {successor[trial.number]}"
+        elif trial.state == TrialState.FAIL and not row.note:  # its worker's failure
+            why = trial.user_attrs.get(recovery.REQUEUED, recovery.DIED)
+            row.note = "its worker died" if why == recovery.DIED else "stopped"
+            if trial.number in successor:
+                row.state = "requeued"
+                row.note += f"; continued by trial {successor[trial.number]}"
+            else:
+                row.state = "failed"
+                row.note += "; not re-queued"
         elif trial.state == TrialState.FAIL:
             row.state = "failed"
         if recovery.CONTINUES in trial.system_attrs and trial.state != TrialState.FAIL:

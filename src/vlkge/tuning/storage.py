@@ -84,7 +84,7 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
                 engine_kwargs=_engine_options(parsed),
                 heartbeat_interval=recovery.HEARTBEAT_S,
                 grace_period=recovery.GRACE_S,
-                heartbeat_stale_trial_callback=recovery.requeue,
+                heartbeat_stale_trial_callback=recovery.continue_slot,
             )
         except ImportError as exc:
             driver = getattr(exc.__cause__, "name", None) or str(exc.__cause__ or exc)

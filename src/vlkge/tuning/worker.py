@@ -110,8 +110,9 @@ def run_trial(
         with recovery.Heartbeat(storage, trial_id):
             metrics = train(cfg, folder, on_epoch=reporter)
     except Interrupted:  # a checkpoint is saved: the trial's slot goes back to the queue
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        recovery.fail_and_requeue(study, storage, trial_id, "stopped; re-queued", died=False)
+        for signum in (signal.SIGINT, signal.SIGTERM):  # the worker ends: no second stop
+            signal.signal(signum, signal.SIG_IGN)
+        recovery.fail_and_requeue(study, storage, trial_id, recovery.STOPPED)
         raise
     except VlkgeError as exc:  # this trial's own failure: a non-finite loss, a width too large
         _fail(study, trial, str(exc))
@@ -129,7 +130,7 @@ def run_trial(
 
 def _fail(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
     log.warning("trial %d failed: %s", trial.number, reason)
-    trial.set_user_attr("error", echo(reason, quote=False))
+    trial.set_user_attr(recovery.ERROR, echo(reason, quote=False))
     study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
 
 
