@@ -4,13 +4,18 @@ key rejects)."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import optuna
 import pytest
 import yaml
 
 from vlkge.cli import main
+from vlkge.config import load_config
 from vlkge.errors import ConfigError
 from vlkge.tuning.space import SETTING_CHOICES, load_space, parse_space, space_text
+from vlkge.tuning.study import apply_params
 
 
 def test_parameters_of_every_kind():
@@ -159,3 +164,28 @@ def test_config_show_documents_the_format(capsys):
     for line in out.splitlines():  # every setting has its comment
         if line and not line.startswith((" ", "#")):
             assert "#" in line, line
+
+
+ROOT = Path(__file__).resolve().parents[2]
+SPACES = sorted((ROOT / "configs").rglob("space-*.yaml"))
+
+
+def test_spaces_are_shipped():
+    assert ROOT / "configs" / "wn9-img" / "space-complex-1vsall.yaml" in SPACES
+
+
+@pytest.mark.parametrize("path", SPACES, ids=[str(p.relative_to(ROOT)) for p in SPACES])
+def test_shipped_space_loads_and_its_header_runs_it(path):
+    space = load_space(path)
+    header = "\n".join(line for line in path.read_text().splitlines() if line.startswith("#"))
+    own = str(path.relative_to(ROOT))
+    commands = re.findall(r"vlkge tune --config (\S+) --space (\S+)", header)
+    assert commands, "the header gives the command that runs the search"
+    for config, named in commands:
+        assert named == own
+        base = load_config(ROOT / config)
+        assert base["validation"]["every"] > 0
+        for point in space.grid_points(0) if space.settings["sampler"] == "grid" else ():
+            apply_params(base, space.config_values(point))  # every combination is a config
+        ends = {p.key: p.choices[-1] if p.kind == "choice" else p.high for p in space.parameters}
+        apply_params(base, ends)
