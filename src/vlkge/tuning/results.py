@@ -163,6 +163,13 @@ def score_best_once(settings: TuneSettings, best: FrozenTrial) -> dict | None:
     -> block) and in the trial's ``metrics.json``, and its run report written; a later call
     for the same trial reads them back. None when the base config scores no other split, or
     the trial's run folder is on another host."""
+    from filelock import FileLock
+
+    with FileLock(settings.folder / ".best.lock"):  # hosts sharing the folder score it once
+        return _score_best(settings, best)
+
+
+def _score_best(settings: TuneSettings, best: FrozenTrial) -> dict | None:
     from vlkge.training.run import evaluate_run, load_run
 
     splits = [s for s in settings.config["evaluation"]["splits"] if s != settings.split]

@@ -116,6 +116,10 @@ def _continued(
             f"{saved.folder}: its study is in {saved.storage}, not {shown(storage)}; "
             "use a new --out folder for another study"
         )
+    if wanted.study != saved.study:
+        raise VlkgeError(
+            f"{saved.folder}: its study is named {saved.study!r}, not {wanted.study!r}"
+        )
     changed = config_mod.diff(saved.definition(), wanted.definition())
     if changed:
         raise VlkgeError(
