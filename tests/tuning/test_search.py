@@ -217,7 +217,7 @@ def test_bad_command_lines_are_one_line(base_config, space_file, tmp_path, capsy
     other = str(space_file({"parameters": {"model.dim": [8, 32]}}, "other.yaml"))
     err = _bad(capsys, "--config", base, "--space", other, "--out", out, "--trials", "2")
     assert "holds a search of another config or space (differs in space.parameters" in err
-    err = _bad(capsys, "--config", base, "--space", space, "--out", out, "--study", "other")
+    err = _bad(capsys, "--space", space, "--out", out, "--trials", "2", "--study", "other")
     assert "its study is named 'out', not 'other'" in err
     err = _bad(capsys, "--resume", out, "--storage", "sqlite:////elsewhere/study.db")
     assert "its study is in sqlite:///" in err
