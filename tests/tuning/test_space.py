@@ -167,7 +167,7 @@ def test_config_show_documents_the_format(capsys):
 
 
 ROOT = Path(__file__).resolve().parents[2]
-SPACES = sorted((ROOT / "configs").rglob("space-*.yaml"))
+SPACES = sorted([*(ROOT / "configs").rglob("space-*.yaml"), *(ROOT / "bench" / "spaces").glob("*")])
 
 
 def test_spaces_are_shipped():
@@ -179,7 +179,9 @@ def test_shipped_space_loads_and_its_header_runs_it(path):
     space = load_space(path)
     header = "\n".join(line for line in path.read_text().splitlines() if line.startswith("#"))
     own = str(path.relative_to(ROOT))
-    commands = re.findall(r"vlkge tune --config (\S+) --space (\S+)", header)
+    commands = re.findall(
+        r"(?:vlkge tune|tune_overhead.py \w+) --config (\S+) --space (\S+)", header
+    )
     assert commands, "the header gives the command that runs the search"
     for config, named in commands:
         assert named == own
