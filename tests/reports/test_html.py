@@ -48,6 +48,8 @@ def test_train_writes_a_report_without_validation(runs):
     assert page.count('class="query"') == 3
     assert 'data-scorer="model"' in page and 'data-scorer="zero-shot"' not in page
     assert not re.search(r'src="(?!data:)', page)  # self-contained
+    links = re.findall(r'<a href="#([^"]+)">', page)
+    assert len(links) == 7 and all(f'id="{anchor}"' in page for anchor in links)  # navigation
 
 
 def test_cli_report_multimodal_run(runs, capsys, tmp_path):
