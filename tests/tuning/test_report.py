@@ -17,11 +17,14 @@ class Page(HTMLParser):
         super().__init__()
         self.ids: set[str] = set()
         self.states: list[str] = []
+        self.links: list[str] = []
         self.images = 0
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
         self.ids.add(attrs.get("id", ""))
+        if tag == "a" and attrs.get("href", "").startswith("#"):
+            self.links.append(attrs["href"][1:])
         if tag == "tr" and "data-state" in attrs:
             self.states.append(attrs["data-state"])
         if tag == "img" and attrs.get("src", "").startswith("data:image/png;base64,"):
@@ -42,6 +45,7 @@ def test_report_of_a_search(finished_search):
     assert "importance-plot" in page.ids and page.images >= 4
     assert 'class="best"' in text and "trials/0002" in text
     assert "<script" not in text  # self-contained, nothing runs
+    assert page.links and set(page.links) <= page.ids  # the navigation reaches every section
 
 
 def test_report_before_any_trial_finished(finished_search):
