@@ -200,6 +200,11 @@ def cmd_zero_shot(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
+    if args.space:
+        from vlkge.tuning.space import space_text
+
+        print(space_text(), end="")
+        return 0
     cfg = config_mod.load_config(args.config, args.set)
     given = args.config is not None or args.set
     only = config_mod.changed_keys(cfg) if given and not args.full else None
@@ -250,6 +255,33 @@ def cmd_neighbours(args: argparse.Namespace) -> int:
     print(f"nearest to {args.entity} ({kg.display_name(kg.entity_id(args.entity))[:60]}), cosine")
     for n in found:
         print(f"{n['rank']:>4} {n['similarity']:>8.4f}  {n['entity']}  {n['name'][:60]}")
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    """A hyper-parameter search on Optuna (vlkge.tuning, docs/tuning.md)."""
+    from vlkge.tuning import search
+
+    if args.show:
+        if not args.folder:
+            raise VlkgeError("--show needs the search folder: vlkge tune DIR --show")
+        print(search.show(args.folder, args.storage))
+        return 0
+    if args.folder:
+        raise VlkgeError(f"continue a search with `vlkge tune --resume {args.folder}`")
+    settings, url = search.prepare(
+        config=args.config,
+        sets=args.set,
+        space=args.space,
+        trials=args.trials,
+        out=args.out,
+        storage=args.storage,
+        study=args.study,
+        resume=args.resume,
+    )
+    outcome = search.search(settings, url, args.workers, args.timeout)
+    print(search.summary(settings, outcome.rows))
+    print(search.closing(outcome))
     return 0
 
 
@@ -403,6 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="every key of a resolved config, documented (default: the keys that differ)",
     )
+    p.add_argument("--space", action="store_true", help="the search-space format of vlkge tune")
     p.set_defaults(func=cmd_config)
 
     p = sub.add_parser("report", help="write a run's HTML report (metrics, curves, predictions)")
@@ -443,6 +476,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=10)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_neighbours)
+
+    p = sub.add_parser(
+        "tune", help="hyper-parameter search on Optuna: trials are run folders, resumable, parallel"
+    )
+    p.add_argument("folder", nargs="?", help="a search folder, with --show")
+    p.add_argument("--config", help="the base config every trial starts from")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument(
+        "--space", metavar="FILE", help="the search space (format: vlkge config show --space)"
+    )
+    p.add_argument("--trials", type=int, help="trials in the study (the grid's size for grid)")
+    p.add_argument("--out", metavar="DIR", help="the search folder (trials/, report.html, ...)")
+    p.add_argument(
+        "--storage",
+        metavar="URL",
+        help="the study's database: a SQLAlchemy URL, e.g. postgresql://USER@HOST/DB to share "
+        "a study between hosts (default: sqlite:///DIR/study.db)",
+    )
+    p.add_argument("--study", help="the study's name in the database (default: DIR's name)")
+    p.add_argument("--workers", type=int, default=1, help="trial processes (cores shared)")
+    p.add_argument(
+        "--timeout", type=float, metavar="S", help="stop after S seconds (trials saved, re-queued)"
+    )
+    p.add_argument("--resume", metavar="DIR", help="continue the search in DIR")
+    p.add_argument("--show", action="store_true", help="print the trials table of DIR")
+    p.set_defaults(func=cmd_tune)
     return parser
 
 

@@ -220,3 +220,19 @@ def test_a_file_with_a_value_yaml_cannot_build(tmp_path):
     with pytest.raises(ConfigError, match="invalid value") as info:
         cfgmod.load_config(path)
     assert str(info.value).startswith(str(path)) and len(str(info.value)) < 400 + len(str(path))
+
+
+def test_check_key_checks_one_value_on_its_own():
+    assert cfgmod.check_key("model.dim", 16) == 16
+    assert cfgmod.check_key("training.optimizer.lr", 1) == 1.0  # a float key's int
+    assert cfgmod.check_key("training.subsample.rel", 0.5) == 0.5  # a mapping's entry
+    assert cfgmod.check_key("training.loss", "ce") == "ce"  # its regime is not checked here
+    assert cfgmod.check_key("model.backbone", "rotate") == "rotate"  # a registry's choice
+    with pytest.raises(ConfigError, match="^space.yaml: unknown key 'model.dimm'; did you mean"):
+        cfgmod.check_key("model.dimm", 16, "space.yaml")
+    with pytest.raises(ConfigError, match="model.dim must be positive, not -1"):
+        cfgmod.check_key("model.dim", -1)
+    with pytest.raises(ConfigError, match="model.backbone must be one of"):
+        cfgmod.check_key("model.backbone", "transr")
+    with pytest.raises(ConfigError, match=r"training.subsample.rel must be a fraction in \[0, 1\]"):
+        cfgmod.check_key("training.subsample.rel", 2)

@@ -108,3 +108,17 @@ def test_changed_config_in_existing_run_folder_is_refused(tmp_path):
     train(cfg("training.epochs=1"), tmp_path / "r")
     with pytest.raises(VlkgeError, match="another config"):
         train(cfg("training.epochs=1", "model.dim=8"), tmp_path / "r")
+
+
+def test_an_epoch_callback_stops_the_run(tmp_path):
+    seen = []
+
+    def stop_after_three(entry: dict) -> bool:
+        seen.append(entry["epoch"])
+        assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file()  # saved before the call
+        return entry["epoch"] == 3
+
+    metrics = train(cfg("training.epochs=8"), tmp_path / "run", on_epoch=stop_after_three)
+    assert seen == [1, 2, 3] and metrics["best_epoch"] <= 3
+    assert len((tmp_path / "run" / "trace.jsonl").read_text().splitlines()) == 3
+    assert {"valid", "test"} <= set(metrics)  # a stopped run still ends like any other

@@ -19,7 +19,7 @@ hands the base layer :func:`vlkge.training.choices.registry_choices`, read on fi
 from vlkge.config.choices import allowed, allowed_given
 from vlkge.config.compat import PAPER, expand_paper, with_protocol
 from vlkge.config.documentation import documented, dump, inline
-from vlkge.config.loading import load_config, load_yaml, parse_override, set_key
+from vlkge.config.loading import check_key, load_config, load_yaml, parse_override, set_key
 from vlkge.config.schema import (
     AT_MOST,
     BELOW_ONE,
@@ -61,6 +61,7 @@ __all__ = [
     "allowed_given",
     "allowed",
     "changed_keys",
+    "check_key",
     "default_text",
     "defaults",
     "diff",

@@ -16,7 +16,7 @@ import yaml
 from vlkge.config.compat import expand_paper
 from vlkge.config.schema import MAPPINGS
 from vlkge.config.tree import defaults, get_key, suggest
-from vlkge.config.validation import validate
+from vlkge.config.validation import check_value, validate
 from vlkge.errors import ConfigError, echo
 
 
@@ -30,6 +30,15 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
         key, value = parse_override(text)
         set_key(cfg, key, value)
     return expand_paper(validate(cfg))
+
+
+def check_key(key: str, value: Any, source: str = "--set") -> Any:
+    """``value`` for dotted ``key`` checked on its own, as a config file's would be: an unknown
+    key (with a suggestion), then the key's type, choices and bounds, but not its combination
+    with other keys (:func:`validate` checks those for a whole config). Returns the value as a
+    config holds it (ints of float keys as floats)."""
+    set_key(defaults(), key, value, source)  # unknown keys, with a suggestion
+    return check_value(value, key)
 
 
 def load_yaml(path: str | Path) -> dict:

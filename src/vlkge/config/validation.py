@@ -22,7 +22,7 @@ from vlkge.config.schema import (
     SUBSETS,
     UNIT_INTERVAL,
 )
-from vlkge.config.tree import defaults
+from vlkge.config.tree import defaults, get_key
 from vlkge.errors import ConfigError, echo
 
 
@@ -31,6 +31,20 @@ def validate(cfg: dict) -> dict:
     _check_section(cfg, defaults(), "", allowed())
     _check_combinations(cfg)
     return cfg
+
+
+def check_value(value: Any, path: str) -> Any:
+    """``value`` for the dotted ``path`` (a key, a free mapping, or one entry of a mapping)
+    checked on its own: type, choices and bounds, not its combination with other keys."""
+    mapping = next((m for m in MAPPINGS if path.startswith(f"{m}.")), None)
+    if mapping is not None:
+        return _check_mapping({path[len(mapping) + 1 :]: value}, mapping)[path[len(mapping) + 1 :]]
+    if path in MAPPINGS:
+        return _check_mapping(value, path)
+    choices = allowed()
+    if path in choices:
+        return _check_choice(value, path, choices[path])
+    return _check(value, get_key(defaults(), path), path)
 
 
 def _check_section(cfg: dict, reference: dict, prefix: str, choices: dict[str, tuple]) -> None:

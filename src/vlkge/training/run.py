@@ -28,7 +28,7 @@ from vlkge.models.factory import build_model, warn_large_margin
 from vlkge.models.features import Features, cache_encoders, feature_cache_dir, load_features
 from vlkge.models.model import KGEModel
 from vlkge.runfolder import CONFIG, absolute_paths, new_run, require_run_folder, write_metrics
-from vlkge.training.trainer import Trainer, show_progress
+from vlkge.training.trainer import EpochCallback, Trainer, show_progress
 
 log = logging.getLogger(__name__)
 
@@ -165,31 +165,49 @@ def evaluate_run(
     return out
 
 
-def train(cfg: dict, run_dir: str | Path, features: Features | None = None) -> dict:
+def train(
+    cfg: dict,
+    run_dir: str | Path,
+    features: Features | None = None,
+    on_epoch: EpochCallback | None = None,
+) -> dict:
     """Train and evaluate as configured; writes the run folder and returns the metrics.
 
-    ``features`` replaces the feature cache of a multimodal model (see :func:`prepare`).
+    ``features`` replaces the feature cache of a multimodal model (see :func:`prepare`);
+    ``on_epoch`` sees every epoch's trace entry and may stop training there (:class:`Trainer`).
     Launched by ``torchrun`` with several processes, the run is data-parallel
     (:mod:`vlkge.distributed`): rank 0 writes the run folder and every rank returns
     its metrics.
     """
     device = distributed.device_for_rank(resolve_device(cfg["device"]))
     with distributed.session(device):
-        return _train(cfg, Path(run_dir), device, features)
+        return _train(cfg, Path(run_dir), device, features, on_epoch)
 
 
-def _train(cfg: dict, run_dir: Path, device: torch.device, features: Features | None) -> dict:
+def _train(
+    cfg: dict,
+    run_dir: Path,
+    device: torch.device,
+    features: Features | None,
+    on_epoch: EpochCallback | None,
+) -> dict:
     """Rank 0 holds the run folder's lock throughout, and writes ``config.yaml`` only once
     training starts: a run that fails before (a bad dataset) leaves nothing that blocks a
     rerun with the fixed config."""
     cfg = absolute_paths(cfg)
     if not distributed.is_main():
-        return _train_in(cfg, run_dir, device, features)
+        return _train_in(cfg, run_dir, device, features, on_epoch)
     with new_run(run_dir, cfg):
-        return _train_in(cfg, run_dir, device, features)
+        return _train_in(cfg, run_dir, device, features, on_epoch)
 
 
-def _train_in(cfg: dict, run_dir: Path, device: torch.device, features: Features | None) -> dict:
+def _train_in(
+    cfg: dict,
+    run_dir: Path,
+    device: torch.device,
+    features: Features | None,
+    on_epoch: EpochCallback | None,
+) -> dict:
     main = distributed.is_main()
     kg, model = prepare(cfg, features)
     check_splits(cfg, kg)
@@ -197,7 +215,7 @@ def _train_in(cfg: dict, run_dir: Path, device: torch.device, features: Features
     if main:
         warn_large_margin(model, kg.train, cfg["training"]["loss"])
     evaluator = Evaluator(kg, cfg["evaluation"], precision=cfg["precision"])
-    trainer = Trainer(cfg, kg, model, run_dir, evaluator)
+    trainer = Trainer(cfg, kg, model, run_dir, evaluator, on_epoch)
     if main:
         write_text(run_dir / CONFIG, config_mod.dump(cfg))
     best = trainer.fit()

@@ -23,6 +23,7 @@ import math
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -70,8 +71,13 @@ def regularization(cfg: dict, model: KGEModel, triples: torch.Tensor) -> torch.T
     return reg["weight"] * total / len(triples)
 
 
+#: called with each epoch's trace entry once its checkpoint is saved; True stops training there
+EpochCallback = Callable[[dict], bool]
+
+
 class Trainer:
-    """Trains ``model`` on ``kg`` as configured, writing into ``run_dir``."""
+    """Trains ``model`` on ``kg`` as configured, writing into ``run_dir``; ``on_epoch`` may stop
+    the run after any epoch (a hyper-parameter search pruning it, docs/tuning.md)."""
 
     def __init__(
         self,
@@ -80,6 +86,7 @@ class Trainer:
         model: KGEModel,
         run_dir: Path,
         evaluator: Evaluator | None = None,
+        on_epoch: EpochCallback | None = None,
     ):
         self.started = time.perf_counter()  # this session's share of the training time
         self.earlier_time = 0.0  # the training time of the sessions before a resume
@@ -87,6 +94,7 @@ class Trainer:
         self.regime = build_regime(cfg, kg)
         self.optimizer = build_optimizer(cfg, model)
         self.evaluator = evaluator
+        self.on_epoch = on_epoch
         self.generator = torch.Generator().manual_seed(cfg["seed"])
         self.epoch = 0
         self.best = {"metric": -math.inf, "epoch": 0}
@@ -361,6 +369,9 @@ class Trainer:
                     bar.set_postfix(loss=f"{loss:.4f}", best=f"{self.best['metric']:.4f}")
                     bar.update(1)
                     self.interrupt.check()
+                    if self.on_epoch is not None and self.on_epoch(entry):
+                        log.info("stopped after epoch %d by the caller", self.epoch)
+                        break
             except KeyboardInterrupt:
                 raise self._interrupted() from None
             finally:
