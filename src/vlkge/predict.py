@@ -4,12 +4,14 @@ image (:func:`new_entity_features`, :func:`predict_new_entity`), with no retrain
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from vlkge.data.graph import KnowledgeGraph
 from vlkge.data.index import TripleIndex
+from vlkge.encoders.base import Encoder
 from vlkge.errors import VlkgeError, echo
 from vlkge.models.model import KGEModel
 
@@ -84,14 +86,15 @@ def new_entity_features(
     image: str | Path | None = None,
     encoder=None,
     model: KGEModel | None = None,
+    build: Callable[[dict, str], Encoder] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Encode a new entity's text and/or image (``{modality: FloatTensor[1, w]}``) with the
     encoder that wrote the run's feature cache (its metadata names it; ``encoder.name`` when
     the cache has no metadata), so the features are those the run's projections were trained
-    on. ``encoder`` replaces that encoder (its weights fingerprint must still match). A run
-    with a fine-tuned encoder (``encoder.finetune``) encodes with the tuned encoder held by
-    its ``model``."""
-    from vlkge.encoders import build_encoder
+    on. ``encoder`` replaces that encoder (its weights fingerprint must still match); ``build``
+    (``cfg, name -> encoder``, :func:`build_run_encoder` by default) makes it, so that a server
+    loads it once. A run with a fine-tuned encoder (``encoder.finetune``) encodes with the
+    tuned encoder held by its ``model``."""
     from vlkge.encoders.cache import FeatureCache
     from vlkge.models.features import feature_cache_dir
 
@@ -130,7 +133,7 @@ def new_entity_features(
         if len(names) > 1:
             raise VlkgeError(f"the run's features come from several encoders: {sorted(names)}")
         name = names.pop() if names else cfg["encoder"]["name"]
-        encoder = build_encoder(name, device=cfg["device"], batch_size=cfg["encoder"]["batch_size"])
+        encoder = (build or build_run_encoder)(cfg, name)
     for modality, meta in metadata.items():
         if meta is None or str(meta.get("preprocessing", "")).startswith("precomputed"):
             continue
@@ -140,6 +143,13 @@ def new_entity_features(
                 f"features ({meta.get('encoder')}; weights differ)"
             )
     return _encode_new(encoder, given)
+
+
+def build_run_encoder(cfg: dict, name: str) -> Encoder:
+    """The encoder ``name`` on the run's device, with its encoding batch size."""
+    from vlkge.encoders import build_encoder
+
+    return build_encoder(name, device=cfg["device"], batch_size=cfg["encoder"]["batch_size"])
 
 
 def _encode_new(encoder, given: dict) -> dict[str, torch.Tensor]:
@@ -166,6 +176,7 @@ def predict_new_entity(
     direction: str = "tail",
     k: int = 10,
     imaginary: str = "auto",
+    table: torch.Tensor | None = None,
 ) -> list[dict]:
     """Rank every entity of the graph for a new entity given by its raw ``features``.
 
@@ -173,7 +184,8 @@ def predict_new_entity(
     tails; ``"head"``: ``(?, relation, new)``. The new entity is represented by the run's
     trained projections and fusion, like an entity unseen in training (no structural part;
     Im(e) for complex backbones as in ``FusedEntityRepresentation.represent``); nothing is
-    retrained and the graph is unchanged.
+    retrained and the graph is unchanged. ``table`` is the model's entity table, when
+    already computed (``vlkge serve`` computes it once).
     """
     from vlkge.models.multimodal import FusedEntityRepresentation
 
@@ -187,7 +199,7 @@ def predict_new_entity(
     if k < 1:
         raise VlkgeError(f"--top-k must be positive, not {echo(k)}")
     model.eval()
-    table = model.entity_table()
+    table = model.entity_table() if table is None else table
     vector = model.entities.represent(features, imaginary).to(table.device)
     relation_id = torch.tensor([kg.relation_id(relation)], device=table.device)
     side = direction
