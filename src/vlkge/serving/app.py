@@ -9,6 +9,7 @@ import secrets
 import socket
 from pathlib import Path
 
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -144,8 +145,6 @@ def serve(
     limits: Limits | None = None,
 ) -> None:
     """Load every run once and answer requests until Ctrl-C or SIGTERM."""
-    import uvicorn
-
     if host not in LOCAL_HOSTS:
         log.warning(
             "serving on %s: anyone who can reach this machine on port %d can query the runs%s",
