@@ -78,7 +78,8 @@ def test_search_ids_names_and_texts(client):
 
 def test_entity_modalities_and_triples(client):
     monet = client.get("/api/runs/vl/entity", params={"id": "monet"}).json()
-    assert monet["name"] == "Claude Monet" and monet["images"] == 1
+    assert monet["name"] == "Claude Monet" and monet["images"] == [0]
+    assert monet["thumbnail"] == 0
     assert monet["texts"] == ["Claude Monet is part of the history of painting"]
     assert monet["seen_in_train"] is True
     as_head = monet["triples"]["train"]["head"]
@@ -101,6 +102,11 @@ def test_neighbours_equal_the_cli(client, runs, capsys):
     assert [n["similarity"] for n in found] == pytest.approx([n["similarity"] for n in expected])
     assert "monet" not in [n["entity"] for n in found]
     one_message(client.get("/api/runs/vl/neighbours", params={"id": "nobody"}), 404)
+
+
+def test_only_images_that_show_are_offered(client):
+    degas = client.get("/api/runs/vl/entity", params={"id": "degas"}).json()
+    assert (degas["images"], degas["thumbnail"]) == ([], None)  # its one image is corrupt
 
 
 def test_images(client):
@@ -135,7 +141,7 @@ def test_top_k_equals_vlkge_predict(client, runs, capsys, given, flags):
         (a["rank"], a["entity"], a["known"]) for a in expected
     ]
     assert [a["score"] for a in got] == pytest.approx([a["score"] for a in expected])
-    assert all({"name", "text", "images"} <= set(a) for a in got)
+    assert all({"name", "text", "thumbnail"} <= set(a) for a in got)
 
 
 def test_true_answers_of_a_query_from_a_split(client):

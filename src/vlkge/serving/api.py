@@ -19,7 +19,7 @@ from vlkge.serving.inputs import (
     check_query,
     check_text,
     image_file,
-    servable_image,
+    media_type,
 )
 from vlkge.serving.state import DIRECTIONS, ServedRun
 
@@ -74,11 +74,12 @@ def search(run: Run, caps: Caps, q: str, limit: int = DEFAULT_K) -> list[dict]:
     return run.search(check_query(q, caps), check_k(limit, caps))
 
 
-@router.get("/runs/{run}/entity", summary="an entity: name, texts, images, triples")
+@router.get("/runs/{run}/entity", summary="an entity: name, texts, images that show, triples")
 def entity(run: Run, entity_id: EntityId) -> dict:
     return {
         **run.card(entity_id),
         "texts": run.texts(entity_id),
+        "images": run.pictures(entity_id),
         "seen_in_train": bool(run.seen[run.entity_id(entity_id)]),
         "triples": run.triples(entity_id),
     }
@@ -94,7 +95,10 @@ def image(run: Run, entity_id: EntityId, i: int = 0) -> FileResponse:
     paths = run.images(entity_id)
     if not 0 <= i < len(paths):
         raise NotFound(f"entity {echo(entity_id)} has no image {i} (it has {len(paths)})")
-    return FileResponse(paths[i], media_type=servable_image(paths[i]))
+    kind = media_type(paths[i])
+    if kind is None:
+        raise NotFound(f"image {i} of {echo(entity_id)} is missing, unreadable or not an image")
+    return FileResponse(paths[i], media_type=kind)
 
 
 @router.get("/runs/{run}/predict", summary="top-k for (head, relation, ?) or (?, relation, tail)")

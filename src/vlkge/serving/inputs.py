@@ -118,17 +118,14 @@ def image_file(data: bytes | None, limits: Limits) -> Iterator[Path | None]:
         yield path
 
 
-def servable_image(path: str) -> str:
-    """The media type of a dataset image, read from its header; a missing, unreadable or
-    unknown-format file is a 404 (nothing of it is sent)."""
+def media_type(path: str) -> str | None:
+    """The media type of a dataset image, read from its header; ``None`` for a missing,
+    unreadable or unknown-format file (nothing of it is ever sent)."""
     from PIL import Image
 
     try:
         check_regular_file(path)
         with Image.open(path) as image:
-            kind = SERVED_FORMATS.get(str(image.format))
+            return SERVED_FORMATS.get(str(image.format))
     except Exception:  # missing, not a regular file, not an image: PIL raises many types
-        kind = None
-    if kind is None:
-        raise NotFound("this image cannot be shown (missing, unreadable or not an image)")
-    return kind
+        return None

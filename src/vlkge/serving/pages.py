@@ -103,6 +103,7 @@ def entity_page(request: Request, run: Run, entity_id: EntityId) -> Response:
         summary=run.summary(),
         card=run.card(entity_id),
         texts=run.texts(entity_id),
+        pictures=run.pictures(entity_id),
         seen=bool(run.seen[run.entity_id(entity_id)]),
         triples=run.triples(entity_id),
         neighbours=run.neighbours(entity_id, DEFAULT_K),

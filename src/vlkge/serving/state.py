@@ -25,7 +25,7 @@ from vlkge.predict import (
     predict_new_entity,
     rank_answers,
 )
-from vlkge.serving.inputs import NotFound
+from vlkge.serving.inputs import NotFound, media_type
 
 SNIPPET_CHARS = 200  # of an entity's text beside a ranked answer
 MAX_TRIPLES = 200  # of an entity's triples per split and role on its page
@@ -53,6 +53,7 @@ class ServedRun:
     seen: torch.Tensor = field(init=False, repr=False)  # entities in training triples
     split_index: dict[str, TripleIndex] = field(init=False, repr=False)
     _search: list[tuple[str, str, str]] = field(init=False, repr=False)
+    _thumbnails: list[int | None] = field(init=False, repr=False)  # first image that shows
     _encoders: dict[str, Encoder] = field(init=False, repr=False, default_factory=dict)
     _encoding: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
 
@@ -69,6 +70,10 @@ class ServedRun:
         self._search = [
             (label.lower(), kg.display_name(i).lower(), (self.text(label) or "").lower())
             for i, label in enumerate(kg.entities)
+        ]
+        self._thumbnails = [
+            next((i for i, path in enumerate(self.images(label)) if media_type(path)), None)
+            for label in kg.entities
         ]
         self.scores(DIRECTIONS[0], 0, 0)  # compiles a distance kernel now, not on a request
 
@@ -97,16 +102,22 @@ class ServedRun:
         manifest = self.kg.manifest
         return list(manifest.images.get(label, [])) if manifest is not None else []
 
+    def pictures(self, label: str) -> list[int]:
+        """Which of the entity's images can be shown (read now: a page shows them all)."""
+        return [i for i, path in enumerate(self.images(label)) if media_type(path)]
+
     def card(self, label: str) -> dict:
-        """What a list shows of an entity beside its rank: name, a text snippet, images."""
+        """What a list shows of an entity beside its rank: name, a text snippet, and which of
+        its images is the thumbnail (``None`` when none can be shown)."""
+        index = self.entity_id(label)
         text = self.text(label)
         if text and len(text) > SNIPPET_CHARS:
             text = text[: SNIPPET_CHARS - 1] + "…"
         return {
             "entity": label,
-            "name": self.kg.display_name(self.entity_id(label)),
+            "name": self.kg.display_name(index),
             "text": text,
-            "images": len(self.images(label)),
+            "thumbnail": self._thumbnails[index],
         }
 
     def search(self, query: str, limit: int) -> list[dict]:
