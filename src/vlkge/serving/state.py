@@ -63,9 +63,10 @@ class ServedRun:
         self.table = self.model.entity_table().detach()
         self.index = TripleIndex(kg.all_triples(), kg.num_entities, kg.num_relations)
         self.seen = kg.seen_in_train()
-        self.split_index = {
+        self.split_index = {  # the evaluated splits: training answers are marked known
             split: TripleIndex(triples, kg.num_entities, kg.num_relations)
             for split, triples in kg.splits.items()
+            if split != "train"
         }
         self._search = [
             (label.lower(), kg.display_name(i).lower(), (self.text(label) or "").lower())
@@ -197,7 +198,7 @@ class ServedRun:
     def _true_answers(
         self, side: str, anchor: int, relation: int, scores: torch.Tensor
     ) -> list[dict]:
-        """The query's answers in each split, ranked against every entity: raw, and filtered
+        """The query's answers in valid and test, ranked against every entity: raw, and filtered
         (the other known answers left out, ties as the run's evaluation counts them)."""
         query = (torch.tensor([anchor]), torch.tensor([relation]))
         known = self.index.known(side, *query)[1]
