@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from vlkge.config import load_config, load_yaml
-from vlkge.data.datasets import DATASETS
+from vlkge.data.registry import DATASETS
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").rglob("*.y*ml"))

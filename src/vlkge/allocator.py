@@ -2,10 +2,10 @@
 
 glibc serves every allocation above its mmap threshold (at most 32 MiB) with a new ``mmap``
 and returns it to the system on free, so a training step that allocates a ``[batch,
-entities]`` score matrix pays a page fault for every 4 KiB of it, every step: on WN18RR
-(1-vs-all, 256 queries x 40,943 entities) that was 40% of the step in system time. Turning
-``mmap`` off for the heap and never trimming it lets freed buffers be reused. Peak memory is
-unchanged; memory freed late in a run is kept by the process until it exits.
+entities]`` score matrix pays a page fault for every 4 KiB of it, every step (the time this
+costs on WN18RR is in docs/scaling.md, "CPU allocator"). Turning ``mmap`` off for the heap and
+never trimming it lets freed buffers be reused. Peak memory is unchanged; memory freed late in
+a run is kept by the process until it exits.
 """
 
 from __future__ import annotations

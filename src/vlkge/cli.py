@@ -32,20 +32,6 @@ def _setup_logging(verbose: bool) -> None:
     )
 
 
-def _metrics_table(metrics: dict, title: str) -> str:
-    rows = [f"{title:<13} {'MRR':>7} {'MR':>9} {'H@1':>7} {'H@3':>7} {'H@10':>7} {'n':>7}"]
-    lines = [(key, metrics[key]) for key in ("both", "head", "tail") if key in metrics]
-    lines += list(metrics.get("by_role", {}).items())  # inductive runs
-    for key, m in lines:
-        rows.append(
-            f"{key:<13} {m['mrr']:>7.4f} {m['mr']:>9.2f} {m['hits@1']:>7.4f} "
-            f"{m['hits@3']:>7.4f} {m['hits@10']:>7.4f} {m['count']:>7}"
-        )
-    for rel, m in metrics.get("per_relation", {}).items():
-        rows.append(f"  {rel[:30]:<30} MRR {m['mrr']:.4f}  H@10 {m['hits@10']:.4f}  n {m['count']}")
-    return "\n".join(rows)
-
-
 # --- commands --------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
     from vlkge.training import distributed
@@ -62,17 +48,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     metrics = train(cfg, run_dir)
     if not distributed.is_main():  # a data-parallel run reports once, from rank 0
         return 0
+    from vlkge.reports.tables import metrics_table
+
     if cfg["report"]["after_train"]:
         from vlkge.reports.html import write_report_safely
 
         write_report_safely(run_dir)
     for split in cfg["evaluation"]["splits"]:
-        print(_metrics_table(metrics[split], split))
+        print(metrics_table(metrics[split], split))
     print(f"run folder: {run_dir}")
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from vlkge.reports.tables import metrics_table
     from vlkge.training.run import evaluate_run, load_run
 
     cfg, kg, model = load_run(args.run, args.checkpoint, args.set)
@@ -85,7 +74,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
-        print(_metrics_table(metrics[args.split], args.split))
+        print(metrics_table(metrics[args.split], args.split))
     return 0
 
 
@@ -139,7 +128,8 @@ def _predict_new(args: argparse.Namespace) -> int:
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
-    from vlkge.data.datasets import DATASETS, load_dataset
+    from vlkge.data.datasets import load_dataset
+    from vlkge.data.registry import DATASETS
     from vlkge.data.stats import format_statistics, statistics
 
     if args.action == "list":
@@ -275,11 +265,12 @@ def _encode(args: argparse.Namespace, cfg: dict, device) -> int:
 
 def cmd_zero_shot(args: argparse.Namespace) -> int:
     from vlkge.evaluation.zero_shot import run_zero_shot
+    from vlkge.reports.tables import metrics_table
 
     cfg = config_mod.load_config(args.config, args.set)
     metrics = run_zero_shot(cfg, args.out, progress=sys.stderr.isatty())
     for split in cfg["evaluation"]["splits"]:
-        print(_metrics_table(metrics[split], split))
+        print(metrics_table(metrics[split], split))
     print(f"run folder: {args.out}")
     return 0
 

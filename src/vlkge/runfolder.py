@@ -115,7 +115,7 @@ def absolute_paths(cfg: dict) -> dict:
     """A copy of ``cfg`` with every path absolute (resolved against the current folder), so
     that its run folder works from any folder: the :data:`PATH_KEYS`, and ``dataset.name`` /
     ``encoder.name`` when they name a local folder rather than a named dataset or a model."""
-    from vlkge.data.datasets import DATASETS
+    from vlkge.data.registry import DATASETS
     from vlkge.encoders import local_folder
 
     def absolute(value: str) -> str:

@@ -9,7 +9,7 @@ import pytest
 
 from vlkge.cli import main
 from vlkge.errors import VlkgeError
-from vlkge.reports import compare_runs, format_table
+from vlkge.reports import compare_runs, format_table, render_html
 
 
 def test_compare_table_and_html(runs, capsys, tmp_path):
@@ -23,7 +23,7 @@ def test_compare_table_and_html(runs, capsys, tmp_path):
     assert header[:3] == ["run", "kind", "encoder"]
     assert "model.modalities" in header and "zero_shot.templates" in header
     assert "dataset.name" not in header  # equal in both
-    assert header[-7:] == ["MRR", "H@1", "H@3", "H@10", "MR", "epoch", "train_s"]
+    assert header[-7:] == ["MRR", "MR", "H@1", "H@3", "H@10", "epoch", "train_s"]
     assert lines[2].startswith("vl ") and "trained" in lines[2]
     assert lines[2].split()[2:6] == ["stub-vl", "(image", "6-d,", "text"]  # not minilm
     assert lines[3].startswith("zero-shot ") and "zero-shot" in lines[3].split()[1]
@@ -48,6 +48,13 @@ def test_no_encoder_column_for_structural_runs(runs):
     table = format_table(compare_runs([runs.structural]))
     assert table.splitlines()[1].split()[:2] == ["run", "kind"]
     assert "encoder" not in table
+
+
+def test_compare_page_escapes_names(runs, tmp_path):
+    folder = tmp_path / "<i onclick=x>run"
+    shutil.copytree(runs.structural, folder)
+    page = render_html(compare_runs([folder, runs.structural]))
+    assert "<i onclick" not in page and "<td>&lt;i onclick=x&gt;run</td>" in page
 
 
 def test_compare_errors(runs, tmp_path, capsys):

@@ -48,6 +48,8 @@ def test_train_writes_a_report_without_validation(runs):
     assert page.count('class="query"') == 3
     assert 'data-scorer="model"' in page and 'data-scorer="zero-shot"' not in page
     assert not re.search(r'src="(?!data:)', page)  # self-contained
+    links = re.findall(r'<a href="#([^"]+)">', page)
+    assert len(links) == 7 and all(f'id="{anchor}"' in page for anchor in links)  # navigation
 
 
 def test_cli_report_multimodal_run(runs, capsys, tmp_path):
@@ -105,8 +107,28 @@ def test_predictions_unavailable_is_a_note_not_a_failure(runs, tmp_path):
     text = (folder / "config.yaml").read_text().replace("name: minilm", "name: /no/such/model")
     (folder / "config.yaml").write_text(text)
     page = write_report(folder).read_text()
-    assert "no predictions: the run&#x27;s model could not be loaded" in page
+    assert "no predictions: the run&#39;s model could not be loaded" in page
     assert 'id="metrics-test"' in page
+
+
+def hostile_copy(run, root):
+    """A copy of ``run`` whose folder name and a relation's name are markup."""
+    folder = root / "<img src=x onerror=alert(1)>"
+    shutil.copytree(run, folder)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    relations = metrics["test"]["per_relation"]
+    relations["<script>alert('r')</script>"] = relations.pop(next(iter(relations)))
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    return folder
+
+
+def test_names_and_texts_are_escaped(runs, tmp_path):
+    folder = hostile_copy(runs.multimodal, tmp_path)
+    page = write_report(folder, tmp_path / "r.html", samples=0).read_text(encoding="utf-8")
+    assert "<script" not in page and "<img src=x" not in page
+    assert "Run report: &lt;img src=x onerror=alert(1)&gt;</h1>" in page
+    assert "<title>vlkge report: &lt;img src=x onerror=alert(1)&gt;</title>" in page
+    assert "<td>&lt;script&gt;alert(&#39;r&#39;)&lt;/script&gt;</td>" in page
 
 
 def test_sample_queries_cover_relations_and_sides(runs):

@@ -911,7 +911,7 @@ def table_header(encoder: Encoder, modality: str) -> tuple[dict, tuple[str, str,
 def default_cache_dir(dataset: str, encoder: str, text_template: str = "{text}") -> Path:
     """``<vlkge cache>/features/<dataset>/<encoder slug>``, with a short hash of the text
     template when it is not the plain text (so templates never overwrite each other)."""
-    from vlkge.data.datasets import cache_dir
+    from vlkge.data.download import cache_dir
 
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", encoder.strip("/")).strip("_") or "encoder"
     if text_template != "{text}":

@@ -12,8 +12,8 @@ random share of the training entities in each training pass (for inductive use).
 ``neighbours = k > 0`` an entity unseen in training borrows a structural part from its ``k``
 nearest seen entities in feature space (:mod:`vlkge.models.neighbours`), in evaluation and
 for new entities in prediction. Entities hidden by ``structural_dropout`` do not borrow: a
-model trained that way ranked new entities worse on the inductive WN9-IMG split (0.218 against
-0.262 test MRR, docs/results.md), its borrowed parts becoming hubs.
+model trained that way ranked new entities worse on the inductive WN9-IMG split, its borrowed
+parts becoming hubs (docs/results.md, "Inductive WN9-IMG").
 
 For complex backbones (``entity_parts == 2``) the fused vector is ``Re(e)`` and the imaginary
 part follows the complex-valued extension (SPEC 3):

@@ -1,6 +1,7 @@
 """``vlkge compare``: several runs in one table, with the config keys in which they differ.
 
-The same table is printed for the terminal and written as a self-contained HTML page.
+The same table is printed for the terminal and written as a self-contained HTML page
+(``templates/compare.html.j2``); its metric columns are the shared :data:`METRIC_COLUMNS`.
 """
 
 from __future__ import annotations
@@ -10,11 +11,10 @@ from pathlib import Path
 
 from vlkge import config as config_mod
 from vlkge.errors import VlkgeError
-from vlkge.reports.html import esc, number, page
 from vlkge.reports.runs import RunFolder, read_run
+from vlkge.reports.tables import METRIC_COLUMNS, aligned
+from vlkge.reports.templating import render
 
-METRICS = ("mrr", "hits@1", "hits@3", "hits@10", "mr")
-HEADINGS = {"mrr": "MRR", "hits@1": "H@1", "hits@3": "H@3", "hits@10": "H@10", "mr": "MR"}
 WIDEST_VALUE = 40  # characters of a config value shown in a cell
 
 
@@ -75,7 +75,7 @@ def _rows(comparison: Comparison) -> list[list[str]]:
         if "encoder" in comparison.labels:
             row.append(run.encoder or "–")
         row += [comparison.value(run, k) for k in comparison.keys]
-        row += [number(both.get(m), 2 if m == "mr" else 4) for m in METRICS]
+        row += [column.cell(both) for column in METRIC_COLUMNS]
         row.append(str(run.metrics.get("best_epoch", "–")))
         seconds = run.metrics.get("train_time_s")
         row.append(f"{seconds:.1f}" if isinstance(seconds, float) else "–")
@@ -87,7 +87,7 @@ def _header(comparison: Comparison) -> list[str]:
     return [
         *comparison.labels,
         *comparison.keys,
-        *(HEADINGS[m] for m in METRICS),
+        *(column.label for column in METRIC_COLUMNS),
         "epoch",
         "train_s",
     ]
@@ -95,51 +95,25 @@ def _header(comparison: Comparison) -> list[str]:
 
 def format_table(comparison: Comparison) -> str:
     """The comparison as aligned plain text (text columns left, numbers right)."""
-    header, rows = _header(comparison), _rows(comparison)
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    text_columns = len(comparison.labels) + len(comparison.keys)
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(
-            c.ljust(w) if i < text_columns else c.rjust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ).rstrip()
-
     title = f"{comparison.split} metrics (both sides)"
     if not comparison.keys:
         title += "; the configs are identical"
-    return "\n".join([title, line(header), *(line(r) for r in rows)])
+    rows = [_header(comparison), *_rows(comparison)]
+    return "\n".join([title, *aligned(rows, len(comparison.labels) + len(comparison.keys))])
 
 
 def render_html(comparison: Comparison) -> str:
     """The comparison as a self-contained HTML page; the best value of each metric in bold."""
-    header, rows = _header(comparison), _rows(comparison)
+    blocks = [run.metrics[comparison.split]["both"] for run in comparison.runs]
     first_metric = len(comparison.labels) + len(comparison.keys)
-    best = {}
-    for offset, metric in enumerate(METRICS):
-        values = [r.metrics[comparison.split]["both"].get(metric) for r in comparison.runs]
-        values = [v for v in values if isinstance(v, float)]
-        if values:
-            best[first_metric + offset] = number(
-                min(values) if metric == "mr" else max(values), 2 if metric == "mr" else 4
-            )
-    body_rows = []
-    for row in rows:
-        cells = []
-        for i, cell in enumerate(row):
-            content = f"<b>{esc(cell)}</b>" if best.get(i) == cell else esc(cell)
-            cells.append(f"<td>{content}</td>")
-        body_rows.append(f"<tr>{''.join(cells)}</tr>")
-    head = "".join(f"<th>{esc(h)}</th>" for h in header)
-    note = (
-        "config keys in which the runs differ are shown as columns"
-        if comparison.keys
-        else "the runs' configs are identical"
+    best = {
+        first_metric + offset: column.best(blocks) for offset, column in enumerate(METRIC_COLUMNS)
+    }
+    return render(
+        "compare.html.j2",
+        title="vlkge compare",
+        comparison=comparison,
+        header=_header(comparison),
+        rows=_rows(comparison),
+        best=best,
     )
-    body = (
-        f"<h1>Comparison of {len(rows)} runs</h1>"
-        f'<p class="meta">{esc(comparison.split)} metrics, both sides; {note}</p>'
-        f'<table class="metrics" id="comparison"><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(body_rows)}</tbody></table>"
-    )
-    return page("vlkge compare", body)

@@ -6,8 +6,8 @@ RotatE) have no matrix-product form, so they are computed in bounded blocks; for
 candidates a hand-written backward rebuilds each block instead of letting autograd
 materialise and scatter a ``[B, N, D]`` gather. With compiled kernels enabled
 (``compile: auto``, when a C++ compiler is present) each block runs as one fused loop made by
-``torch.compile`` (2-3x faster for training blocks, 3-50x for all-entity distances here);
-without a compiler, or on any compile failure, the same block functions run eagerly.
+``torch.compile`` (its speed-up: docs/scaling.md, "Compiled distance kernels"); without a
+compiler, or on any compile failure, the same block functions run eagerly.
 """
 
 from __future__ import annotations

@@ -10,8 +10,9 @@ import urllib.request
 
 import pytest
 
-from vlkge.data.datasets import TEXTS, freebase_texts, load_dataset
+from vlkge.data.datasets import load_dataset
 from vlkge.data.manifest import read_keyed_texts
+from vlkge.data.texts import TEXTS, freebase_texts
 from vlkge.errors import DataError
 
 
