@@ -46,7 +46,7 @@ def test_the_token_in_a_header_a_query_or_the_cookie(guarded):
 
 
 def test_every_response_says_nosniff_and_no_referrer(client):
-    for url in ("/api/runs", "/runs/vl", "/static/vlkge.css", "/api/runs/nope"):
+    for url in ("/api/runs", "/runs/vl", "/static/vlkge.js", "/api/runs/nope"):
         headers = client.get(url).headers
         assert headers["x-content-type-options"] == "nosniff"
         assert headers["referrer-policy"] == "no-referrer"

@@ -6,28 +6,23 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import jinja2
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from vlkge import __version__
 from vlkge.data.graph import SPLITS
+from vlkge.reports.templating import environment
 from vlkge.serving.api import Caps, EntityId, Run, answer_new_entity
 from vlkge.serving.inputs import DEFAULT_K, NotFound, check_k
 from vlkge.serving.state import DIRECTIONS, ServedRun
 
 router = APIRouter(include_in_schema=False)
-templates = Jinja2Templates(
-    env=jinja2.Environment(
-        loader=jinja2.PackageLoader("vlkge.serving", "templates"),
-        autoescape=True,  # every name, id and text is escaped
-        undefined=jinja2.StrictUndefined,
-    )
-)
-#: pages run only their own script and styles, and are never framed
+#: the reports' environment (autoescaped; their base layout) with this package's templates
+templates = Jinja2Templates(env=environment(__package__))
+#: pages run only the server's own script, take styles only from the page itself (the shared
+#: layout inlines them), and are never framed
 PAGE_POLICY = (
-    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "default-src 'self'; img-src 'self' data:; style-src 'unsafe-inline'; script-src 'self'; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 #: the run's report.html: inline styles and data: images, no script
@@ -35,11 +30,12 @@ REPORT_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 METRIC_ROWS = ("both", "head", "tail")
 
 
-def render(request: Request, name: str, code: int = 200, **context) -> Response:
+def render(request: Request, name: str, title: str, code: int = 200, **context) -> Response:
+    """The page ``name`` (a template here) titled ``title``."""
     response = templates.TemplateResponse(
         request,
         name,
-        {"runs": request.app.state.runs, "version": __version__, "run": None, **context},
+        {"runs": request.app.state.runs, "run": None, "title": f"{title} · vlkge serve", **context},
         status_code=code,
     )
     response.headers["Content-Security-Policy"] = PAGE_POLICY
@@ -52,7 +48,7 @@ def error(request: Request, status: int, message: str) -> Response:
     wants_page = "text/html" in request.headers.get("accept", "")
     if request.url.path.startswith("/api/") or not wants_page:
         return JSONResponse({"detail": message}, status_code=status)
-    return render(request, "error.html", status, status=status, message=message)
+    return render(request, "error.html.j2", str(status), status, status=status, message=message)
 
 
 def metric_tables(run: ServedRun) -> list[dict]:
@@ -77,14 +73,17 @@ def home(request: Request) -> Response:
     runs = request.app.state.runs
     if len(runs) == 1:
         return RedirectResponse(f"/runs/{next(iter(runs))}", status_code=303)
-    return render(request, "runs.html", summaries=[run.summary() for run in runs.values()])
+    return render(
+        request, "runs.html.j2", "runs", summaries=[run.summary() for run in runs.values()]
+    )
 
 
 @router.get("/runs/{run}")
 def run_page(request: Request, run: Run) -> Response:
     return render(
         request,
-        "run.html",
+        "run.html.j2",
+        run.slug,
         run=run,
         summary=run.summary(),
         tables=metric_tables(run),
@@ -98,7 +97,8 @@ def run_page(request: Request, run: Run) -> Response:
 def entity_page(request: Request, run: Run, entity_id: EntityId) -> Response:
     return render(
         request,
-        "entity.html",
+        "entity.html.j2",
+        f"{run.kg.display_name(run.entity_id(entity_id))} · {run.slug}",
         run=run,
         summary=run.summary(),
         card=run.card(entity_id),
@@ -127,7 +127,8 @@ def query_page(
     result = run.predict(side, anchor, relation, check_k(k, caps), filtered)
     return render(
         request,
-        "query.html",
+        "query.html.j2",
+        f"query · {run.slug}",
         run=run,
         summary=run.summary(),
         result=result,
@@ -153,13 +154,19 @@ def new_entity_page(
     result = answer_new_entity(run, caps, relation, text, image, direction, k)
     return render(
         request,
-        "new.html",
+        "new.html.j2",
+        f"new entity · {run.slug}",
         run=run,
         summary=run.summary(),
         result=result,
         text=text or "",
         image=image.filename if image is not None and image.filename else "",
     )
+
+
+@router.get("/favicon.ico")
+def favicon() -> Response:
+    return Response(status_code=204)  # no icon, and no 404 in a browser's console
 
 
 @router.get("/runs/{run}/report.html")
