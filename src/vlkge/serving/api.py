@@ -21,7 +21,7 @@ from vlkge.serving.inputs import (
     image_file,
     media_type,
 )
-from vlkge.serving.state import DIRECTIONS, ServedRun
+from vlkge.serving.state import DEFAULT_SIDE, ServedRun
 
 router = APIRouter(prefix="/api", tags=["api"])
 
@@ -122,7 +122,7 @@ def new_entity(
     relation: Annotated[str, Form()],
     text: Annotated[str | None, Form()] = None,
     image: Annotated[UploadFile | None, File()] = None,
-    direction: Annotated[str, Form(description="tail: (new, relation, ?)")] = DIRECTIONS[0],
+    direction: Annotated[str, Form(description="tail: (new, relation, ?)")] = DEFAULT_SIDE,
     k: Annotated[int, Form()] = DEFAULT_K,
 ) -> dict:
     return answer_new_entity(run, caps, relation, text, image, direction, k)

@@ -14,7 +14,7 @@ from vlkge.data.graph import SPLITS
 from vlkge.reports.templating import environment
 from vlkge.serving.api import Caps, EntityId, Run, answer_new_entity
 from vlkge.serving.inputs import DEFAULT_K, NotFound, check_k
-from vlkge.serving.state import DIRECTIONS, ServedRun
+from vlkge.serving.state import DEFAULT_SIDE, ServedRun
 
 router = APIRouter(include_in_schema=False)
 #: the reports' environment (autoescaped; their base layout) with this package's templates
@@ -88,7 +88,6 @@ def run_page(request: Request, run: Run) -> Response:
         summary=run.summary(),
         tables=metric_tables(run),
         anchor="",
-        directions=DIRECTIONS,
         default_k=DEFAULT_K,
     )
 
@@ -108,7 +107,6 @@ def entity_page(request: Request, run: Run, entity_id: EntityId) -> Response:
         triples=run.triples(entity_id),
         neighbours=run.neighbours(entity_id, DEFAULT_K),
         anchor=entity_id,
-        directions=DIRECTIONS,
         default_k=DEFAULT_K,
     )
 
@@ -120,7 +118,7 @@ def query_page(
     caps: Caps,
     anchor: str,
     relation: str,
-    side: str = DIRECTIONS[0],
+    side: str = DEFAULT_SIDE,
     k: int = DEFAULT_K,
     filtered: bool = False,
 ) -> Response:
@@ -135,7 +133,6 @@ def query_page(
         k=k,
         filtered=filtered,
         anchor=anchor,
-        directions=DIRECTIONS,
         default_k=DEFAULT_K,
     )
 
@@ -148,7 +145,7 @@ def new_entity_page(
     relation: Annotated[str, Form()],
     text: Annotated[str | None, Form()] = None,
     image: Annotated[UploadFile | None, File()] = None,
-    direction: Annotated[str, Form()] = DIRECTIONS[0],
+    direction: Annotated[str, Form()] = DEFAULT_SIDE,
     k: Annotated[int, Form()] = DEFAULT_K,
 ) -> Response:
     result = answer_new_entity(run, caps, relation, text, image, direction, k)

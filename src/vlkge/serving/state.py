@@ -16,7 +16,7 @@ from vlkge.data.graph import KnowledgeGraph
 from vlkge.data.index import TripleIndex
 from vlkge.encoders.base import Encoder
 from vlkge.errors import VlkgeError, echo
-from vlkge.evaluation.ranking import ranks_from_scores
+from vlkge.evaluation.ranking import SIDES, ranks_from_scores
 from vlkge.export import nearest_entities, nearest_to
 from vlkge.models.model import KGEModel
 from vlkge.predict import (
@@ -29,11 +29,11 @@ from vlkge.serving.inputs import NotFound, media_type
 
 SNIPPET_CHARS = 200  # of an entity's text beside a ranked answer
 MAX_TRIPLES = 200  # of an entity's triples per split and role on its page
-DIRECTIONS = ("tail", "head")  # the side a query predicts
+DEFAULT_SIDE = "tail"  # the side a query predicts when it names none, as in vlkge predict
 
 
-def check_direction(side: str) -> str:
-    if side not in DIRECTIONS:
+def check_side(side: str) -> str:
+    if side not in SIDES:
         raise VlkgeError(f"the side predicted must be tail or head, not {echo(side)}")
     return side
 
@@ -76,7 +76,7 @@ class ServedRun:
             next((i for i, path in enumerate(self.images(label)) if media_type(path)), None)
             for label in kg.entities
         ]
-        self.scores(DIRECTIONS[0], 0, 0)  # compiles a distance kernel now, not on a request
+        self.scores(DEFAULT_SIDE, 0, 0)  # compiles a distance kernel now, not on a request
 
     # --- what the graph holds --------------------------------------------------------------
     def entity_id(self, label: str) -> int:
@@ -179,7 +179,7 @@ class ServedRun:
     def predict(self, side: str, anchor: str, relation: str, k: int, exclude_known: bool) -> dict:
         """The top-``k`` of a query, as ``vlkge predict`` ranks them, and the answers the
         dataset's splits hold with their raw and filtered ranks."""
-        check_direction(side)
+        check_side(side)
         anchor_id, relation_id = self.entity_id(anchor), self.relation_id(relation)
         scores = self.scores(side, anchor_id, relation_id)
         top = rank_answers(
@@ -234,7 +234,7 @@ class ServedRun:
         """Top-``k`` and nearest neighbours of a new entity given by its text and/or image,
         represented as ``vlkge predict --new-text/--new-image`` represents it."""
         self.relation_id(relation)
-        check_direction(direction)
+        check_side(direction)
         with self._encoding:  # one encoder, one request at a time (tokenizers are not shared)
             features = new_entity_features(
                 self.cfg, self.kg, text, image, model=self.model, build=self._encoder
