@@ -84,22 +84,28 @@ def nearest_entities(
     most cosine-similar to ``entity``'s; ``table`` is that table when already computed."""
     index = kg.entity_id(entity)
     model.eval()
-    table = (model.entity_table() if table is None else table).detach().float().cpu()
-    return nearest_to(kg, table[index], table, k, exclude=index)
+    unit = unit_rows(model.entity_table() if table is None else table)
+    return nearest_to(kg, unit[index], unit, k, exclude=index)
+
+
+def unit_rows(table: torch.Tensor) -> torch.Tensor:
+    """``table`` as float32 on the CPU with every row L2-normalised (cosines become products)."""
+    return F.normalize(table.detach().float().cpu(), dim=-1)
 
 
 def nearest_to(
     kg: KnowledgeGraph,
     vector: torch.Tensor,
-    table: torch.Tensor,
+    unit_table: torch.Tensor,
     k: int = 10,
     exclude: int | None = None,
 ) -> list[dict]:
-    """The ``k`` rows of ``table`` (``[E, w]``) most cosine-similar to ``vector`` (``[w]``), as
-    ranked entities of ``kg``; ``exclude`` (the vector's own row) is never one of them."""
+    """The ``k`` rows of ``unit_table`` (``[E, w]``, :func:`unit_rows`) most cosine-similar to
+    ``vector`` (``[w]``), as ranked entities of ``kg``; ``exclude`` (the vector's own row) is
+    never one of them."""
     if k < 1:
         raise VlkgeError(f"--top-k must be positive, not {echo(k)}")
-    similarity = F.cosine_similarity(vector.float().unsqueeze(0), table, dim=-1)
+    similarity = unit_table @ F.normalize(vector.detach().float().cpu(), dim=-1)
     if exclude is not None:
         similarity[exclude] = float("-inf")
     best = torch.topk(similarity, min(k, kg.num_entities - (exclude is not None)))

@@ -26,15 +26,15 @@ from vlkge.serving.state import DEFAULT_SIDE, ServedRun
 router = APIRouter(prefix="/api", tags=["api"])
 
 
-def served(request: Request, run: str) -> ServedRun:
-    """The run named ``run`` in the URL."""
+async def served(request: Request, run: str) -> ServedRun:
+    """The run named ``run`` in the URL (``async``: no trip through the thread pool)."""
     runs: dict[str, ServedRun] = request.app.state.runs
     if run not in runs:
         raise NotFound(f"unknown run {echo(run)} (served: {', '.join(runs)})")
     return runs[run]
 
 
-def limits(request: Request) -> Limits:
+async def limits(request: Request) -> Limits:
     return request.app.state.limits
 
 

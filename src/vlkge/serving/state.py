@@ -16,8 +16,8 @@ from vlkge.data.graph import KnowledgeGraph
 from vlkge.data.index import TripleIndex
 from vlkge.encoders.base import Encoder
 from vlkge.errors import VlkgeError, echo
-from vlkge.evaluation.ranking import SIDES, ranks_from_scores
-from vlkge.export import nearest_entities, nearest_to
+from vlkge.evaluation.ranking import SIDES, ranks_in_row
+from vlkge.export import nearest_to, unit_rows
 from vlkge.models.model import KGEModel
 from vlkge.predict import (
     build_run_encoder,
@@ -49,6 +49,7 @@ class ServedRun:
     model: KGEModel
     metrics: dict | None
     table: torch.Tensor = field(init=False, repr=False)  # what the backbone scores
+    unit: torch.Tensor = field(init=False, repr=False)  # its rows L2-normalised (cosines)
     index: TripleIndex = field(init=False, repr=False)  # every known triple, all splits
     seen: torch.Tensor = field(init=False, repr=False)  # entities in training triples
     split_index: dict[str, TripleIndex] = field(init=False, repr=False)
@@ -61,6 +62,7 @@ class ServedRun:
         kg = self.kg
         self.model.eval()
         self.table = self.model.entity_table().detach()
+        self.unit = unit_rows(self.table)
         self.index = TripleIndex(kg.all_triples(), kg.num_entities, kg.num_relations)
         self.seen = kg.seen_in_train()
         self.split_index = {  # the evaluated splits: training answers are marked known
@@ -201,30 +203,24 @@ class ServedRun:
         """The query's answers in valid and test, ranked against every entity: raw, and filtered
         (the other known answers left out, ties as the run's evaluation counts them)."""
         query = (torch.tensor([anchor]), torch.tensor([relation]))
+        found = [(split, index.known(side, *query)[1]) for split, index in self.split_index.items()]
+        answers = torch.cat([ids for _, ids in found])
+        if not len(answers):
+            return []
         known = self.index.known(side, *query)[1]
-        out = []
-        for split, index in self.split_index.items():
-            answers = index.known(side, *query)[1]
-            if not len(answers):
-                continue
-            rows = scores.float().unsqueeze(0).expand(len(answers), -1)
-            ties = self.cfg["evaluation"]["ties"]
-            raw = ranks_from_scores(rows, answers, ties=ties)
-            filtered = ranks_from_scores(
-                rows,
-                answers,
-                torch.arange(len(answers)).repeat_interleave(len(known)),
-                known.repeat(len(answers)),
-                ties,
+        raw, filtered = ranks_in_row(scores.float(), answers, known, self.cfg["evaluation"]["ties"])
+        splits = [split for split, ids in found for _ in range(len(ids))]
+        return [
+            {**self.card(self.kg.entities[e]), "split": s, "rank_raw": r, "rank_filtered": f}
+            for e, s, r, f in zip(
+                answers.tolist(), splits, raw.tolist(), filtered.tolist(), strict=True
             )
-            for entity, r, f in zip(answers.tolist(), raw.tolist(), filtered.tolist(), strict=True):
-                card = self.card(self.kg.entities[entity])
-                out.append({**card, "split": split, "rank_raw": r, "rank_filtered": f})
-        return out
+        ]
 
     def neighbours(self, label: str, k: int) -> list[dict]:
-        self.entity_id(label)
-        found = nearest_entities(self.model, self.kg, label, k, table=self.table)
+        """As ``vlkge neighbours`` finds them, from the table normalised once."""
+        index = self.entity_id(label)
+        found = nearest_to(self.kg, self.unit[index], self.unit, k, exclude=index)
         return [{**self.card(n["entity"]), **n} for n in found]
 
     @torch.no_grad()
@@ -243,7 +239,7 @@ class ServedRun:
             self.model, self.kg, features, relation, direction, k, table=self.table
         )
         vector = self.model.entities.represent(features)[0]
-        near = nearest_to(self.kg, vector, self.table.float(), k)
+        near = nearest_to(self.kg, vector, self.unit, k)
         return {
             "query": {"direction": direction, "relation": relation},
             "answers": [{**self.card(a["entity"]), **a} for a in top],
