@@ -9,6 +9,8 @@ Usage::
 Starts ``vlkge serve RUN --port 0`` in its own process, then drives it from this one with
 ``--concurrency`` client threads (httpx, one keep-alive connection each):
 
+Each client sets TCP_NODELAY (see :data:`NODELAY`).
+
 - **top-10**: ``GET /api/runs/RUN/predict?head=H&relation=R&k=10`` for the (head, relation) of
   ``--requests`` test triples drawn with a fixed seed;
 - **new-text**: ``POST /api/runs/RUN/new`` with the text of a test triple's head as a brand-new
@@ -30,6 +32,7 @@ import json
 import os
 import random
 import re
+import socket
 import statistics
 import subprocess
 import sys
@@ -42,6 +45,8 @@ import httpx
 
 TARGETS_MS = {"top-10": 50.0, "new-text": 150.0}
 WARM_UP = 20
+#: send each request at once (a keep-alive client's small writes never wait for delayed ACKs)
+NODELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 STARTED = re.compile(r"run\(s\) at (http://\S+/)")
 
 
@@ -91,7 +96,8 @@ def drive(send, items: list[dict], concurrency: int, server: int) -> dict:
 
     def timed(item: dict) -> float:
         if not hasattr(local, "client"):
-            local.client = httpx.Client(timeout=60)
+            transport = httpx.HTTPTransport(socket_options=NODELAY)
+            local.client = httpx.Client(timeout=60, transport=transport)
             clients.append(local.client)
         start = time.perf_counter()
         response = send(local.client, item)

@@ -111,3 +111,11 @@ def test_binding_beyond_this_machine_warns(runs, monkeypatch, caplog, capsys):
     assert "anyone" not in caplog.text
     for sock in started[1]:
         sock.close()
+
+
+def test_the_listening_socket_is_tcp_so_responses_are_not_delayed():
+    sock = app_mod.listen("127.0.0.1", 0)
+    try:  # asyncio sets TCP_NODELAY on connections of IPPROTO_TCP sockets only
+        assert sock.proto == socket.IPPROTO_TCP and sock.getsockname()[1] > 0
+    finally:
+        sock.close()
