@@ -1,7 +1,10 @@
 """The JSON API of ``vlkge serve`` (``/api/...``; the table is in README.md, "Serving").
 
 Every answer comes from a run loaded once (:class:`~vlkge.serving.state.ServedRun`); an
-unknown run, entity or relation is a 404 and a bad input a 422, each with one message."""
+unknown run, entity or relation is a 404 and a bad input a 422, each with one message. Routes
+that take a few milliseconds of CPU (a top-k, neighbours, summaries) are ``async``: they run on
+the event loop without a trip through the thread pool, which costs more than they do; searches,
+entity pages, images and new entities run on the thread pool (docs/serving.md, "Speed")."""
 
 from __future__ import annotations
 
@@ -53,17 +56,17 @@ def query_side(head: str | None, tail: str | None) -> tuple[str, str]:
 
 
 @router.get("/runs", summary="the runs served")
-def runs(request: Request) -> list[dict]:
+async def runs(request: Request) -> list[dict]:
     return [run.summary() for run in request.app.state.runs.values()]
 
 
 @router.get("/runs/{run}", summary="one run: dataset, model, relations, test MRR")
-def run_summary(run: Run) -> dict:
+async def run_summary(run: Run) -> dict:
     return run.summary()
 
 
 @router.get("/runs/{run}/metrics", summary="the run's metrics.json (per split and relation)")
-def metrics(run: Run) -> dict:
+async def metrics(run: Run) -> dict:
     if run.metrics is None:
         raise NotFound(f"run {run.slug} has no metrics.json (its training has not finished)")
     return run.metrics
@@ -86,7 +89,7 @@ def entity(run: Run, entity_id: EntityId) -> dict:
 
 
 @router.get("/runs/{run}/neighbours", summary="nearest entities in the fused space (cosine)")
-def neighbours(run: Run, caps: Caps, entity_id: EntityId, k: K = DEFAULT_K) -> list[dict]:
+async def neighbours(run: Run, caps: Caps, entity_id: EntityId, k: K = DEFAULT_K) -> list[dict]:
     return run.neighbours(entity_id, check_k(k, caps))
 
 
@@ -102,7 +105,7 @@ def image(run: Run, entity_id: EntityId, i: int = 0) -> FileResponse:
 
 
 @router.get("/runs/{run}/predict", summary="top-k for (head, relation, ?) or (?, relation, tail)")
-def predict(
+async def predict(
     run: Run,
     caps: Caps,
     relation: str,
