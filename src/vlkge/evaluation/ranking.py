@@ -112,8 +112,9 @@ def ranks_in_row(
     """Raw and filtered ranks of several ``targets`` (``[n]`` ids) in one row of ``scores``
     (``[E]``), as :func:`ranks_from_scores` counts them (filtered: the ``known`` ids other
     than the target left out), from two comparisons of the row per target rather than the
-    masks of ``n`` filtered copies of it (a server ranks a query's answers this way). ``ordinal`` ties, which need the ids of the
-    tied candidates, go through :func:`ranks_from_scores`."""
+    masks of ``n`` filtered copies of it (a server ranks a query's answers this way).
+    ``ordinal`` ties, which need the ids of the tied candidates, go through
+    :func:`ranks_from_scores`."""
     n = len(targets)
     if ties == "ordinal":
         rows = scores.unsqueeze(0).expand(2 * n, -1)
