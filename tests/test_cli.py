@@ -81,11 +81,12 @@ def test_datasets_info_data_dir_and_folder(capsys, tmp_path, make_dataset):
 
 # --- config --------------------------------------------------------------------------------
 def test_config_show(capsys):
-    from vlkge.config import default_text
+    from vlkge.config import defaults, documented
 
     code, out, _ = run(capsys, "config", "show")
     assert code == 0
-    assert out == default_text()
+    assert out == documented(defaults())
+    assert "# transe | distmult | complex | rotate: " in out
 
 
 def test_config_show_resolved(capsys, tmp_path):

@@ -9,10 +9,11 @@ import os
 
 import pytest
 
+from vlkge import checkpoint
+from vlkge.checkpoint import load_checkpoint
 from vlkge.cli import main
 from vlkge.files import DiskFull, atomic_write, write_text
-from vlkge.training import checkpoint, tracking
-from vlkge.training.checkpoint import load_checkpoint
+from vlkge.training import tracking
 
 FULL = "not written, the disk is full (no space left on device)"
 

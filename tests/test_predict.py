@@ -1,4 +1,4 @@
-"""Predictions for a brand-new entity: FusedEntityRepresentation.represent against the rules of
+"""Predictions for a brand-new entity: the representation's ``represent`` against the rules of
 unseen entities, encoding with the run's encoder, ranking, the CLI."""
 
 from __future__ import annotations
@@ -8,13 +8,14 @@ import json
 import pytest
 import torch
 from fakes import LetterColourEncoder
+from models.fused_toy import real_part
 
 from vlkge.cli import main
 from vlkge.config import load_config
 from vlkge.data.datasets import load_dataset
 from vlkge.encoders.cache import FeatureCache
 from vlkge.errors import VlkgeError
-from vlkge.models import build_model
+from vlkge.models import ComplexEntities, build_model
 from vlkge.predict import new_entity_features, predict_new_entity
 
 PIL = pytest.importorskip("PIL")
@@ -99,12 +100,8 @@ def toy_kg(tmp_path):
 def own_features(model, kg, entity):
     """The raw features the model holds for ``entity`` (its modalities only)."""
     i = kg.entity_id(entity)
-    rep = model.entities
-    return {
-        m: getattr(rep, f"feature_{m}")[i : i + 1]
-        for m in rep.modalities
-        if rep.present[i, int(rep.has_structural) + rep.modalities.index(m)]
-    }
+    rep = real_part(model.entities)
+    return {m: rep.features.frozen(m)[i : i + 1] for m in rep.modalities if rep.has(m)[i]}
 
 
 # --- represent: the rules of unseen entities -------------------------------------------------
@@ -132,14 +129,14 @@ def test_represent_matches_unseen_entities(backbone, fusion, extra, tmp_path):
         expected = rep(torch.tensor([kg.entity_id(entity)]))
         got = rep.represent(own_features(model, kg, entity))
         assert got.shape == expected.shape == (1, rep.width)
-        base = rep.base_width
+        base = real_part(rep).width
         assert torch.allclose(got[:, :base], expected[:, :base], atol=1e-6)
-        if rep.entity_parts == 2:
+        if isinstance(rep, ComplexEntities):
             im = got[:, base:]
             if entity == "f":  # text only: no free Im row for a new entity -> 0
                 assert torch.equal(im, torch.zeros_like(im))
             else:  # with an image: the gated path, as for an unseen image-only entity
-                gated = torch.tanh(rep.gate) * rep.imag_map(got[:, :base])
+                gated = torch.tanh(rep.imaginary.gate) * rep.imaginary.map(got[:, :base])
                 assert torch.allclose(im, gated, atol=1e-6)
                 if entity == "e":
                     assert torch.allclose(got, expected, atol=1e-6)
@@ -149,7 +146,7 @@ def test_represent_paper_compat_counts_the_missing_structural_part(tmp_path):
     kg = toy_kg(tmp_path)
     cfg = load_config(overrides=["model.dim=5", "model.modalities=[image]"])
     model = build_model(cfg["model"], kg, toy_features(kg), paper_compat=True)
-    image = model.entities.feature_image[kg.entity_id("e")]
+    image = model.entities.features.frozen("image")[kg.entity_id("e")]
     got = model.entities.represent({"image": image})  # 1-d input: one entity
     assert torch.allclose(got[0], image / 2)  # identity projection, v_e / 2 as the reference
     assert torch.allclose(got, model.entities(torch.tensor([kg.entity_id("e")])))
@@ -173,7 +170,7 @@ def test_represent_imaginary_options_and_rows(tmp_path):
     assert torch.equal(zero[:, 4:], torch.zeros(3, 4))
     mean = rep.represent({"text": text}, imaginary="mean_text")
     text_rows = [kg.entity_id(e) for e in sorted(TEXT)]
-    expected = rep.imag(rep.imag_row[text_rows]).mean(0)
+    expected = rep.imaginary.free(rep.imaginary.free_row[text_rows]).mean(0)
     assert torch.allclose(mean[:, 4:], expected.expand(3, 4))
     with pytest.raises(ValueError, match="imaginary"):
         rep.represent({"text": text}, imaginary="free")
@@ -221,7 +218,7 @@ def test_new_entity_features_use_the_cache_encoder(run):
     image = run / "toy" / "img" / "e.png"
     features = new_entity_features(cfg, kg, "a new painting", image, encoder=encoder)
     assert torch.allclose(features["text"], encoder.encode_texts(["a new painting"]))
-    cached = model.entities.feature_image[kg.entity_id("e")]
+    cached = real_part(model.entities).features.frozen("image")[kg.entity_id("e")]
     assert torch.allclose(features["image"][0], cached, atol=1e-6)
     with pytest.raises(VlkgeError, match="not the one that wrote"):
         new_entity_features(cfg, kg, "x", encoder=TwoTowers(seed=1))

@@ -34,7 +34,7 @@ def _setup_logging(verbose: bool) -> None:
 
 # --- commands --------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
-    from vlkge.training import distributed
+    from vlkge import distributed
     from vlkge.training.run import train
 
     if args.resume:
@@ -166,100 +166,24 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
-    """Under torchrun each rank encodes a share of the entities (vlkge.encoders.sharded)."""
-    from vlkge.training import distributed
+    """The work is :func:`vlkge.encoders.cache.policy.encode_dataset`'s; under torchrun each
+    rank encodes a share of the entities and rank 0 reports."""
+    from dataclasses import fields
+
+    from vlkge import distributed
+    from vlkge.encoders.cache.policy import EncodeRequest, encode_dataset
     from vlkge.training.run import resolve_device
 
     cfg = config_mod.load_config(args.config, args.set)
     device = distributed.device_for_rank(resolve_device(args.device or cfg["device"]))
+    request = EncodeRequest(**{f.name: getattr(args, f.name) for f in fields(EncodeRequest)})
     with distributed.session(device):
-        return _encode(args, cfg, device)
-
-
-def _encode(args: argparse.Namespace, cfg: dict, device) -> int:
-    from vlkge.data.datasets import load_dataset
-    from vlkge.encoders import build_encoder
-    from vlkge.encoders.cache import FeatureCache, default_cache_dir
-    from vlkge.encoders.precomputed import read_features
-    from vlkge.encoders.sharded import encode_sharded
-    from vlkge.models.features import encoder_manifest
-    from vlkge.training import distributed
-
-    main = distributed.is_main()
-    settings = cfg["encoder"]
-    batch_size = settings["batch_size"] if args.batch_size is None else args.batch_size
-    workers = settings["workers"] if args.workers is None else args.workers
-    if batch_size <= 0 or workers < 0:
-        raise VlkgeError("--batch-size must be positive and --workers not negative")
-    imports = {m: f for m, f in (("text", args.text_features), ("image", args.image_features)) if f}
-    dataset = args.dataset or cfg["dataset"]["name"]
-    kg = load_dataset(
-        dataset,
-        data_dir=args.data_dir or cfg["dataset"]["data_dir"],
-        inductive=True,  # every entity with triples or modal inputs, seen in train or not
-        image_root=args.image_root,
-        unseen="keep",
-        quiet=True,  # the data's findings are reported where it is trained on
-    )
-    manifest = encoder_manifest(cfg, kg)
-    name = args.encoder or settings["name"]
-    source = name if args.encoder or not imports else next(iter(imports.values()))
-    out = Path(
-        args.out
-        or cfg["features"]["cache_dir"]
-        or default_cache_dir(
-            kg.name,
-            Path(source).name if Path(source).exists() else source,
-            settings["text_template"],
-        )
-    )
-    cache = FeatureCache(out)
-    reports = []
-    for modality, path in imports.items() if main else ():
-        features = read_features(path, ids=args.ids, entities=kg.entities)
-        reports.append(cache.import_features(modality, features))
-    wanted = args.modalities
-    if wanted is not None:
-        wanted = [m for m in dict.fromkeys(wanted) if m not in imports]
-    run_encoder = bool(wanted) if wanted is not None else bool(args.encoder) or not imports
-    if run_encoder and manifest is None:
-        raise VlkgeError(
-            f"dataset {kg.name} has no texts or images to encode (no manifest.tsv); "
-            "import features with --text-features / --image-features instead"
-        )
-    if run_encoder:
-        encoder = build_encoder(name, kind=args.kind, device=device, batch_size=batch_size)
-        if wanted is None:
-            wanted = [m for m in encoder.modalities if m not in imports]
-        absent = [m for m in wanted if not (manifest.texts if m == "text" else manifest.images)]
-        if absent and args.modalities is None:
-            for m in absent:
-                log.info("dataset %s has no %s inputs; skipping that modality", kg.name, m)
-            wanted = [m for m in wanted if m not in absent]
-        if wanted:
-            result = encode_sharded(
-                cache,
-                encoder,
-                manifest,
-                kg.entities,
-                wanted,
-                workers=workers,
-                progress=sys.stderr.isatty(),
-            )
-            reports.extend(result.values() if result else ())
-    if not main:  # rank 0 reports for the whole launch
-        return 0
-    for report in reports:
-        print(report.summary())
-        shown = list(report.failures.items())[:5]
-        for entity, failures in shown:
-            path, reason = failures[0]
-            more = f" (+{len(failures) - 1} more)" if len(failures) > 1 else ""
-            print(f"  {entity}: {path}: {reason}{more}")
-        if len(report.failures) > len(shown):
-            rest = len(report.failures) - len(shown)
-            print(f"  ... {rest} more entities: see {cache.metadata_path(report.modality)}")
-    print(f"feature cache: {out}")
+        done = encode_dataset(cfg, request, device, progress=sys.stderr.isatty())
+    if done is not None:
+        cache, reports = done
+        for report in reports:
+            print(report.describe(cache.metadata_path(report.modality)))
+        print(f"feature cache: {cache.folder}")
     return 0
 
 
@@ -276,11 +200,9 @@ def cmd_zero_shot(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    if args.config is None and not args.set:
-        print(config_mod.default_text(), end="")
-        return 0
     cfg = config_mod.load_config(args.config, args.set)
-    only = None if args.full else config_mod.changed_keys(cfg)
+    given = args.config is not None or args.set
+    only = config_mod.changed_keys(cfg) if given and not args.full else None
     print(config_mod.documented(cfg, only), end="")
     return 0
 

@@ -95,7 +95,7 @@ def new_entity_features(
     (``cfg, name -> encoder``, :func:`build_run_encoder` by default) makes it, so that a server
     loads it once. A run with a fine-tuned encoder (``encoder.finetune``) encodes with the
     tuned encoder held by its ``model``."""
-    from vlkge.encoders.cache import FeatureCache
+    from vlkge.encoders.cache import FeatureCache, imported
     from vlkge.models.features import feature_cache_dir
 
     modalities = list(cfg["model"]["modalities"])
@@ -121,7 +121,7 @@ def new_entity_features(
     cache = FeatureCache(feature_cache_dir(cfg, kg))
     metadata = {m: cache.metadata(m) for m in given}
     for modality, meta in metadata.items():
-        if meta is not None and str(meta.get("preprocessing", "")).startswith("precomputed"):
+        if meta is not None and imported(meta):
             if encoder is None:
                 raise VlkgeError(
                     f"the run's {modality} features were imported ({meta.get('encoder')}), not "
@@ -134,14 +134,8 @@ def new_entity_features(
             raise VlkgeError(f"the run's features come from several encoders: {sorted(names)}")
         name = names.pop() if names else cfg["encoder"]["name"]
         encoder = (build or build_run_encoder)(cfg, name)
-    for modality, meta in metadata.items():
-        if meta is None or str(meta.get("preprocessing", "")).startswith("precomputed"):
-            continue
-        if meta.get("fingerprint") != encoder.fingerprint:
-            raise VlkgeError(
-                f"encoder {encoder.name} is not the one that wrote the run's {modality} "
-                f"features ({meta.get('encoder')}; weights differ)"
-            )
+    for modality in metadata:
+        cache.check_encoder(modality, encoder)
     return _encode_new(encoder, given)
 
 
@@ -183,33 +177,21 @@ def predict_new_entity(
     ``direction="tail"``: queries ``(new, relation, ?)``, the graph's entities ranked as
     tails; ``"head"``: ``(?, relation, new)``. The new entity is represented by the run's
     trained projections and fusion, like an entity unseen in training (no structural part;
-    Im(e) for complex backbones as in ``FusedEntityRepresentation.represent``); nothing is
-    retrained and the graph is unchanged. ``table`` is the model's entity table, when
-    already computed (``vlkge serve`` computes it once).
+    Im(e) for complex backbones by ``imaginary``, one of
+    :data:`~vlkge.models.representations.NEW_IMAGINARY`); nothing is retrained and the graph
+    is unchanged. A model without modal features cannot represent it (one-line error).
+    ``table`` is the model's entity table, when already computed (``vlkge serve`` computes it
+    once).
     """
-    from vlkge.models.multimodal import FusedEntityRepresentation
-
     if direction not in ("head", "tail"):
         raise VlkgeError(f"direction must be head or tail, not {echo(direction)}")
-    if not isinstance(model.entities, FusedEntityRepresentation):
-        raise VlkgeError(
-            "the run's model has no modal features (model.modalities: []); it cannot represent "
-            "a new entity"
-        )
     if k < 1:
         raise VlkgeError(f"--top-k must be positive, not {echo(k)}")
     model.eval()
+    vector = model.entities.represent(features, imaginary)
     table = model.entity_table() if table is None else table
-    vector = model.entities.represent(features, imaginary).to(table.device)
     relation_id = torch.tensor([kg.relation_id(relation)], device=table.device)
-    side = direction
-    if side == "head" and model.reciprocal:
-        side, relation_id = "tail", relation_id + model.num_relations
-    rel = model.relations(relation_id)
-    if side == "tail":
-        scores = model.interaction.score_tails(vector, rel, table)[0]
-    else:
-        scores = model.interaction.score_heads(table, rel, vector)[0]
+    scores = model.score_vectors(direction, vector.to(table.device), relation_id, table)[0]
     best = torch.topk(scores.float().cpu(), min(k, kg.num_entities))
     return [
         {

@@ -1,4 +1,5 @@
-"""The model factory's margin check: a warning when model.gamma dwarfs the initial distances."""
+"""The model factory: backbones built from the keys they declare, and the margin check (a
+warning when model.gamma dwarfs the initial distances)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from vlkge.config import load_config
 from vlkge.data.graph import KnowledgeGraph
 from vlkge.data.triples import LabeledTriples
 from vlkge.models import build_model
-from vlkge.models.factory import warn_large_margin
+from vlkge.models.backbones import BACKBONES
+from vlkge.models.factory import build_interaction, warn_large_margin
 
 ROWS = [("a", "r", "b"), ("b", "r", "c"), ("c", "s", "a"), ("d", "s", "b")]
 
@@ -50,3 +52,13 @@ def test_the_check_draws_nothing_and_keeps_the_mode():
     state = torch.get_rng_state()
     warn_large_margin(built, triples, "logistic")
     assert torch.equal(torch.get_rng_state(), state) and built.training
+
+
+def test_a_backbone_receives_the_model_keys_it_declares():
+    cfg = load_config(overrides=["model.gamma=3.5", "model.rotate_distance=l2"])["model"]
+    for name, cls in BACKBONES.items():
+        built = build_interaction({**cfg, "backbone": name})
+        assert type(built) is cls
+        for argument, key in cls.config_keys.items():
+            assert getattr(built, argument) == cfg[key]
+    assert BACKBONES["rotate"].config_keys == {"gamma": "gamma", "distance": "rotate_distance"}

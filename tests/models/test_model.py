@@ -65,3 +65,14 @@ def test_relation_tables_are_backbone_shaped():
     assert model_for("complex").entities.width == 10
     phases = model_for("rotate").relations.weight
     assert phases.min() >= 0 and phases.max() <= 2 * torch.pi
+
+
+def test_score_vectors_serves_queries_given_by_vectors():
+    for backbone in ("distmult", "rotate"):
+        for reciprocal in (False, True):
+            model = model_for(backbone, reciprocal)
+            anchor, relation = torch.tensor([1, 3]), torch.tensor([1, 0])
+            table = model.entity_table()
+            for side in ("head", "tail"):
+                by_vector = model.score_vectors(side, table[anchor], relation, table)
+                assert torch.equal(by_vector, model.score_against(side, anchor, relation))

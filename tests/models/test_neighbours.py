@@ -4,8 +4,8 @@ the borrowed parts in evaluation, training (structural dropout) and prediction o
 import pytest
 import torch
 import torch.nn.functional as F
+from fused_toy import A, B, C, D, E, G, H, fused, parts
 
-from tests.models.test_multimodal import A, B, C, D, E, G, H, fused, parts
 from vlkge.config import load_config
 from vlkge.errors import ConfigError
 from vlkge.models import neighbours as nb

@@ -21,11 +21,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from vlkge.checkpoint import load_checkpoint
 from vlkge.cli import main
 from vlkge.config import load_config
 from vlkge.errors import Interrupted
 from vlkge.training import trainer as trainer_mod
-from vlkge.training.checkpoint import load_checkpoint
 from vlkge.training.run import train
 
 EPOCHS = 12

@@ -11,10 +11,10 @@ from vlkge.data.graph import KnowledgeGraph
 from vlkge.data.index import TripleIndex
 from vlkge.data.triples import LabeledTriples
 from vlkge.errors import ConfigError
+from vlkge.training.build import build_regime
 from vlkge.training.regimes import KvsAll, NegativeSampling, OneVsAll
 from vlkge.training.run import train
 from vlkge.training.sampler import NegativeSampler
-from vlkge.training.trainer import build_regime
 
 
 def _pool_graph(tails_per_relation=(6, 40), heads=30, seed=0):

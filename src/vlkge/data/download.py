@@ -18,14 +18,13 @@ import hashlib
 import importlib.util
 import logging
 import os
-import shutil
-import tempfile
 import urllib.request
 from pathlib import Path
 
 from vlkge.data.registry import DatasetSpec, get_spec
 from vlkge.data.texts import TextSource
 from vlkge.errors import VlkgeError
+from vlkge.files import atomic_write, raise_if_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -81,17 +80,18 @@ def _download(spec: DatasetSpec | TextSource) -> Path:
         if path.is_file() and sha256(path) == digest:
             continue
         log.info("downloading %s from %s", filename, url)
-        with tempfile.NamedTemporaryFile(dir=target, delete=False) as tmp:
+        with atomic_write(path, binary=True) as handle:  # kept only once its checksum matches
+            received = hashlib.sha256()
             try:
                 with urllib.request.urlopen(url, timeout=60) as response:
-                    shutil.copyfileobj(response, tmp)
+                    for block in iter(lambda: response.read(1 << 20), b""):
+                        handle.write(block)
+                        received.update(block)
             except OSError as exc:
-                os.unlink(tmp.name)
+                raise_if_disk_full(exc, path)
                 raise VlkgeError(f"could not download {url}: {exc}") from None
-        if sha256(tmp.name) != digest:
-            os.unlink(tmp.name)
-            raise VlkgeError(f"checksum mismatch for {url}: the download is corrupt or changed")
-        os.replace(tmp.name, path)
+            if received.hexdigest() != digest:
+                raise VlkgeError(f"checksum mismatch for {url}: the download is corrupt or changed")
     return target
 
 

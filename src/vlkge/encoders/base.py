@@ -17,6 +17,7 @@ import hashlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import torch
@@ -27,6 +28,17 @@ from vlkge.errors import VlkgeError, echo
 MODALITIES = ("text", "image")
 
 ImageTransform = Callable[..., torch.Tensor]
+
+
+@dataclass
+class EntityFeature:
+    """One entity's feature in one modality: the mean over its usable inputs (texts or images),
+    how many were used, and why the others were not."""
+
+    entity: str
+    feature: torch.Tensor | None  # None when no input could be used
+    used: int
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (input, reason)
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from vlkge.encoders.base import Encoder, EntityFeature
 from vlkge.untrusted import NotARegularFile, check_regular_file
 
 log = logging.getLogger(__name__)
@@ -25,16 +25,6 @@ MAX_PIXELS = 89_478_485  # PIL's own decompression-bomb threshold (about 270 MB 
 
 class ImageTooLarge(ValueError):
     """An image whose header declares more than ``MAX_PIXELS`` pixels."""
-
-
-@dataclass
-class EntityImages:
-    """The outcome for one entity: the mean feature of its usable images, and the failures."""
-
-    entity: str
-    feature: torch.Tensor | None  # None when no image could be used
-    used: int
-    failures: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
 
 
 def load_image(path: str, transform: Callable) -> torch.Tensor:
@@ -130,13 +120,13 @@ def image_batches(
 
 
 def encode_entity_images(
-    encoder,
+    encoder: Encoder,
     entity_images: Sequence[tuple[str, Sequence[str]]],
     *,
     batch_size: int = 64,
     workers: int = 0,
     progress: bool = False,
-) -> Iterator[EntityImages]:
+) -> Iterator[EntityFeature]:
     """Average image features per entity, yielding each entity once all its images are done.
 
     Entities come out in the order given; each entity's images are decoded in worker processes
@@ -154,13 +144,13 @@ def encode_entity_images(
     failures: list[list[tuple[str, str]]] = [[] for _ in entity_images]
     next_out = 0
 
-    def finished() -> Iterator[EntityImages]:
+    def finished() -> Iterator[EntityFeature]:
         nonlocal next_out
         while next_out < len(entity_images) and remaining[next_out] == 0:
             entity = entity_images[next_out][0]
             total = sums[next_out]
             feature = total / used[next_out] if total is not None else None
-            yield EntityImages(entity, feature, used[next_out], failures[next_out])
+            yield EntityFeature(entity, feature, used[next_out], failures[next_out])
             sums[next_out] = None  # free memory early
             next_out += 1
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from vlkge import distributed
 from vlkge.data.manifest import EntityManifest
 from vlkge.encoders.base import Encoder
 from vlkge.encoders.cache import FeatureCache, ModalityReport
-from vlkge.training import distributed
 
 
 def encode_sharded(

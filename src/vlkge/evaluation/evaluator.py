@@ -25,13 +25,11 @@ log = logging.getLogger(__name__)
 class Evaluator:
     """Filtered link-prediction evaluation for one graph and one ``evaluation`` config."""
 
-    def __init__(
-        self, kg: KnowledgeGraph, cfg: dict, paper_compat: bool = False, precision: str = "fp32"
-    ):
+    def __init__(self, kg: KnowledgeGraph, cfg: dict, precision: str = "fp32"):
         self.kg = kg
         self.precision = precision  # of the model's scores (vlkge.precision); ranks use fp32
         self.sides = tuple(cfg["sides"])
-        self.ties = "ordinal" if paper_compat else cfg["ties"]
+        self.ties = cfg["ties"]
         self.max_scores = int(cfg["max_scores"])
         cap = cfg.get("max_memory_mb")
         self.max_memory = None if cap is None else int(cap * 2**20)
@@ -39,7 +37,8 @@ class Evaluator:
         if unknown:
             raise ConfigError(f"evaluation.filter_splits names missing split(s): {unknown}")
         known = torch.cat([kg.splits[s] for s in cfg["filter_splits"]])
-        self.index = TripleIndex(known, kg.num_entities, kg.num_relations, merged=paper_compat)
+        merged = cfg["filter"] == "merged"  # the reference's one map for both directions
+        self.index = TripleIndex(known, kg.num_entities, kg.num_relations, merged=merged)
         self.excluded = {kg.relation_id(name) for name in cfg["exclude_relations"]}
         self.candidates = cfg["candidates"]
         self.same_split = torch.tensor(

@@ -62,7 +62,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-NAME_SOURCES = config_mod.CHOICES["zero_shot.name_source"]
+NAME_SOURCES = ("names", "label", "text")  # zero_shot.name_source, see entity_names
+# the end of the error for anchor features written by another encoder (encoder.name)
+ONE_ENCODER = (
+    "; zero-shot needs features and prompts from one encoder: set encoder.name to that "
+    "encoder or features.cache_dir to a cache of this one"
+)
 
 
 def entity_names(kg: KnowledgeGraph, source: str = "names") -> list[str]:
@@ -228,16 +233,21 @@ def zero_shot_features(
     cfg: dict, kg: KnowledgeGraph, encoder, progress: bool = False
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Anchor features from the feature cache, encoding a missing modality there first."""
-    from vlkge.encoders.cache import FeatureCache
-    from vlkge.models.features import encoder_manifest, feature_cache_dir
+    from vlkge.encoders.cache import FeatureCache, imported
+    from vlkge.encoders.cache.policy import encoder_manifest
+    from vlkge.models.features import feature_cache_dir
 
     wanted = list(cfg["zero_shot"]["anchor_modalities"])
     cache = FeatureCache(feature_cache_dir(cfg, kg))
     out = {}
     for modality in wanted:
-        meta = cache.metadata(modality) if cache.features_path(modality).is_file() else None
+        meta = (
+            cache.check_encoder(modality, encoder, ONE_ENCODER)
+            if cache.features_path(modality).is_file()
+            else None
+        )
         if meta is not None:
-            if str(meta.get("preprocessing", "")).startswith("precomputed"):
+            if imported(meta):
                 log.warning(
                     "%s features in %s were imported (%s); zero-shot assumes they share "
                     "encoder %s's joint space",
@@ -245,13 +255,6 @@ def zero_shot_features(
                     cache.folder,
                     meta.get("encoder"),
                     encoder.name,
-                )
-            elif meta.get("fingerprint") != encoder.fingerprint:
-                raise VlkgeError(
-                    f"{cache.folder}: the {modality} features were written by encoder "
-                    f"{meta.get('encoder')}, not {encoder.name} (encoder.name); zero-shot needs "
-                    "features and prompts from one encoder: set encoder.name to that encoder "
-                    "or features.cache_dir to a cache of this one"
                 )
         elif not encoder.has(modality):
             log.info("encoder %s has no %s tower; anchors use the others", encoder.name, modality)
@@ -330,7 +333,7 @@ def zero_shot(
     ``evaluation.splits``), with ``features`` the entities' anchor features."""
     order = list(cfg["zero_shot"]["anchor_modalities"])
     scorer, source = build_scorer(cfg, kg, encoder, features)
-    evaluator = Evaluator(kg, cfg["evaluation"], cfg["compat"]["paper"])
+    evaluator = Evaluator(kg, cfg["evaluation"])
     out: dict = {}
     start = time.perf_counter()
     fitted = None  # the calibrated scorer (candidate pools are applied by the ranking)

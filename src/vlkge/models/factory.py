@@ -1,4 +1,9 @@
-"""Build a model from the resolved configuration (open_clip-style small factory)."""
+"""Build a model from the resolved configuration (open_clip-style small factory).
+
+The config dict stops here: each ``model`` key is read once (the loader has filled every
+default from ``configs/default.yaml``) and passed down as a keyword argument; a backbone names
+the keys it takes (:attr:`~vlkge.models.backbones.base.Interaction.config_keys`).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,9 @@ import torch
 
 from vlkge.data.graph import KnowledgeGraph
 from vlkge.errors import ConfigError, VlkgeError
-from vlkge.models.backbones import BACKBONES, RotatE, TransE
+from vlkge.models.backbones import BACKBONES, Interaction
 from vlkge.models.features import Features
+from vlkge.models.imaginary import ComplexEntities
 from vlkge.models.model import KGEModel
 from vlkge.models.multimodal import FusedEntityRepresentation
 from vlkge.models.representations import Embedding, Representation
@@ -23,14 +29,11 @@ log = logging.getLogger(__name__)
 SATURATED_SCORE = math.log(99)
 
 
-def build_interaction(cfg: dict):
-    name = cfg["backbone"]
-    cls = BACKBONES[name]
-    if cls is TransE:
-        return TransE(gamma=cfg["gamma"])
-    if cls is RotatE:
-        return RotatE(gamma=cfg["gamma"], distance=cfg["rotate_distance"])
-    return cls()
+def build_interaction(model_cfg: dict) -> Interaction:
+    """The backbone ``model.backbone``, given the ``model`` keys it declares
+    (:attr:`Interaction.config_keys`)."""
+    cls = BACKBONES[model_cfg["backbone"]]
+    return cls(**{argument: model_cfg[key] for argument, key in cls.config_keys.items()})
 
 
 def build_entities(
@@ -43,10 +46,9 @@ def build_entities(
     features_cfg: dict | None = None,
 ) -> Representation:
     """The entity representation: a structural table, or the fused multimodal one when
-    ``model.modalities`` is non-empty (then ``features`` must hold those modalities)."""
-    dim = model_cfg["dim"]
-    modalities = list(model_cfg.get("modalities") or [])
-    structural = model_cfg.get("structural", True)
+    ``model.modalities`` is non-empty (then ``features`` must hold those modalities), with an
+    imaginary part for complex backbones (``entity_parts == 2``)."""
+    dim, modalities, structural = model_cfg["dim"], model_cfg["modalities"], model_cfg["structural"]
     if not modalities:
         if not structural:
             raise ConfigError("model.structural: false needs at least one of model.modalities")
@@ -59,24 +61,24 @@ def build_entities(
     missing = [m for m in modalities if m not in features]
     if missing:
         raise VlkgeError(f"no {', '.join(missing)} features for model.modalities {modalities}")
-    return FusedEntityRepresentation(
+    real = FusedEntityRepresentation(
         {m: features[m] for m in modalities},
         dim,
         kg.seen_in_train(),
         structural=structural,
-        fusion=model_cfg.get("fusion", "average"),
-        normalize_parts=model_cfg.get("normalize_parts", False),
-        shared_projection=model_cfg.get("shared_projection", False),
-        adapter_rank=model_cfg.get("adapter", 0),
-        entity_parts=entity_parts,
+        fusion=model_cfg["fusion"],
+        normalize_parts=model_cfg["normalize_parts"],
+        shared_projection=model_cfg["shared_projection"],
+        adapter_rank=model_cfg["adapter"],
         paper_compat=paper_compat,
         towers=towers,
-        structural_dropout=model_cfg.get("structural_dropout", 0.0),
-        neighbours=model_cfg.get("neighbours", 0),
-        neighbour_temperature=model_cfg.get("neighbour_temperature", 0.05),
-        dropout=model_cfg.get("dropout", 0.0),
+        structural_dropout=model_cfg["structural_dropout"],
+        neighbours=model_cfg["neighbours"],
+        neighbour_temperature=model_cfg["neighbour_temperature"],
+        dropout=model_cfg["dropout"],
         **_preprocessing(features_cfg),
     )
+    return real if entity_parts == 1 else ComplexEntities.around(real, paper_compat)
 
 
 def _preprocessing(features_cfg: dict | None) -> dict:
@@ -111,12 +113,13 @@ def build_model(
         model_cfg, kg, interaction.entity_parts, features, paper_compat, towers, features_cfg
     )
     # relations match the width of one part of an entity vector (k * d for concat fusion)
-    width = getattr(entities, "base_width", model_cfg["dim"])
-    num_relations = kg.num_relations * (2 if model_cfg["reciprocal"] else 1)
+    width = entities.width // interaction.entity_parts
+    reciprocal = model_cfg["reciprocal"]
+    num_relations = kg.num_relations * (2 if reciprocal else 1)
     relations = Embedding(
         num_relations, interaction.relation_width(width), init=interaction.init_relations
     )
-    return KGEModel(entities, relations, interaction, kg.num_relations, model_cfg["reciprocal"])
+    return KGEModel(entities, relations, interaction, kg.num_relations, reciprocal)
 
 
 @torch.no_grad()

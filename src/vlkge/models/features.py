@@ -57,13 +57,11 @@ def feature_cache_dir(cfg: dict, kg: KnowledgeGraph) -> Path:
     folder its name, so that the relative and the absolute path find the same cache)."""
     if cfg["features"]["cache_dir"]:
         return Path(cfg["features"]["cache_dir"]).expanduser()
-    encoder = cfg.get("encoder") or {}
     from vlkge.encoders import local_folder
     from vlkge.encoders.cache import default_cache_dir
 
-    name = encoder.get("name") or "encoder"
+    name, template = cfg["encoder"]["name"], cfg["encoder"]["text_template"]
     folder = local_folder(name)
-    template = encoder.get("text_template", "{text}")
     return default_cache_dir(kg.name, folder.name if folder else name, template)
 
 
@@ -79,14 +77,6 @@ def cache_encoders(cache_dir: str | Path, modalities) -> dict[str, dict]:
         if meta is not None:
             out[modality] = {"encoder": meta["encoder"], "width": int(meta["width"])}
     return out
-
-
-def encoder_manifest(cfg: dict, kg: KnowledgeGraph):
-    """The entities' texts and images as the encoder sees them (``encoder.text_template``
-    applied), or ``None`` when the dataset has none."""
-    if kg.manifest is None:
-        return None
-    return kg.manifest.with_text_template(cfg["encoder"]["text_template"], kg.names)
 
 
 def load_features(cache_dir: str | Path | None, kg: KnowledgeGraph, modalities) -> Features:

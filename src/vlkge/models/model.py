@@ -62,14 +62,29 @@ class KGEModel(nn.Module):
         ``None`` scores only the entities ``start <= id < end`` (``[B, end - start]``), so
         evaluation can bound the candidate side of its memory.
         """
-        if side not in ("head", "tail"):
-            raise ValueError(f"side must be head or tail, not {side!r}")
+        _check_side(side)
         table = self.entities() if table is None else table
         anchors = F.embedding(anchor, table)  # its backward is far cheaper than indexing's
+        pool = table if span is None else table[span[0] : span[1]]
+        return self.score_vectors(side, anchors, relation, pool, candidates)
+
+    def score_vectors(
+        self,
+        side: str,
+        anchors: torch.Tensor,
+        relation: torch.Tensor,
+        pool: torch.Tensor,
+        candidates: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Score queries whose known entities are given as vectors ``anchors`` ``[B, width]``
+        (entities of the graph or new ones, :meth:`Representation.represent`) against the
+        entity vectors ``pool`` ``[P, width]``: ``[B, P]``, or ``[B, N]`` for per-row
+        ``candidates`` ids into ``pool``. With reciprocal relations a head query
+        ``(?, r, t)`` is scored as the tail query ``(t, r + num_relations, ?)``."""
+        _check_side(side)
         if side == "head" and self.reciprocal:
             side, relation = "tail", relation + self.num_relations
         rel = self.relations(relation)
-        pool = table if span is None else table[span[0] : span[1]]
         if side == "tail":
             return self.interaction.score_tails(anchors, rel, pool, candidates)
         return self.interaction.score_heads(pool, rel, anchors, candidates)
@@ -78,3 +93,8 @@ class KGEModel(nn.Module):
     def entity_table(self) -> torch.Tensor:
         """Every entity's vector, computed once (for evaluation and prediction)."""
         return self.entities()
+
+
+def _check_side(side: str) -> None:
+    if side not in ("head", "tail"):
+        raise ValueError(f"side must be head or tail, not {side!r}")

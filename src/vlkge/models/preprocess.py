@@ -25,9 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vlkge.config import CHOICES
-
-PREPROCESS = CHOICES["features.preprocess"]
+PREPROCESS = ("none", "center", "pca", "whiten")  # features.preprocess (docs/method.md)
 FIT_ROWS = 200_000  # rows used to fit the transform (a fixed-seed sample beyond that)
 EPS = 1e-6  # floor of the singular values divided by in whitening
 

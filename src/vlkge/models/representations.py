@@ -2,7 +2,9 @@
 
 A representation maps ids to vectors (``forward(index)``; ``index=None`` gives the whole table).
 The structural embedding here is the plain learned table; multimodal representations (frozen
-image/text features fused with structure) implement the same interface.
+image/text features fused with structure, :mod:`vlkge.models.multimodal`) implement the same
+interface and can also represent entities outside the graph from their features
+(:meth:`Representation.represent`, docs/method.md).
 """
 
 from __future__ import annotations
@@ -10,6 +12,21 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from vlkge.errors import VlkgeError
+
+#: raw features of new entities: ``{modality: FloatTensor[n, w]}``, or ``(features, mask [n])``
+#: when some rows lack the modality
+NewFeatures = dict[str, torch.Tensor | tuple[torch.Tensor, torch.Tensor]]
+#: how :meth:`Representation.represent` builds Im(e) of a new entity for complex backbones:
+#: ``auto`` the gated image path when it has an image, else 0; ``zero``; ``mean_text`` the
+#: mean free Im row of the graph's entities with a text (:mod:`vlkge.models.imaginary`)
+NEW_IMAGINARY = ("auto", "zero", "mean_text")
+
+
+def check_imaginary(imaginary: str) -> None:
+    if imaginary not in NEW_IMAGINARY:
+        raise ValueError(f"imaginary must be one of {NEW_IMAGINARY}, not {imaginary!r}")
 
 
 class Representation(nn.Module):
@@ -20,6 +37,14 @@ class Representation(nn.Module):
 
     def forward(self, index: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
+
+    def represent(self, features: NewFeatures, imaginary: str = "auto") -> torch.Tensor:
+        """Vectors ``[n, width]`` of ``n`` entities outside the graph, from their raw features
+        (``imaginary``: :data:`NEW_IMAGINARY`); only representations built on features can."""
+        raise VlkgeError(
+            "the run's model has no modal features (model.modalities: []); it cannot represent "
+            "a new entity"
+        )
 
 
 class Embedding(Representation):

@@ -13,7 +13,7 @@ fraction f, each epoch keeps round(f * n_r) of r's n_r examples (at least one wh
 fresh uniform draw without replacement from the run's generator, so a run is repeatable and a
 resumed run draws what the uninterrupted one would have.
 
-Data-parallel runs (:mod:`vlkge.training.distributed`) set ``rank`` and ``world``: every rank
+Data-parallel runs (:mod:`vlkge.distributed`) set ``rank`` and ``world``: every rank
 draws the whole global batch's randomness, then scores only its rows ``rank::world``
 (:meth:`Regime.local`); a rank left without rows gets a ``None`` loss.
 """
@@ -153,6 +153,8 @@ class Regime:
 
 
 class NegativeSampling(Regime):
+    LOSSES = ("logistic", "self_adversarial")  #: the ``training.loss`` values it computes
+
     def __init__(
         self,
         train: torch.Tensor,
@@ -205,6 +207,8 @@ def _as_triples(rows: torch.Tensor) -> torch.Tensor:
 
 
 class OneVsAll(Regime):
+    LOSSES = ("bce", "ce")
+
     """Every (query, answer) pair of both sides is one example scored against all entities."""
 
     relation_column = 2
@@ -234,6 +238,8 @@ class OneVsAll(Regime):
 
 
 class KvsAll(Regime):
+    LOSSES = ("bce", "ce")
+
     """Every distinct query of both sides, with all its training answers as targets."""
 
     relation_column = 2
@@ -278,3 +284,11 @@ class KvsAll(Regime):
         nz = targets.nonzero()
         first[nz[:, 0].flip(0)] = nz[:, 1].flip(0)
         return loss, _as_triples(torch.cat([batch, first.unsqueeze(1)], dim=1))
+
+
+#: ``training.regime`` -> its class; each names the losses it computes in ``LOSSES``
+REGIMES: dict[str, type[Regime]] = {
+    "negative_sampling": NegativeSampling,
+    "1vsall": OneVsAll,
+    "kvsall": KvsAll,
+}

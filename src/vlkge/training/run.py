@@ -15,7 +15,9 @@ import numpy as np
 import torch
 
 from vlkge import config as config_mod
+from vlkge import distributed
 from vlkge.allocator import keep_freed_memory
+from vlkge.checkpoint import load_weights
 from vlkge.data.datasets import load_graph
 from vlkge.data.graph import KnowledgeGraph
 from vlkge.errors import ConfigError, VlkgeError, echo
@@ -23,17 +25,9 @@ from vlkge.evaluation.evaluator import Evaluator, model_scorer
 from vlkge.files import write_text
 from vlkge.models.backbones.kernels import configure_kernels
 from vlkge.models.factory import build_model, warn_large_margin
-from vlkge.models.features import (
-    Features,
-    cache_encoders,
-    encoder_manifest,
-    feature_cache_dir,
-    load_features,
-)
+from vlkge.models.features import Features, cache_encoders, feature_cache_dir, load_features
 from vlkge.models.model import KGEModel
 from vlkge.runfolder import CONFIG, absolute_paths, new_run, require_run_folder, write_metrics
-from vlkge.training import distributed
-from vlkge.training.checkpoint import load_weights
 from vlkge.training.trainer import Trainer, show_progress
 
 log = logging.getLogger(__name__)
@@ -90,9 +84,7 @@ def prepare(
     seed_everything(cfg["seed"])
     configure_kernels(cfg["compile"])
     kg = load_graph(cfg["dataset"], quiet)
-    model_cfg = dict(cfg["model"])
-    if cfg["compat"]["paper"]:
-        model_cfg["rotate_distance"] = "l2"
+    model_cfg = cfg["model"]
     towers = None
     if cfg["encoder"]["finetune"] != "none" and model_cfg["modalities"]:
         towers = build_tuned_towers(cfg, kg)
@@ -100,7 +92,7 @@ def prepare(
     elif features is None and model_cfg["modalities"]:
         features = load_features(feature_cache_dir(cfg, kg), kg, model_cfg["modalities"])
     model = build_model(
-        model_cfg, kg, features, cfg["compat"]["paper"], towers, features_cfg=cfg["features"]
+        model_cfg, kg, features, model_cfg["reference_fusion"], towers, features_cfg=cfg["features"]
     )
     return kg, model
 
@@ -108,6 +100,7 @@ def prepare(
 def build_tuned_towers(cfg: dict, kg: KnowledgeGraph) -> dict:
     """Fine-tuned encoder towers (``encoder.finetune``) over the dataset's own texts/images."""
     from vlkge.encoders import build_encoder
+    from vlkge.encoders.cache.policy import encoder_manifest
     from vlkge.encoders.tuning import build_towers
 
     settings = cfg["encoder"]
@@ -140,13 +133,15 @@ def evaluate_run(
     paper_protocol: bool | None = None,
     evaluator: Evaluator | None = None,
 ) -> dict:
-    """Metrics of ``model`` on ``splits``; ``paper_protocol`` overrides the run's choice of
-    ranking protocol (merged filter and id-ordered ties) without changing the model.
-    ``evaluator`` reuses one already built for the run's own protocol (its filter index)."""
+    """Metrics of ``model`` on ``splits``; ``paper_protocol`` (true or false) replaces the
+    run's ranking protocol by the reference's (merged filter, id-ordered ties) or the default
+    one (:func:`vlkge.config.with_protocol`) without changing the model. ``evaluator`` reuses
+    one already built for the run's own protocol (its filter index)."""
     if evaluator is None:
-        if paper_protocol is None:
-            paper_protocol = cfg["compat"]["paper"]
-        evaluator = Evaluator(kg, cfg["evaluation"], paper_protocol, cfg["precision"])
+        settings = cfg["evaluation"]
+        if paper_protocol is not None:
+            settings = config_mod.with_protocol(settings, paper_protocol)
+        evaluator = Evaluator(kg, settings, precision=cfg["precision"])
     out: dict = {}
     model.eval()  # the final evaluation: one entity table for every split (and calibration)
     with torch.no_grad():
@@ -175,7 +170,7 @@ def train(cfg: dict, run_dir: str | Path, features: Features | None = None) -> d
 
     ``features`` replaces the feature cache of a multimodal model (see :func:`prepare`).
     Launched by ``torchrun`` with several processes, the run is data-parallel
-    (:mod:`vlkge.training.distributed`): rank 0 writes the run folder and every rank returns
+    (:mod:`vlkge.distributed`): rank 0 writes the run folder and every rank returns
     its metrics.
     """
     device = distributed.device_for_rank(resolve_device(cfg["device"]))
@@ -201,7 +196,7 @@ def _train_in(cfg: dict, run_dir: Path, device: torch.device, features: Features
     model.to(device)
     if main:
         warn_large_margin(model, kg.train, cfg["training"]["loss"])
-    evaluator = Evaluator(kg, cfg["evaluation"], cfg["compat"]["paper"], cfg["precision"])
+    evaluator = Evaluator(kg, cfg["evaluation"], precision=cfg["precision"])
     trainer = Trainer(cfg, kg, model, run_dir, evaluator)
     if main:
         write_text(run_dir / CONFIG, config_mod.dump(cfg))

@@ -12,6 +12,8 @@ Checkpoints are written atomically, so a killed run resumes from the last one. C
 SIGTERM stops at the next batch boundary and saves ``last.pt`` there
 (:mod:`vlkge.training.interrupt`); resuming is exact, mid-epoch included
 (:meth:`Trainer.train_epoch`). A full disk stops the run in one line, the last checkpoint kept.
+The regime and the optimiser are built from the config in :mod:`vlkge.training.build`; which
+config changes a resume accepts is :mod:`vlkge.training.resume`.
 """
 
 from __future__ import annotations
@@ -26,105 +28,34 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from vlkge import config as config_mod
-from vlkge.data.graph import KnowledgeGraph
-from vlkge.data.index import TripleIndex
-from vlkge.errors import Interrupted, VlkgeError
-from vlkge.evaluation.evaluator import Evaluator
-from vlkge.files import DiskFull
-from vlkge.models.model import KGEModel
-from vlkge.precision import autocast, grad_scaler, model_device
-from vlkge.training import distributed
-from vlkge.training.checkpoint import (
+from vlkge import distributed
+from vlkge.checkpoint import (
     RESUME_ENTRIES,
     load_checkpoint,
     restore_model,
     restoring,
     save_checkpoint,
 )
+from vlkge.data.graph import KnowledgeGraph
+from vlkge.errors import Interrupted, VlkgeError
+from vlkge.evaluation.evaluator import Evaluator
+from vlkge.files import DiskFull
+from vlkge.models.model import KGEModel
+from vlkge.precision import autocast, grad_scaler, model_device
+from vlkge.training.build import build_optimizer, build_regime
 from vlkge.training.interrupt import StopRequest
-from vlkge.training.regimes import KvsAll, NegativeSampling, OneVsAll, Regime
-from vlkge.training.sampler import NegativeSampler
+from vlkge.training.resume import check_resumable, check_same_layout
 from vlkge.training.tracking import TensorBoardLog, append_trace, cut_trace
 
 log = logging.getLogger(__name__)
-
-#: config keys a resumed run may change from those its checkpoint was saved with: how it shows
-#: progress and reports, where it runs, and ``training.epochs`` (raising it extends a run)
-RESUME_FREE_KEYS = (
-    "training.progress",
-    "training.epochs",
-    "tracking.",
-    "report.",
-    "device",
-    "num_threads",
-)
 
 
 def show_progress(setting) -> bool:
     return sys.stderr.isatty() if setting == "auto" else bool(setting)
 
 
-def relation_ids(kg: KnowledgeGraph, names, key: str) -> list[int]:
-    """Ids of relation ``names`` given in config ``key``; an unknown name is a ConfigError."""
-    unknown = [n for n in names if n not in kg.relation_index]
-    if unknown:
-        raise kg.unknown_relation(unknown[0], key)
-    return [kg.relation_index[n] for n in names]
-
-
-def build_regime(cfg: dict, kg: KnowledgeGraph) -> Regime:
-    train_cfg = cfg["training"]
-    regime, batch = train_cfg["regime"], train_cfg["batch_size"]
-    fractions = train_cfg["subsample"]
-    subsample = dict(
-        zip(relation_ids(kg, fractions, "training.subsample"), fractions.values(), strict=True)
-    )
-    if regime == "negative_sampling":
-        neg = train_cfg["negatives"]
-        known = None
-        # paper compatibility: the reference rejects negatives with its map of all splits
-        splits = ["train", "valid", "test"] if cfg["compat"]["paper"] else neg["filter_splits"]
-        splits = [s for s in splits if s in kg.splits]
-        if splits:
-            source = torch.cat([kg.splits[s] for s in splits])
-            known = TripleIndex(source, kg.num_entities, kg.num_relations)
-        pools = NegativeSampler.relation_pools(kg.train) if neg["pool"] == "relation" else None
-        sampler = NegativeSampler(
-            kg.num_entities, neg["num"], neg["side"], known, pools, neg["replacement"]
-        )
-        return NegativeSampling(
-            kg.train,
-            batch,
-            sampler,
-            train_cfg["loss"],
-            train_cfg["adversarial_temperature"],
-            subsample,
-        )
-    if regime == "1vsall":
-        return OneVsAll(kg.train, batch, train_cfg["loss"], train_cfg["label_smoothing"], subsample)
-    return KvsAll(
-        kg.train,
-        batch,
-        kg.num_entities,
-        kg.num_relations,
-        train_cfg["loss"],
-        train_cfg["label_smoothing"],
-        subsample,
-    )
-
-
-def build_optimizer(cfg: dict, model: torch.nn.Module) -> torch.optim.Optimizer:
-    """The configured optimiser; fine-tuned encoder parameters (``.towers.``) form their own
-    group at ``encoder.finetune_lr``."""
-    opt = cfg["training"]["optimizer"]
-    cls = {"adagrad": torch.optim.Adagrad, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    groups = [{"params": [p for n, p in named if ".towers." not in n]}]
-    tuned = [p for n, p in named if ".towers." in n]
-    if tuned:
-        groups.append({"params": tuned, "lr": cfg["encoder"]["finetune_lr"]})
-    return cls[opt["name"]](groups, lr=opt["lr"], weight_decay=opt["weight_decay"])
+#: ``training.regularizer.name`` -> the power of the norm it sums
+REGULARIZER_POWERS = {"n3": 3, "l2": 2}
 
 
 def regularization(cfg: dict, model: KGEModel, triples: torch.Tensor) -> torch.Tensor | None:
@@ -132,7 +63,7 @@ def regularization(cfg: dict, model: KGEModel, triples: torch.Tensor) -> torch.T
     reg = cfg["training"]["regularizer"]
     if reg["name"] == "none" or reg["weight"] == 0:
         return None
-    power = 3 if reg["name"] == "n3" else 2
+    power = REGULARIZER_POWERS[reg["name"]]
     h, r, t = triples.unbind(-1)
     vectors = (model.entities(h), model.relations(r), model.entities(t))
     total = sum(v.abs().pow(power).sum() for v in vectors)
@@ -211,7 +142,8 @@ class Trainer:
                 cut_trace(trace, 0)  # lines of an attempt stopped before its first checkpoint
             return False
         state = load_checkpoint(self.last_path, RESUME_ENTRIES)
-        self._check_config(state.get("config"))
+        check_resumable(state.get("config"), self.cfg, self.last_path, self.run_dir)
+        check_same_layout(state["model"], self.model, self.last_path)
         restore_model(self.model, state["model"], self.last_path)
         with restoring(self.last_path):
             self.optimizer.load_state_dict(state["optimizer"])
@@ -235,25 +167,6 @@ class Trainer:
             self.best["epoch"],
         )
         return True
-
-    def _check_config(self, saved: dict | None) -> None:
-        """Refuse to resume with a config that differs from the one ``last.pt`` was saved with
-        (``config.yaml`` edited) beyond :data:`RESUME_FREE_KEYS`: the weights would continue
-        under another model or training, silently when the parameter shapes agree. A checkpoint
-        of an older vlkge records no config and is not checked."""
-        if saved is None:
-            return
-        changed = [
-            k
-            for k in config_mod.diff(saved, self.cfg)
-            if not config_mod.key_in(k, RESUME_FREE_KEYS)
-        ]
-        if changed:
-            raise VlkgeError(
-                f"{self.last_path}: saved by this run before its config changed (differs in "
-                f"{', '.join(sorted(changed))}); restore {self.run_dir / 'config.yaml'} or "
-                "start a new run with --out"
-            )
 
     # --- loop ------------------------------------------------------------------------------
     def train_epoch(self) -> float:

@@ -17,6 +17,9 @@ queries:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -26,6 +29,9 @@ class Interaction(nn.Module):
 
     #: entity vectors are ``entity_parts * dim`` wide (2 for complex-valued backbones)
     entity_parts: int = 1
+    #: the backbone's own settings: ``__init__`` keyword -> key of the ``model`` config section
+    #: (the factory passes ``model.<key>`` as that keyword)
+    config_keys: ClassVar[Mapping[str, str]] = {}
 
     def relation_width(self, dim: int) -> int:
         return self.entity_parts * dim

@@ -20,6 +20,7 @@ from vlkge.models.backbones.kernels import DISTANCES, distances
 
 class RotatE(Interaction):
     entity_parts = 2
+    config_keys = {"gamma": "gamma", "distance": "rotate_distance"}
 
     def __init__(self, gamma: float = 12.0, distance: str = "modulus"):
         super().__init__()

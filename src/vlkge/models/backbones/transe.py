@@ -9,6 +9,8 @@ from vlkge.models.backbones.kernels import distances
 
 
 class TransE(Interaction):
+    config_keys = {"gamma": "gamma"}
+
     def __init__(self, gamma: float = 12.0):
         super().__init__()
         self.gamma = gamma

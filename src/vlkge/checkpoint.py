@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from vlkge.errors import VlkgeError
+from vlkge.errors import VlkgeError, echo
 from vlkge.files import atomic_write
 from vlkge.untrusted import load_torch
 
@@ -118,6 +118,6 @@ def restoring(path: str | Path) -> Iterator[None]:
         raise VlkgeError(f"{path}: cannot restore the training state ({_one_line(exc)})") from None
 
 
-def _one_line(exc: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text[:limit]}{'...' if len(text) > limit else ''}"
+def _one_line(exc: BaseException) -> str:
+    """``exc`` named by its type, its message on one line as :func:`echo` cuts it."""
+    return f"{type(exc).__name__}: {echo(exc, quote=False)}"

@@ -1,15 +1,12 @@
-"""Feature-cache integrity: checksums find flipped bits and truncated files, only the damaged
-rows are encoded again, training refuses a damaged cache in one line, and two processes
-encoding into one cache leave it valid."""
+"""The cache's tables: checksums find flipped bits and truncated files, only the damaged rows
+are encoded again, training refuses a damaged cache in one line; tables are memory-mapped, not
+read into memory (aligned files map directly, others through a once-written aligned copy, and
+the model's checks keep the map)."""
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,17 +18,15 @@ from safetensors.torch import save_file
 
 from vlkge.cli import main
 from vlkge.data.manifest import EntityManifest
-from vlkge.encoders import cache as cache_mod
-from vlkge.encoders.cache import FeatureCache, Record, read_table, write_table
+from vlkge.encoders.cache import FeatureCache, tables
+from vlkge.encoders.cache.tables import Record, read_table, write_table
 from vlkge.errors import DataError
-
-HERE = Path(__file__).parent
-TESTS = HERE.parent
+from vlkge.models.features import check_features
 
 
 @pytest.fixture(autouse=True)
 def small_blocks(monkeypatch):
-    monkeypatch.setattr(cache_mod, "BLOCK_ROWS", 4)
+    monkeypatch.setattr(tables, "BLOCK_ROWS", 4)
 
 
 def flip_feature_byte(path: Path, row: int) -> None:
@@ -176,42 +171,53 @@ def test_training_refuses_a_damaged_cache_in_one_line(tmp_path, make_dataset, ca
     assert "run vlkge encode again" in err
 
 
-# --- two writers ---------------------------------------------------------------------------
-def start_writer(folder: Path, go: Path, tmp_path: Path, name: str) -> subprocess.Popen:
-    """A fresh interpreter (never a fork of this torch-using process) running cache_writer.py."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-    }
-    return subprocess.Popen(
-        [sys.executable, str(HERE / "cache_writer.py"), str(folder), str(go)],
-        env=env,
-        stdout=(tmp_path / f"{name}.out").open("w"),
-        stderr=subprocess.STDOUT,
-    )
+# --- memory-mapped tables ------------------------------------------------------------------
+ROWS, WIDTH = 4096, 64
+
+needs_proc = pytest.mark.skipif(not Path("/proc/self/maps").is_file(), reason="needs /proc")
 
 
-def test_two_processes_encoding_into_one_cache(tmp_path):
-    """Started together, one writer takes the lock and encodes; the other waits for it, then
-    reuses everything the first wrote. The cache ends valid and complete."""
-    folder, go = tmp_path / "cache", tmp_path / "go"
-    workers = [start_writer(folder, go, tmp_path, name) for name in "ab"]
-    try:
-        deadline = time.monotonic() + 120
-        while len(list(tmp_path.glob("go.*.ready"))) < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        go.touch()  # both have imported everything: they open the cache together
-        for worker in workers:
-            assert worker.wait(timeout=120) == 0, (tmp_path / "a.out").read_text()
-    finally:
-        for worker in workers:
-            worker.kill()
-    outcomes = [json.loads((tmp_path / f"{n}.out").read_text().splitlines()[-1]) for n in "ab"]
-    assert sorted(map(tuple, outcomes)) == [(0, 20, True), (20, 0, False)]
-    assert not list(folder.glob("*.tmp")) and not FeatureCache(folder).shards("text")
-    assert read_table(FeatureCache(folder).features_path("text")).damaged == []
-    fresh = FeatureCache(tmp_path / "fresh")
-    fresh.update(StubEncoder(), texts())
-    torch.testing.assert_close(
-        FeatureCache(folder).load(ENTITIES)["text"].features, fresh.load(ENTITIES)["text"].features
-    )
+def mapped_file(tensor: torch.Tensor) -> str | None:
+    """The file whose mapping holds ``tensor``'s first element, if any."""
+    address = tensor.data_ptr()
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        fields = line.split()
+        start, end = (int(x, 16) for x in fields[0].split("-"))
+        if start <= address < end and len(fields) >= 6:
+            return fields[5]
+    return None
+
+
+@pytest.fixture
+def mapped(tmp_path) -> tuple[FeatureCache, torch.Tensor]:
+    values = torch.randn(ROWS, WIDTH, generator=torch.Generator().manual_seed(0))
+    header = {"encoder": "x", "fingerprint": "f", "preprocessing": "p", "width": str(WIDTH)}
+    records = {f"e{i}": Record(f"in{i}", values[i], 1) for i in range(ROWS)}
+    write_table(tmp_path / "text.safetensors", "text", header, records)
+    return FeatureCache(tmp_path), values
+
+
+@needs_proc
+def test_aligned_table_maps_the_cache_file(mapped):
+    folder, values = mapped
+    names = [f"e{i}" for i in range(ROWS)]
+    features, mask = folder.load(names, ["text"])["text"]
+    assert mapped_file(features) == str(folder.features_path("text"))
+    assert torch.equal(features, values) and bool(mask.all())
+    checked, _ = check_features({"text": (features, mask)}, ROWS, ["text"])["text"]
+    assert checked.data_ptr() == features.data_ptr()  # no copy on the way into the model
+
+
+@needs_proc
+def test_other_entity_order_maps_an_aligned_copy(mapped):
+    folder, values = mapped
+    names = ["new", *(f"e{i}" for i in reversed(range(ROWS)))]
+    features, mask = folder.load(names, ["text"])["text"]
+    assert mapped_file(features).startswith(str(folder.folder / "text.aligned-"))
+    assert not mask[0] and bool(mask[1:].all())
+    assert torch.equal(features[0], torch.zeros(WIDTH))
+    assert torch.equal(features[1:], values.flip(0))
+    again, _ = folder.load(names, ["text"])["text"]  # the copy is reused, not rewritten
+    assert mapped_file(again) == mapped_file(features)
+    checked, _ = check_features({"text": (features, mask)}, ROWS + 1, ["text"])["text"]
+    assert checked.data_ptr() == features.data_ptr()

@@ -17,8 +17,7 @@ from pathlib import Path
 from conftest import StubEncoder
 
 from vlkge.data.manifest import EntityManifest
-from vlkge.encoders import cache as cache_mod
-from vlkge.encoders.cache import FeatureCache
+from vlkge.encoders.cache import FeatureCache, tables
 
 ENTITIES = [f"e{i}" for i in range(20)]
 
@@ -40,7 +39,7 @@ class Messages(logging.Handler):
 
 
 def main(folder: str, go: str) -> None:
-    cache_mod.BLOCK_ROWS = 4  # as the test module's fixture sets it
+    tables.BLOCK_ROWS = 4  # several checksum blocks in the twenty-row table
     messages = Messages()
     logger = logging.getLogger("vlkge")
     logger.addHandler(messages)

@@ -11,16 +11,16 @@ import pytest
 import torch
 from payloads import SYSTEM, RunsCode
 
-from vlkge.cli import main
-from vlkge.errors import VlkgeError
-from vlkge.training import checkpoint
-from vlkge.training.checkpoint import (
+from vlkge import checkpoint
+from vlkge.checkpoint import (
     MODEL_ENTRIES,
     RESUME_ENTRIES,
     load_checkpoint,
     restore_model,
     save_checkpoint,
 )
+from vlkge.cli import main
+from vlkge.errors import VlkgeError
 
 
 def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
@@ -71,7 +71,7 @@ def test_a_checkpoint_of_another_model_is_one_line(tmp_path):
 def finished(tmp_path_factory):
     root = tmp_path_factory.mktemp("ckpt")
     data = root / "toy"
-    shutil.copytree(Path(__file__).parents[1] / "bad_inputs" / "_base", data)  # the toy graph
+    shutil.copytree(Path(__file__).parent / "bad_inputs" / "_base", data)  # the toy graph
     run = root / "run"
     sets = [f"dataset.name={data}", "model.dim=4", "training.negatives.num=2"]
     sets += ["training.epochs=2", "training.progress=false", "report.after_train=false"]

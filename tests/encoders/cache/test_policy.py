@@ -1,4 +1,4 @@
-"""``vlkge encode`` on a tiny folder dataset with a manifest.tsv."""
+"""``vlkge encode`` (the encoding policy) on a tiny folder dataset with a manifest.tsv."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from conftest import random_image
 
-from vlkge.cli import main
+from vlkge.cli import build_parser, main
 from vlkge.encoders.cache import FeatureCache
+from vlkge.encoders.cache.policy import EncodeRequest
 
 
 def run(capsys, *argv):
@@ -129,3 +130,24 @@ def test_encode_defaults_to_minilm(capsys, folder, tmp_path):
     assert code == 0, err
     assert "text: 3 entities, 3 encoded, 0 reused (width 384, " in out
     assert "sentence-transformers/all-MiniLM-L6-v2" in out and "image:" not in out
+
+
+def test_every_request_field_is_an_encode_option():
+    """The CLI fills :class:`EncodeRequest` from its arguments by field name."""
+    from dataclasses import fields
+
+    args = build_parser().parse_args(["encode"])
+    for field in fields(EncodeRequest):
+        assert getattr(args, field.name) is None, field.name  # None: the config decides
+
+
+def test_imports_only_name_the_cache_after_the_file(capsys, folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("VLKGE_CACHE_DIR", str(tmp_path / "vlkge"))
+    with open(tmp_path / "img.pkl", "wb") as handle:
+        pickle.dump({"a": np.ones(4)}, handle)
+    code, out, err = run(
+        capsys, "encode", "--dataset", folder, "--image-features", tmp_path / "img.pkl"
+    )
+    assert code == 0, err
+    assert f"feature cache: {tmp_path / 'vlkge' / 'features' / 'toy' / 'img.pkl'}" in out
+    assert "image: 1 entity, 1 encoded" in out and "text:" not in out

@@ -21,6 +21,7 @@ from vlkge.errors import ConfigError, VlkgeError
 
 DEFAULTS = cfgmod.defaults()
 KEYS = cfgmod.dotted_keys(DEFAULTS)
+CHOICES = cfgmod.allowed()
 
 # training flushes subnormal floats process-wide (torch.set_flush_denormal), which hypothesis
 # cannot generate under, so none are drawn
@@ -57,8 +58,8 @@ def own_kind(key: str) -> st.SearchStrategy:
     default = default_of(key)
     kind = cfgmod.NULLABLE_TYPES.get(key) if default is None else type(default)
     own: list[st.SearchStrategy] = [st.just(default)]
-    if key in cfgmod.CHOICES:
-        own.append(st.sampled_from(cfgmod.CHOICES[key]))
+    if key in CHOICES:
+        own.append(st.sampled_from(CHOICES[key]))
     elif key in cfgmod.SUBSETS:
         own.append(st.lists(st.sampled_from([*cfgmod.SUBSETS[key], "other"]), max_size=3))
     elif key in cfgmod.ITEMS:
@@ -138,8 +139,8 @@ def build(cfg: dict) -> None:
     from vlkge.evaluation.evaluator import Evaluator
     from vlkge.evaluation.zero_shot import relation_templates
     from vlkge.models.factory import build_model
+    from vlkge.training.build import build_regime
     from vlkge.training.run import check_splits, evaluate_run, resolve_device
-    from vlkge.training.trainer import build_regime
 
     resolve_device(cfg["device"])
     kg = load_graph(cfg["dataset"])
@@ -152,12 +153,12 @@ def build(cfg: dict) -> None:
         )
         for m in cfg["model"]["modalities"]
     }
-    model = build_model(cfg["model"], kg, features, cfg["compat"]["paper"])
+    model = build_model(cfg["model"], kg, features, cfg["model"]["reference_fusion"])
     build_regime(cfg, kg)
     zero_shot = cfg["zero_shot"]
     for key in ("templates", "head_templates"):
         relation_templates(kg, zero_shot[key], zero_shot["default_template"], f"zero_shot.{key}")
-    evaluator = Evaluator(kg, cfg["evaluation"], cfg["compat"]["paper"], cfg["precision"])
+    evaluator = Evaluator(kg, cfg["evaluation"], precision=cfg["precision"])
     metrics = evaluate_run(cfg, kg, model, cfg["evaluation"]["splits"], evaluator=evaluator)
     assert all(0 <= metrics[s]["both"]["mrr"] <= 1 for s in cfg["evaluation"]["splits"])
 

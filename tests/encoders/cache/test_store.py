@@ -221,7 +221,7 @@ def test_text_only_encoder_refuses_images(parts, manifest, tmp_path):
 def test_concurrent_writers_are_refused(parts, manifest, tmp_path):
     cache = FeatureCache(tmp_path / "cache")
     cache.folder.mkdir()
-    with cache._lock():
+    with cache.lock():
         with pytest.raises(VlkgeError, match="another vlkge encode"):
             FeatureCache(tmp_path / "cache", lock_timeout=0).update(encoder(parts), manifest)
     assert cache.update(encoder(parts), manifest, modalities=["text"])["text"].encoded == 6
@@ -242,3 +242,29 @@ def test_prompt_features_by_text_and_encoder(tmp_path):
     assert cache.prompts(encoder).keys() == stored.keys()
     assert cache.prompts(LetterColourEncoder(seed=1)) == {}  # other weights: nothing reused
     assert cache.modalities() == []  # the prompt table is no modality
+
+
+def test_check_encoder_names_the_encoder_that_wrote_the_features(tmp_path):
+    cache = FeatureCache(tmp_path / "cache")
+    assert cache.check_encoder("text", LetterColourEncoder()) is None  # nothing cached yet
+    manifest = EntityManifest(texts={"e0": ["a cat"], "e1": ["a dog"]})
+    cache.update(LetterColourEncoder(), manifest, modalities=["text"])
+    meta = cache.check_encoder("text", LetterColourEncoder())
+    assert meta["encoder"] == "stub-vl"
+    other = LetterColourEncoder(seed=1)
+    with pytest.raises(VlkgeError) as info:
+        cache.check_encoder("text", other, "; try another")
+    message = str(info.value)
+    assert message.startswith(f"{cache.folder}: encoder stub-vl is not the one that wrote")
+    assert "written by encoder stub-vl (weights differ); try another" in message
+
+
+def test_check_encoder_lets_imported_features_pass(tmp_path):
+    from vlkge.encoders.cache import imported
+    from vlkge.encoders.precomputed import PrecomputedFeatures
+
+    cache = FeatureCache(tmp_path / "cache")
+    source = PrecomputedFeatures(tmp_path / "v.npy", {"e0": torch.ones(3)}, {"e0": 1}, 3, "f")
+    cache.import_features("image", source)
+    meta = cache.check_encoder("image", LetterColourEncoder())
+    assert imported(meta) and not imported(cache.metadata("image") | {"preprocessing": "x"})

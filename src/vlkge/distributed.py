@@ -1,4 +1,5 @@
-"""Data-parallel runs under ``torchrun``: one process per rank, gradients summed across ranks.
+"""Runs under ``torchrun``: one process per rank, for training (gradients summed across ranks)
+and for sharded encoding (:mod:`vlkge.encoders.sharded`), hence its place below both.
 
 ``torchrun`` sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``;
 with ``WORLD_SIZE > 1`` a run joins the process group (NCCL on CUDA devices, gloo on CPU).

@@ -27,7 +27,7 @@ SCRIPT = textwrap.dedent(
     from vlkge.data.manifest import EntityManifest
     from vlkge.encoders.cache import FeatureCache
     from vlkge.encoders.sharded import encode_sharded
-    from vlkge.training import distributed
+    from vlkge import distributed
 
 
     class Counting(LetterColourEncoder):
