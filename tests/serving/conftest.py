@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from fakes import write_graph as write_toy_graph
 
 pytest.importorskip("fastapi")
 pytest.importorskip("transformers")
@@ -63,21 +64,15 @@ FAST = [
 
 
 def write_graph(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, rows in (("train", TRAIN), ("valid", VALID), ("test", TEST)):
-        (folder / f"{name}.txt").write_text("".join("\t".join(r) + "\n" for r in rows))
-    names = "".join(f"{e}\t{n}\n" for e, n in NAMES.items())
-    (folder / "entity2name.txt").write_text(names, encoding="utf-8")
-    rows = [f"{e}\ttext\t{n} is part of the history of painting\n" for e, n in NAMES.items()]
-    (folder / "img").mkdir(exist_ok=True)
-    for entity, colour in COLOURS.items():
-        Image.new("RGB", (40, 30), colour).save(folder / "img" / f"{entity}.png")
-        rows.append(f"{entity}\timage\timg/{entity}.png\n")
-    (folder / "img" / "broken.jpg").write_bytes(b"not a picture at all")
-    rows.append("degas\timage\timg/broken.jpg\n")  # corrupt
-    rows.append("cezanne\timage\timg/missing.png\n")  # missing
-    (folder / "manifest.tsv").write_text("".join(rows), encoding="utf-8")
-    return folder
+    return write_toy_graph(
+        folder,
+        {"train": TRAIN, "valid": VALID, "test": TEST},
+        names=NAMES,
+        texts={e: f"{n} is part of the history of painting" for e, n in NAMES.items()},
+        colours=COLOURS,
+        broken="degas",
+        missing="cezanne",
+    )
 
 
 class Runs:

@@ -8,8 +8,8 @@ import struct
 import zlib
 
 import pytest
-from conftest import png
 
+from serving.conftest import png
 from vlkge.cli import main
 
 

@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import png
 from reports.test_browser import PNG_MAGIC, chromium
 
 import vlkge
+from serving.conftest import png
 
 STARTED = re.compile(r"run\(s\) at (http://\S+/)")
 

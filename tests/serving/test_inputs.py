@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import png
 
+from serving.conftest import png
 from vlkge.errors import VlkgeError
 from vlkge.serving.inputs import (
     Limits,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from html.parser import HTMLParser
 
-from conftest import NAMES, png
+from serving.conftest import NAMES, png
 
 HTML = {"accept": "text/html"}
 

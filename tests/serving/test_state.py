@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from conftest import png
 from fastapi.testclient import TestClient
 
+from serving.conftest import png
 from vlkge.serving import create_app, load_served_runs
 
 

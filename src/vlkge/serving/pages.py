@@ -51,6 +51,11 @@ def error(request: Request, status: int, message: str) -> Response:
     return render(request, "error.html.j2", str(status), status, status=status, message=message)
 
 
+def about(run: ServedRun) -> dict:
+    """What every page of a run shows: its header, its summary, the forms' default k."""
+    return {"run": run, "summary": run.summary(), "default_k": DEFAULT_K}
+
+
 def metric_tables(run: ServedRun) -> list[dict]:
     """Per evaluated split: the both/head/tail rows and the per-relation rows (most queries
     first)."""
@@ -84,11 +89,9 @@ def run_page(request: Request, run: Run) -> Response:
         request,
         "run.html.j2",
         run.slug,
-        run=run,
-        summary=run.summary(),
+        **about(run),
         tables=metric_tables(run),
         anchor="",
-        default_k=DEFAULT_K,
     )
 
 
@@ -98,8 +101,7 @@ def entity_page(request: Request, run: Run, entity_id: EntityId) -> Response:
         request,
         "entity.html.j2",
         f"{run.kg.display_name(run.entity_id(entity_id))} · {run.slug}",
-        run=run,
-        summary=run.summary(),
+        **about(run),
         card=run.card(entity_id),
         texts=run.texts(entity_id),
         pictures=run.pictures(entity_id),
@@ -107,7 +109,6 @@ def entity_page(request: Request, run: Run, entity_id: EntityId) -> Response:
         triples=run.triples(entity_id),
         neighbours=run.neighbours(entity_id, DEFAULT_K),
         anchor=entity_id,
-        default_k=DEFAULT_K,
     )
 
 
@@ -127,13 +128,11 @@ def query_page(
         request,
         "query.html.j2",
         f"query · {run.slug}",
-        run=run,
-        summary=run.summary(),
+        **about(run),
         result=result,
         k=k,
         filtered=filtered,
         anchor=anchor,
-        default_k=DEFAULT_K,
     )
 
 
@@ -153,8 +152,7 @@ def new_entity_page(
         request,
         "new.html.j2",
         f"new entity · {run.slug}",
-        run=run,
-        summary=run.summary(),
+        **about(run),
         result=result,
         text=text or "",
         image=image.filename if image is not None and image.filename else "",
