@@ -1,7 +1,10 @@
 """A tiny deterministic vision-language encoder shared by the tests: letter counts of a text
-and the mean colour of an image, each through a seeded linear map."""
+and the mean colour of an image, each through a seeded linear map; and a writer of small
+dataset folders with names, texts and images (one corrupt, one missing)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -60,3 +63,34 @@ class LetterColourEncoder(Encoder):
 
     def _encode_pixel_batch(self, pixels):
         return self.net["image"](pixels)
+
+
+def write_graph(
+    folder: Path,
+    splits: dict[str, list[tuple[str, str, str]]],
+    names: dict[str, str],
+    texts: dict[str, str],
+    colours: dict[str, tuple[int, int, int]],
+    broken: str,
+    missing: str,
+) -> Path:
+    """A dataset folder: the ``splits`` as ``<split>.txt``, ``entity2name.txt`` from ``names``,
+    and a manifest of ``texts`` and of 40 x 30 PNGs in ``colours``, plus a corrupt image for
+    entity ``broken`` and a missing one for ``missing``."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, rows in splits.items():
+        (folder / f"{split}.txt").write_text("".join("\t".join(r) + "\n" for r in rows))
+    lines = "".join(f"{e}\t{name}\n" for e, name in names.items())
+    (folder / "entity2name.txt").write_text(lines, encoding="utf-8")
+    rows = [f"{e}\ttext\t{text}\n" for e, text in texts.items()]
+    (folder / "img").mkdir(exist_ok=True)
+    for entity, colour in colours.items():
+        Image.new("RGB", (40, 30), colour).save(folder / "img" / f"{entity}.png")
+        rows.append(f"{entity}\timage\timg/{entity}.png\n")
+    (folder / "img" / "broken.jpg").write_bytes(b"not a picture at all")
+    rows.append(f"{broken}\timage\timg/broken.jpg\n")
+    rows.append(f"{missing}\timage\timg/missing.png\n")
+    (folder / "manifest.tsv").write_text("".join(rows), encoding="utf-8")
+    return folder

@@ -285,6 +285,18 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from vlkge.serving import Limits, serve
+
+    limits = {}  # what is not given keeps the default of vlkge.serving.Limits
+    if args.max_upload_mb is not None:
+        limits["max_upload_bytes"] = int(args.max_upload_mb * 2**20)
+    if args.max_pixels is not None:
+        limits["max_pixels"] = args.max_pixels
+    serve(args.runs, args.host, args.port, args.token, Limits(**limits))
+    return 0
+
+
 # --- parser ----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -502,6 +514,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="DIR", help="continue the search in DIR")
     p.add_argument("--show", action="store_true", help="print the trials table of DIR")
     p.set_defaults(func=cmd_tune)
+
+    p = sub.add_parser(
+        "serve", help="an interactive page and a JSON API over trained runs (FastAPI, uvicorn)"
+    )
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders, each loaded once")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (a warning if not local)")
+    p.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    p.add_argument(
+        "--token", help="require this token (header X-Vlkge-Token, ?token= or the page's cookie)"
+    )
+    p.add_argument(
+        "--max-upload-mb",
+        type=float,
+        help="largest request body in MiB, an uploaded image included (docs/serving.md)",
+    )
+    p.add_argument(
+        "--max-pixels", type=int, help="largest uploaded image in pixels (docs/serving.md)"
+    )
+    p.set_defaults(func=cmd_serve)
     return parser
 
 

@@ -73,17 +73,42 @@ def export_embeddings(
 
 
 @torch.no_grad()
-def nearest_entities(model: KGEModel, kg: KnowledgeGraph, entity: str, k: int = 10) -> list[dict]:
+def nearest_entities(
+    model: KGEModel,
+    kg: KnowledgeGraph,
+    entity: str,
+    k: int = 10,
+    table: torch.Tensor | None = None,
+) -> list[dict]:
     """The ``k`` entities whose vectors in the fused space (the table the backbone scores) are
-    most cosine-similar to ``entity``'s."""
-    if k < 1:
-        raise VlkgeError(f"--top-k must be positive, not {echo(k)}")
+    most cosine-similar to ``entity``'s; ``table`` is that table when already computed."""
     index = kg.entity_id(entity)
     model.eval()
-    table = model.entity_table().detach().float().cpu()
-    similarity = F.cosine_similarity(table[index : index + 1], table, dim=-1)
-    similarity[index] = float("-inf")
-    best = torch.topk(similarity, min(k, kg.num_entities - 1))
+    unit = unit_rows(model.entity_table() if table is None else table)
+    return nearest_to(kg, unit[index], unit, k, exclude=index)
+
+
+def unit_rows(table: torch.Tensor) -> torch.Tensor:
+    """``table`` as float32 on the CPU with every row L2-normalised (cosines become products)."""
+    return F.normalize(table.detach().float().cpu(), dim=-1)
+
+
+def nearest_to(
+    kg: KnowledgeGraph,
+    vector: torch.Tensor,
+    unit_table: torch.Tensor,
+    k: int = 10,
+    exclude: int | None = None,
+) -> list[dict]:
+    """The ``k`` rows of ``unit_table`` (``[E, w]``, :func:`unit_rows`) most cosine-similar to
+    ``vector`` (``[w]``), as ranked entities of ``kg``; ``exclude`` (the vector's own row) is
+    never one of them."""
+    if k < 1:
+        raise VlkgeError(f"--top-k must be positive, not {echo(k)}")
+    similarity = unit_table @ F.normalize(vector.detach().float().cpu(), dim=-1)
+    if exclude is not None:
+        similarity[exclude] = float("-inf")
+    best = torch.topk(similarity, min(k, kg.num_entities - (exclude is not None)))
     return [
         {
             "rank": rank,

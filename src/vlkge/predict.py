@@ -4,12 +4,14 @@ image (:func:`new_entity_features`, :func:`predict_new_entity`), with no retrain
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from vlkge.data.graph import KnowledgeGraph
 from vlkge.data.index import TripleIndex
+from vlkge.encoders.base import Encoder
 from vlkge.errors import VlkgeError, echo
 from vlkge.models.model import KGEModel
 
@@ -84,14 +86,15 @@ def new_entity_features(
     image: str | Path | None = None,
     encoder=None,
     model: KGEModel | None = None,
+    build: Callable[[dict, str], Encoder] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Encode a new entity's text and/or image (``{modality: FloatTensor[1, w]}``) with the
     encoder that wrote the run's feature cache (its metadata names it; ``encoder.name`` when
     the cache has no metadata), so the features are those the run's projections were trained
-    on. ``encoder`` replaces that encoder (its weights fingerprint must still match). A run
-    with a fine-tuned encoder (``encoder.finetune``) encodes with the tuned encoder held by
-    its ``model``."""
-    from vlkge.encoders import build_encoder
+    on. ``encoder`` replaces that encoder (its weights fingerprint must still match); ``build``
+    (``cfg, name -> encoder``, :func:`build_run_encoder` by default) makes it, so that a server
+    loads it once. A run with a fine-tuned encoder (``encoder.finetune``) encodes with the
+    tuned encoder held by its ``model``."""
     from vlkge.encoders.cache import FeatureCache, imported
     from vlkge.models.features import feature_cache_dir
 
@@ -130,10 +133,17 @@ def new_entity_features(
         if len(names) > 1:
             raise VlkgeError(f"the run's features come from several encoders: {sorted(names)}")
         name = names.pop() if names else cfg["encoder"]["name"]
-        encoder = build_encoder(name, device=cfg["device"], batch_size=cfg["encoder"]["batch_size"])
+        encoder = (build or build_run_encoder)(cfg, name)
     for modality in metadata:
         cache.check_encoder(modality, encoder)
     return _encode_new(encoder, given)
+
+
+def build_run_encoder(cfg: dict, name: str) -> Encoder:
+    """The encoder ``name`` on the run's device, with its encoding batch size."""
+    from vlkge.encoders import build_encoder
+
+    return build_encoder(name, device=cfg["device"], batch_size=cfg["encoder"]["batch_size"])
 
 
 def _encode_new(encoder, given: dict) -> dict[str, torch.Tensor]:
@@ -160,6 +170,7 @@ def predict_new_entity(
     direction: str = "tail",
     k: int = 10,
     imaginary: str = "auto",
+    table: torch.Tensor | None = None,
 ) -> list[dict]:
     """Rank every entity of the graph for a new entity given by its raw ``features``.
 
@@ -169,6 +180,8 @@ def predict_new_entity(
     Im(e) for complex backbones by ``imaginary``, one of
     :data:`~vlkge.models.representations.NEW_IMAGINARY`); nothing is retrained and the graph
     is unchanged. A model without modal features cannot represent it (one-line error).
+    ``table`` is the model's entity table, when already computed (``vlkge serve`` computes it
+    once).
     """
     if direction not in ("head", "tail"):
         raise VlkgeError(f"direction must be head or tail, not {echo(direction)}")
@@ -176,7 +189,7 @@ def predict_new_entity(
         raise VlkgeError(f"--top-k must be positive, not {echo(k)}")
     model.eval()
     vector = model.entities.represent(features, imaginary)
-    table = model.entity_table()
+    table = model.entity_table() if table is None else table
     relation_id = torch.tensor([kg.relation_id(relation)], device=table.device)
     scores = model.score_vectors(direction, vector.to(table.device), relation_id, table)[0]
     best = torch.topk(scores.float().cpu(), min(k, kg.num_entities))

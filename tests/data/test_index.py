@@ -122,6 +122,10 @@ def test_neighbours_lookup(pairs, query):
     assert neighbours.counts(q).tolist() == [len(truth.get(k, [])) for k in query]
     # rows are non-decreasing: the values of query i come before those of query i + 1
     assert rows.tolist() == sorted(rows.tolist())
+    for k in query:  # one key at a time (a served prediction)
+        rows, got = neighbours.lookup(torch.tensor([k]))
+        assert rows.tolist() == [0] * len(got)
+        assert sorted(got.tolist()) == sorted(truth.get(k, []))
 
 
 def test_broadcasting_contains():

@@ -16,20 +16,13 @@ PIL = pytest.importorskip("PIL")
 
 from fakes import LetterColourEncoder  # noqa: E402
 from PIL import Image  # noqa: E402
-
-IMAGE_SIZE = 30
-TOWER = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4)
-
-
-def clip_tokenizer():
-    """A CLIP BPE tokenizer over single byte-level characters (no merges, no download)."""
-    from tokenizers.pre_tokenizers import ByteLevel
-
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for char in sorted(ByteLevel.alphabet()):
-        vocab[char] = len(vocab)
-        vocab[char + "</w>"] = len(vocab)
-    return transformers.CLIPTokenizer(vocab=vocab, merges=[])
+from tiny_models import (  # noqa: E402
+    IMAGE_SIZE,
+    TOWER,
+    clip_tokenizer,
+    tiny_clip,  # noqa: F401  (the encoder tests import it from here)
+    tiny_clip_folder,
+)
 
 
 def bert_tokenizer():
@@ -39,32 +32,6 @@ def bert_tokenizer():
         vocab[char] = len(vocab)
         vocab["##" + char] = len(vocab)
     return transformers.BertTokenizer(vocab=vocab)
-
-
-def clip_image_processor():
-    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
-
-    return CLIPImageProcessorPil(
-        size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}
-    )
-
-
-def tiny_clip():
-    torch.manual_seed(0)
-    tokenizer = clip_tokenizer()
-    config = transformers.CLIPConfig(
-        text_config=dict(
-            vocab_size=len(tokenizer),
-            max_position_embeddings=40,
-            bos_token_id=0,
-            eos_token_id=1,
-            pad_token_id=1,
-            **TOWER,
-        ),
-        vision_config=dict(image_size=IMAGE_SIZE, patch_size=6, **TOWER),
-        projection_dim=24,
-    )
-    return transformers.CLIPModel(config).eval(), tokenizer, clip_image_processor()
 
 
 def tiny_blip(retrieval: bool = False):
@@ -111,18 +78,10 @@ def tiny_siglip():
     return transformers.SiglipModel(config).eval(), tokenizer, processor
 
 
-def save_checkpoint(folder: Path, model, tokenizer, image_processor, processor_cls) -> Path:
-    model.save_pretrained(folder)
-    processor_cls(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture(scope="session")
 def clip_dir(tmp_path_factory) -> Path:
     """A tiny CLIP checkpoint folder (model, tokenizer, image processor)."""
-    model, tokenizer, processor = tiny_clip()
-    folder = tmp_path_factory.mktemp("tiny-clip")
-    return save_checkpoint(folder, model, tokenizer, processor, transformers.CLIPProcessor)
+    return tiny_clip_folder(tmp_path_factory.mktemp("tiny-clip"))
 
 
 def random_image(seed: int, size=(41, 37)) -> Image.Image:

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from vlkge.data.index import TripleIndex
 from vlkge.evaluation.metrics import report, summarize
-from vlkge.evaluation.ranking import rank_triples, ranks_from_scores
+from vlkge.evaluation.ranking import TIES, rank_triples, ranks_from_scores, ranks_in_row
 
 
 def brute_rank(row, target, filtered, ties):
@@ -222,3 +222,17 @@ def test_metric_summaries_are_consistent(ranks):
     assert 1.0 / m["mr"] <= m["mrr"] + 1e-12  # the mean of 1/r is at least 1/mean(r)
     assert 0.0 <= m["hits@1"] <= m["hits@3"] <= m["hits@10"] <= 1.0
     assert m["hits@1"] <= m["mrr"] + 1e-12  # a rank-1 answer contributes 1 to the MRR
+
+
+@pytest.mark.parametrize("ties", TIES)
+def test_ranks_in_row_equal_ranks_from_scores(ties):
+    generator = torch.Generator().manual_seed(3)
+    scores = torch.randint(0, 6, (40,), generator=generator).float()  # many ties
+    targets = torch.tensor([0, 7, 7, 19, 39])
+    known = torch.tensor([0, 3, 7, 11, 19, 25, 39])
+    raw, filtered = ranks_in_row(scores, targets, known, ties)
+    rows = scores.unsqueeze(0).expand(len(targets), -1)
+    assert torch.equal(raw, ranks_from_scores(rows, targets, ties=ties))
+    filter_rows = torch.arange(len(targets)).repeat_interleave(len(known))
+    expected = ranks_from_scores(rows, targets, filter_rows, known.repeat(len(targets)), ties)
+    assert torch.equal(filtered, expected)

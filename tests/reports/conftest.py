@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 from fakes import LetterColourEncoder
+from fakes import write_graph as write_toy_graph
 
 from vlkge.config import load_config
 from vlkge.data.datasets import load_dataset
 from vlkge.encoders.cache import FeatureCache
 
-Image = pytest.importorskip("PIL.Image")
+pytest.importorskip("PIL.Image")
 
 ENTITIES = ["cat", "dog", "fox", "wolf", "oak", "elm", "rose", "tulip"]
 TRAIN = [
@@ -34,20 +35,15 @@ COLOURS = {"cat": (200, 40, 40), "dog": (40, 200, 40), "oak": (40, 40, 200), "ro
 
 
 def write_graph(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, rows in (("train", TRAIN), ("valid", VALID), ("test", TEST)):
-        (folder / f"{name}.txt").write_text("".join("\t".join(r) + "\n" for r in rows))
-    (folder / "entity2name.txt").write_text("".join(f"{e}\tthe {e}\n" for e in ENTITIES))
-    rows = [f"{e}\ttext\ta {e} is a living thing\n" for e in ENTITIES[:6]]
-    (folder / "img").mkdir(exist_ok=True)
-    for entity, colour in COLOURS.items():
-        Image.new("RGB", (40, 30), colour).save(folder / "img" / f"{entity}.png")
-        rows.append(f"{entity}\timage\timg/{entity}.png\n")
-    (folder / "img" / "broken.jpg").write_bytes(b"not a picture at all")
-    rows.append("fox\timage\timg/broken.jpg\n")  # corrupt
-    rows.append("wolf\timage\timg/missing.png\n")  # missing
-    (folder / "manifest.tsv").write_text("".join(rows), encoding="utf-8")
-    return folder
+    return write_toy_graph(
+        folder,
+        {"train": TRAIN, "valid": VALID, "test": TEST},
+        names={e: f"the {e}" for e in ENTITIES},
+        texts={e: f"a {e} is a living thing" for e in ENTITIES[:6]},
+        colours=COLOURS,
+        broken="fox",
+        missing="wolf",
+    )
 
 
 FAST = [

@@ -39,6 +39,9 @@ class Neighbours:
         """For query keys ``[Q]``, return ``(rows, values)``: every value of every query, with
         the query row it belongs to (both ``[total]``)."""
         start, counts = self.locate(query)
+        if len(query) == 1:  # one query (a served prediction): a slice, no index arithmetic
+            first, count = int(start[0]), int(counts[0])
+            return torch.zeros(count, dtype=torch.long), self.values[first : first + count].clone()
         rows = torch.repeat_interleave(torch.arange(len(query)), counts)
         first = torch.cumsum(counts, 0) - counts
         within = torch.arange(len(rows)) - torch.repeat_interleave(first, counts)

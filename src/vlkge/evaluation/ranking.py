@@ -106,6 +106,33 @@ def ranks_from_scores(
     return _ranks(*counts, ties)
 
 
+def ranks_in_row(
+    scores: torch.Tensor, targets: torch.Tensor, known: torch.Tensor, ties: str = "realistic"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw and filtered ranks of several ``targets`` (``[n]`` ids) in one row of ``scores``
+    (``[E]``), as :func:`ranks_from_scores` counts them (filtered: the ``known`` ids other
+    than the target left out), from two comparisons of the row per target rather than the
+    masks of ``n`` filtered copies of it (a server ranks a query's answers this way).
+    ``ordinal`` ties, which need the ids of the tied candidates, go through
+    :func:`ranks_from_scores`."""
+    n = len(targets)
+    if ties == "ordinal":
+        rows = scores.unsqueeze(0).expand(2 * n, -1)
+        filter_rows = torch.arange(n, 2 * n).repeat_interleave(len(known))
+        ranks = ranks_from_scores(rows, targets.repeat(2), filter_rows, known.repeat(n), ties)
+        return ranks[:n], ranks[n:]
+    if ties not in TIES:
+        raise ValueError(f"ties must be one of {TIES}, not {ties!r}")
+    true = scores[targets].unsqueeze(1)
+    above = (scores.unsqueeze(0) > true).sum(1)
+    tied = (scores.unsqueeze(0) == true).sum(1) - 1  # not the target itself
+    others = scores[known].unsqueeze(0)  # [1, K]; a known target is tied with itself
+    known_above = (others > true).sum(1)
+    known_tied = (others == true).sum(1) - torch.isin(targets, known).long()
+    raw = _ranks(above, tied, None, ties)
+    return raw, _ranks(above - known_above, tied - known_tied, None, ties)
+
+
 def chunking(num_entities: int, max_scores: int, max_memory: int | None) -> tuple[int, int]:
     """``(queries per chunk, candidates per block)`` within both caps."""
     budget = max_scores

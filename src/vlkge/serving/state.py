@@ -1,0 +1,294 @@
+"""A run as ``vlkge serve`` holds it: loaded once (model, fused entity table, filter index,
+names, texts, image paths, metrics), then only read, so that requests on many threads share
+nothing they could change. The one exception, the encoder for new entities, is loaded on the
+first request that needs it and used under a lock (docs/serving.md)."""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from vlkge.data.graph import KnowledgeGraph
+from vlkge.data.index import TripleIndex
+from vlkge.encoders.base import Encoder
+from vlkge.errors import VlkgeError, echo
+from vlkge.evaluation.ranking import SIDES, ranks_in_row
+from vlkge.export import nearest_to, unit_rows
+from vlkge.models.model import KGEModel
+from vlkge.predict import (
+    build_run_encoder,
+    new_entity_features,
+    predict_new_entity,
+    rank_answers,
+)
+from vlkge.serving.inputs import NotFound, media_type
+
+SNIPPET_CHARS = 200  # of an entity's text beside a ranked answer
+MAX_TRIPLES = 200  # of an entity's triples per split and role on its page
+DEFAULT_SIDE = "tail"  # the side a query predicts when it names none, as in vlkge predict
+
+
+def check_side(side: str) -> str:
+    if side not in SIDES:
+        raise VlkgeError(f"the side predicted must be tail or head, not {echo(side)}")
+    return side
+
+
+@dataclass
+class ServedRun:
+    """One loaded run; ``slug`` names it in URLs."""
+
+    slug: str
+    folder: Path
+    cfg: dict
+    kg: KnowledgeGraph
+    model: KGEModel
+    metrics: dict | None
+    table: torch.Tensor = field(init=False, repr=False)  # what the backbone scores
+    unit: torch.Tensor = field(init=False, repr=False)  # its rows L2-normalised (cosines)
+    index: TripleIndex = field(init=False, repr=False)  # every known triple, all splits
+    seen: torch.Tensor = field(init=False, repr=False)  # entities in training triples
+    split_index: dict[str, TripleIndex] = field(init=False, repr=False)
+    _search: list[tuple[str, str, str]] = field(init=False, repr=False)
+    _thumbnails: list[int | None] = field(init=False, repr=False)  # first image that shows
+    _encoders: dict[str, Encoder] = field(init=False, repr=False, default_factory=dict)
+    _encoding: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        kg = self.kg
+        self.model.eval()
+        self.table = self.model.entity_table().detach()
+        self.unit = unit_rows(self.table)
+        self.index = TripleIndex(kg.all_triples(), kg.num_entities, kg.num_relations)
+        self.seen = kg.seen_in_train()
+        self.split_index = {  # the evaluated splits: training answers are marked known
+            split: TripleIndex(triples, kg.num_entities, kg.num_relations)
+            for split, triples in kg.splits.items()
+            if split != "train"
+        }
+        self._search = [
+            (label.lower(), kg.display_name(i).lower(), (self.text(label) or "").lower())
+            for i, label in enumerate(kg.entities)
+        ]
+        self._thumbnails = [
+            next((i for i, path in enumerate(self.images(label)) if media_type(path)), None)
+            for label in kg.entities
+        ]
+        self.scores(DEFAULT_SIDE, 0, 0)  # compiles a distance kernel now, not on a request
+
+    # --- what the graph holds --------------------------------------------------------------
+    def entity_id(self, label: str) -> int:
+        index = self.kg.entity_index.get(label)
+        if index is None:
+            raise NotFound(f"unknown entity {echo(label)} in run {self.slug}")
+        return index
+
+    def relation_id(self, name: str) -> int:
+        index = self.kg.relation_index.get(name)
+        if index is None:
+            raise NotFound(str(self.kg.unknown_relation(name)))
+        return index
+
+    def texts(self, label: str) -> list[str]:
+        manifest = self.kg.manifest
+        return list(manifest.texts.get(label, [])) if manifest is not None else []
+
+    def text(self, label: str) -> str | None:
+        texts = self.texts(label)
+        return " ".join(texts[0].split()) if texts else None
+
+    def images(self, label: str) -> list[str]:
+        manifest = self.kg.manifest
+        return list(manifest.images.get(label, [])) if manifest is not None else []
+
+    def pictures(self, label: str) -> list[int]:
+        """Which of the entity's images can be shown (read now: a page shows them all)."""
+        return [i for i, path in enumerate(self.images(label)) if media_type(path)]
+
+    def card(self, label: str) -> dict:
+        """What a list shows of an entity beside its rank: name, a text snippet, and which of
+        its images is the thumbnail (``None`` when none can be shown)."""
+        index = self.entity_id(label)
+        text = self.text(label)
+        if text and len(text) > SNIPPET_CHARS:
+            text = text[: SNIPPET_CHARS - 1] + "…"
+        return {
+            "entity": label,
+            "name": self.kg.display_name(index),
+            "text": text,
+            "thumbnail": self._thumbnails[index],
+        }
+
+    def search(self, query: str, limit: int) -> list[dict]:
+        """Entities whose id, name or text holds ``query`` (case-insensitive): exact ids and
+        names first, then names and ids that start with it, then those that hold it, then
+        texts that hold it; shorter names first within each."""
+        needle = query.strip().lower()
+        if not needle:
+            return []
+        found = []
+        for i, (label, name, text) in enumerate(self._search):
+            if needle == label or needle == name:
+                tier = 0
+            elif name.startswith(needle) or label.startswith(needle):
+                tier = 1
+            elif needle in name or needle in label:
+                tier = 2
+            elif needle in text:
+                tier = 3
+            else:
+                continue
+            found.append((tier, len(name), i))
+        found.sort()
+        return [self.card(self.kg.entities[i]) for _, _, i in found[:limit]]
+
+    def triples(self, label: str) -> dict[str, dict]:
+        """Per split, the entity's triples as head and as tail (the first
+        :data:`MAX_TRIPLES` of each) and how many there are."""
+        kg, entity = self.kg, self.entity_id(label)
+        out = {}
+        for split, triples in kg.splits.items():
+            roles = {}
+            for role, column in (("head", 0), ("tail", 2)):
+                rows = triples[triples[:, column] == entity]
+                roles[role] = {
+                    "count": len(rows),
+                    "triples": [
+                        {
+                            "head": kg.entities[h],
+                            "relation": kg.relations[r],
+                            "tail": kg.entities[t],
+                            "other": self.card(kg.entities[t if role == "head" else h]),
+                        }
+                        for h, r, t in rows[:MAX_TRIPLES].tolist()
+                    ],
+                }
+            out[split] = roles
+        return out
+
+    # --- queries ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def scores(self, side: str, anchor: int, relation: int) -> torch.Tensor:
+        """Every entity's score as the ``side`` of the query: one product with the table."""
+        return self.model.score_against(
+            side, torch.tensor([anchor]), torch.tensor([relation]), table=self.table
+        )[0]
+
+    def predict(self, side: str, anchor: str, relation: str, k: int, exclude_known: bool) -> dict:
+        """The top-``k`` of a query, as ``vlkge predict`` ranks them, and the answers the
+        dataset's splits hold with their raw and filtered ranks."""
+        check_side(side)
+        anchor_id, relation_id = self.entity_id(anchor), self.relation_id(relation)
+        scores = self.scores(side, anchor_id, relation_id)
+        top = rank_answers(
+            self.kg, side, anchor_id, relation_id, scores, k, exclude_known, self.index
+        )
+        true = self._true_answers(side, anchor_id, relation_id, scores)
+        splits = {a["entity"]: a["split"] for a in true}
+        return {
+            "query": {"side": side, "anchor": anchor, "relation": relation},
+            "answers": [
+                {**self.card(a["entity"]), **a, "split": splits.get(a["entity"])} for a in top
+            ],
+            "true_answers": true,
+        }
+
+    def _true_answers(
+        self, side: str, anchor: int, relation: int, scores: torch.Tensor
+    ) -> list[dict]:
+        """The query's answers in valid and test, ranked against every entity: raw, and filtered
+        (the other known answers left out, ties as the run's evaluation counts them)."""
+        query = (torch.tensor([anchor]), torch.tensor([relation]))
+        found = [(split, index.known(side, *query)[1]) for split, index in self.split_index.items()]
+        answers = torch.cat([ids for _, ids in found])
+        if not len(answers):
+            return []
+        known = self.index.known(side, *query)[1]
+        raw, filtered = ranks_in_row(scores.float(), answers, known, self.cfg["evaluation"]["ties"])
+        splits = [split for split, ids in found for _ in range(len(ids))]
+        return [
+            {**self.card(self.kg.entities[e]), "split": s, "rank_raw": r, "rank_filtered": f}
+            for e, s, r, f in zip(
+                answers.tolist(), splits, raw.tolist(), filtered.tolist(), strict=True
+            )
+        ]
+
+    def neighbours(self, label: str, k: int) -> list[dict]:
+        """As ``vlkge neighbours`` finds them, from the table normalised once."""
+        index = self.entity_id(label)
+        found = nearest_to(self.kg, self.unit[index], self.unit, k, exclude=index)
+        return [{**self.card(n["entity"]), **n} for n in found]
+
+    @torch.no_grad()
+    def new_entity(
+        self, text: str | None, image: Path | None, relation: str, direction: str, k: int
+    ) -> dict:
+        """Top-``k`` and nearest neighbours of a new entity given by its text and/or image,
+        represented as ``vlkge predict --new-text/--new-image`` represents it."""
+        self.relation_id(relation)
+        check_side(direction)
+        with self._encoding:  # one encoder, one request at a time (tokenizers are not shared)
+            features = new_entity_features(
+                self.cfg, self.kg, text, image, model=self.model, build=self._encoder
+            )
+        top = predict_new_entity(
+            self.model, self.kg, features, relation, direction, k, table=self.table
+        )
+        vector = self.model.entities.represent(features)[0]
+        near = nearest_to(self.kg, vector, self.unit, k)
+        return {
+            "query": {"direction": direction, "relation": relation},
+            "answers": [{**self.card(a["entity"]), **a} for a in top],
+            "neighbours": [{**self.card(n["entity"]), **n} for n in near],
+        }
+
+    def _encoder(self, cfg: dict, name: str) -> Encoder:
+        """The run's encoder, loaded on first use (under ``_encoding``)."""
+        if name not in self._encoders:
+            self._encoders[name] = build_run_encoder(cfg, name)
+        return self._encoders[name]
+
+    # --- what the run folder holds ---------------------------------------------------------
+    def report(self) -> Path | None:
+        path = self.folder / "report.html"
+        return path if path.is_file() else None
+
+    def summary(self) -> dict:
+        cfg, kg = self.cfg, self.kg
+        split = "test" if self.metrics and "test" in self.metrics else None
+        return {
+            "run": self.slug,
+            "folder": str(self.folder),
+            "dataset": kg.name,
+            "backbone": cfg["model"]["backbone"],
+            "modalities": list(cfg["model"]["modalities"]),
+            "fusion": cfg["model"]["fusion"],
+            "entities": kg.num_entities,
+            "relations": list(kg.relations),
+            "triples": {split: len(t) for split, t in kg.splits.items()},
+            "test_mrr": self.metrics[split]["both"]["mrr"] if split else None,
+            "report": self.report() is not None,
+        }
+
+
+def load_served_runs(folders: list[str | Path]) -> dict[str, ServedRun]:
+    """Every run folder loaded once, keyed by a URL-safe slug of its folder name."""
+    from vlkge.reports.runs import read_run
+    from vlkge.training.run import load_run
+
+    runs: dict[str, ServedRun] = {}
+    for folder in folders:
+        cfg, kg, model = load_run(folder)
+        path = Path(folder).resolve()
+        metrics = read_run(path).metrics if (path / "metrics.json").is_file() else None
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", path.name).strip("-.") or "run"
+        base, n = slug, 1
+        while slug in runs:
+            n += 1
+            slug = f"{base}-{n}"
+        runs[slug] = ServedRun(slug, path, cfg, kg, model, metrics)
+    return runs

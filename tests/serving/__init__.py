@@ -1,0 +1,1 @@
+"""Tests of vlkge.serving (a package, so its conftest does not shadow tests/encoders/conftest)."""

@@ -1,0 +1,57 @@
+"""A served run: loaded once, then only read: the run folder is never written, and requests
+on many threads get what one thread gets."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from fastapi.testclient import TestClient
+
+from serving.conftest import png
+from vlkge.serving import create_app, load_served_runs
+
+
+def snapshot(folder):
+    return {
+        path: (stat.st_size, stat.st_mtime_ns)
+        for path in folder.rglob("*")
+        for stat in [path.stat()]
+    }
+
+
+def requests(client, i: int) -> list:
+    """A mix of every kind of request, varied by ``i``."""
+    entity = ["monet", "picasso", "cezanne", "degas"][i % 4]
+    relation = ["movement", "influenced", "born_in"][i % 3]
+    return [
+        client.get("/api/runs/vl/predict", params={"head": entity, "relation": relation}).json(),
+        client.get("/api/runs/vl/predict", params={"tail": entity, "relation": relation}).json(),
+        client.get("/api/runs/vl/neighbours", params={"id": entity}).json(),
+        client.get("/api/runs/vl/search", params={"q": entity[:3]}).json(),
+        client.get("/api/runs/vl/entity", params={"id": entity}).json(),
+        client.post(
+            "/api/runs/vl/new",
+            data={"text": f"painter number {i}", "relation": relation},
+            files={"image": ("p.png", png((i * 20 % 256, 90, 40)), "image/png")},
+        ).json(),
+    ]
+
+
+def test_concurrent_requests_match_sequential_ones_and_write_nothing(runs):
+    before = snapshot(runs.multimodal)
+    app = create_app(load_served_runs([runs.multimodal]))
+    with TestClient(app) as client:
+        sequential = [requests(client, i) for i in range(8)]
+        with ThreadPoolExecutor(8) as pool:
+            concurrent = list(pool.map(lambda i: requests(client, i), range(8)))
+    assert concurrent == sequential
+    assert snapshot(runs.multimodal) == before
+
+
+def test_the_encoder_loads_on_the_first_new_entity(runs):
+    (run,) = load_served_runs([runs.multimodal]).values()
+    assert run._encoders == {}  # nothing loaded for runs that are only queried
+    run.new_entity("a painter", None, "movement", "tail", 3)
+    (encoder,) = run._encoders.values()
+    run.new_entity("another painter", None, "movement", "head", 3)
+    assert list(run._encoders.values()) == [encoder]  # loaded once
