@@ -1,0 +1,84 @@
+"""Commands that query a trained run: ``predict`` (known or brand-new entities),
+``neighbours`` and ``export`` (the work lives in predict.py and export.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from vlkge.errors import VlkgeError
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from vlkge.predict import top_k
+    from vlkge.training.run import load_run
+
+    if args.new_text is not None or args.new_image is not None:
+        return _predict_new(args)
+    if args.direction is not None:
+        raise VlkgeError("--direction goes with --new-text / --new-image")
+    if (args.head is None) == (args.tail is None):
+        raise VlkgeError(
+            "predict needs exactly one of --head ENTITY (predict tails) or --tail ENTITY, "
+            "or a new entity's --new-text / --new-image"
+        )
+    _, kg, model = load_run(args.run)
+    side, anchor = ("tail", args.head) if args.head is not None else ("head", args.tail)
+    answers = top_k(model, kg, side, anchor, args.relation, args.top_k, args.exclude_known)
+    if args.json:
+        print(json.dumps(answers, indent=2))
+        return 0
+    query = (
+        f"({anchor}, {args.relation}, ?)" if side == "tail" else f"(?, {args.relation}, {anchor})"
+    )
+    print(f"top {len(answers)} for {query}   * = known triple")
+    for a in answers:
+        mark = "*" if a["known"] else " "
+        print(f"{a['rank']:>4} {mark} {a['score']:>10.4f}  {a['entity']}  {a['name'][:60]}")
+    return 0
+
+
+def _predict_new(args: argparse.Namespace) -> int:
+    from vlkge.predict import new_entity_features, predict_new_entity
+    from vlkge.training.run import load_run
+
+    if args.head is not None or args.tail is not None:
+        raise VlkgeError("--new-text / --new-image replace --head / --tail (use --direction)")
+    cfg, kg, model = load_run(args.run)
+    features = new_entity_features(cfg, kg, args.new_text, args.new_image, model=model)
+    direction = args.direction or "tail"
+    answers = predict_new_entity(model, kg, features, args.relation, direction, args.top_k)
+    if args.json:
+        print(json.dumps(answers, indent=2))
+        return 0
+    query = f"(new, {args.relation}, ?)" if direction == "tail" else f"(?, {args.relation}, new)"
+    print(f"top {len(answers)} for {query}")
+    for a in answers:
+        print(f"{a['rank']:>4}   {a['score']:>10.4f}  {a['entity']}  {a['name'][:60]}")
+    return 0
+
+
+def cmd_neighbours(args: argparse.Namespace) -> int:
+    from vlkge.export import nearest_entities
+    from vlkge.training.run import load_run
+
+    _, kg, model = load_run(args.run)
+    found = nearest_entities(model, kg, args.entity, args.top_k)
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return 0
+    print(f"nearest to {args.entity} ({kg.display_name(kg.entity_id(args.entity))[:60]}), cosine")
+    for n in found:
+        print(f"{n['rank']:>4} {n['similarity']:>8.4f}  {n['entity']}  {n['name'][:60]}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from vlkge.export import export_embeddings
+    from vlkge.training.run import load_run
+
+    cfg, kg, model = load_run(args.run, args.checkpoint)
+    for path in export_embeddings(cfg, kg, model, args.out):
+        print(path)
+    return 0
