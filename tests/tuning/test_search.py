@@ -51,6 +51,20 @@ def wait_mid_trial(out: Path, skip: set[int], timeout: float = 120) -> tuple[int
     raise AssertionError("no trial was caught in the middle of its training")
 
 
+def wait_requeued(out: Path, number: int, timeout: float = 120) -> None:
+    """Return once trial ``number`` is no longer running (its dead worker noticed)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        try:
+            trial = open_study(out).get_trials()[number]
+        except (KeyError, IndexError, optuna.exceptions.StorageInternalError):
+            continue
+        if trial.state != TrialState.RUNNING:
+            return
+    raise AssertionError(f"trial {number} still runs {timeout} s after its worker was killed")
+
+
 def test_killed_workers_lose_no_trial(
     base_config, space_file, vlkge_command, command_env, tmp_path
 ):
@@ -78,6 +92,7 @@ def test_killed_workers_lose_no_trial(
     try:
         pid, killed = wait_mid_trial(out, skip=set())
         os.kill(pid, signal.SIGKILL)
+        wait_requeued(out, killed)  # the command saw the death before it is stopped itself
         _, stopped = wait_mid_trial(out, skip={killed})
         first.send_signal(signal.SIGTERM)  # a scheduler ends the job
         _, err = first.communicate(timeout=120)
