@@ -16,7 +16,12 @@ from vlkge.data.datasets import load_dataset
 from vlkge.encoders.cache import FeatureCache
 from vlkge.errors import VlkgeError
 from vlkge.models import ComplexEntities, build_model
-from vlkge.predict import new_entity_features, predict_new_entity
+from vlkge.predict import (
+    encode_new_entities,
+    new_entity_features,
+    new_entity_inputs,
+    predict_new_entity,
+)
 
 PIL = pytest.importorskip("PIL")
 from PIL import Image  # noqa: E402
@@ -226,6 +231,27 @@ def test_new_entity_features_use_the_cache_encoder(run):
         new_entity_features(cfg, kg, None, run / "nope.png", encoder=encoder)
     with pytest.raises(VlkgeError, match="needs a text"):
         new_entity_features(cfg, kg, None, None, encoder=encoder)
+
+
+def test_new_entities_encoded_in_one_batch_match_one_at_a_time(run):
+    from vlkge.training.run import load_run
+
+    cfg, kg, _ = load_run(run / "run")
+    encoder = TwoTowers()
+    image = run / "toy" / "img" / "e.png"
+    given = [
+        ("a new painting", image),
+        ("a much longer text of a second entity", None),
+        (None, image),
+    ]
+    inputs = [new_entity_inputs(cfg, kg, t, i, encoder=encoder)[1] for t, i in given]
+    together = encode_new_entities(encoder, inputs)
+    assert [sorted(f) for f in together] == [["image", "text"], ["text"], ["image"]]
+    for (text, path), batched in zip(given, together, strict=True):
+        alone = new_entity_features(cfg, kg, text, path, encoder=encoder)
+        for modality, features in alone.items():
+            assert batched[modality].shape == features.shape == (1, features.shape[1])
+            assert torch.allclose(batched[modality], features, atol=1e-6)
 
 
 def test_cli_predict_new_entity(run, monkeypatch, capsys):

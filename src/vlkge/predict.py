@@ -88,13 +88,31 @@ def new_entity_features(
     model: KGEModel | None = None,
     build: Callable[[dict, str], Encoder] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Encode a new entity's text and/or image (``{modality: FloatTensor[1, w]}``) with the
-    encoder that wrote the run's feature cache (its metadata names it; ``encoder.name`` when
-    the cache has no metadata), so the features are those the run's projections were trained
-    on. ``encoder`` replaces that encoder (its weights fingerprint must still match); ``build``
-    (``cfg, name -> encoder``, :func:`build_run_encoder` by default) makes it, so that a server
-    loads it once. A run with a fine-tuned encoder (``encoder.finetune``) encodes with the
-    tuned encoder held by its ``model``."""
+    """Encode a new entity's text and/or image (``{modality: FloatTensor[1, w]}``):
+    :func:`new_entity_inputs`, then :func:`encode_new_entities`."""
+    encoder, inputs = new_entity_inputs(cfg, kg, text, image, encoder, model, build)
+    return encode_new_entities(encoder, [inputs])[0]
+
+
+def new_entity_inputs(
+    cfg: dict,
+    kg: KnowledgeGraph,
+    text: str | None = None,
+    image: str | Path | None = None,
+    encoder=None,
+    model: KGEModel | None = None,
+    build: Callable[[dict, str], Encoder] | None = None,
+) -> tuple[Encoder, dict[str, str | torch.Tensor]]:
+    """The encoder for a new entity and its inputs (``{"text": str, "image": pixels}``),
+    checked and decoded, so that encoding cannot fail on this entity's account and many new
+    entities can be encoded in one batch (``vlkge serve`` does).
+
+    The encoder is the one that wrote the run's feature cache (its metadata names it;
+    ``encoder.name`` when the cache has no metadata), so the features are those the run's
+    projections were trained on. ``encoder`` replaces that encoder (its weights fingerprint
+    must still match); ``build`` (``cfg, name -> encoder``, :func:`build_run_encoder` by
+    default) makes it, so that a server loads it once. A run with a fine-tuned encoder
+    (``encoder.finetune``) encodes with the tuned encoder held by its ``model``."""
     from vlkge.encoders.cache import FeatureCache, imported
     from vlkge.models.features import feature_cache_dir
 
@@ -117,7 +135,8 @@ def new_entity_features(
             )
     towers = getattr(model.entities, "towers", {}) if model is not None else {}
     if towers:  # the tuned encoder is the one the run's projections were trained on
-        return _encode_new(next(iter(towers.values())).encoder, given)
+        encoder = next(iter(towers.values())).encoder
+        return encoder, _decoded(encoder, given)
     cache = FeatureCache(feature_cache_dir(cfg, kg))
     metadata = {m: cache.metadata(m) for m in given}
     for modality, meta in metadata.items():
@@ -136,7 +155,7 @@ def new_entity_features(
         encoder = (build or build_run_encoder)(cfg, name)
     for modality in metadata:
         cache.check_encoder(modality, encoder)
-    return _encode_new(encoder, given)
+    return encoder, _decoded(encoder, given)
 
 
 def build_run_encoder(cfg: dict, name: str) -> Encoder:
@@ -146,18 +165,36 @@ def build_run_encoder(cfg: dict, name: str) -> Encoder:
     return build_encoder(name, device=cfg["device"], batch_size=cfg["encoder"]["batch_size"])
 
 
-def _encode_new(encoder, given: dict) -> dict[str, torch.Tensor]:
-    out = {}
-    if "text" in given:
-        out["text"] = encoder.encode_texts([given["text"]])
-    if "image" in given:
-        from vlkge.encoders.images import failure_reason, load_image
+def _decoded(encoder: Encoder, given: dict) -> dict[str, str | torch.Tensor]:
+    """``given`` with its image file decoded into the encoder's pixels (one-line errors)."""
+    if "image" not in given:
+        return dict(given)
+    from vlkge.encoders.images import failure_reason, load_image
 
-        try:
-            pixels = load_image(str(given["image"]), encoder.image_transform())
-        except Exception as exc:  # missing, unreadable, not an image
-            raise VlkgeError(f"{given['image']}: {failure_reason(exc)}") from None
-        out["image"] = encoder.encode_pixels(pixels.unsqueeze(0))
+    try:
+        pixels = load_image(str(given["image"]), encoder.image_transform())
+    except Exception as exc:  # missing, unreadable, not an image
+        raise VlkgeError(f"{given['image']}: {failure_reason(exc)}") from None
+    return {**given, "image": pixels}
+
+
+@torch.no_grad()
+def encode_new_entities(
+    encoder: Encoder, inputs: list[dict[str, str | torch.Tensor]]
+) -> list[dict[str, torch.Tensor]]:
+    """Features (``{modality: FloatTensor[1, w]}``) of many new entities' inputs
+    (:func:`new_entity_inputs`), every text in one batch and every image in another."""
+    out: list[dict[str, torch.Tensor]] = [{} for _ in inputs]
+    for modality in ("text", "image"):
+        rows = [i for i, given in enumerate(inputs) if modality in given]
+        if not rows:
+            continue
+        if modality == "text":
+            features = encoder.encode_texts([inputs[i]["text"] for i in rows])
+        else:
+            features = encoder.encode_pixels(torch.stack([inputs[i]["image"] for i in rows]))
+        for position, i in enumerate(rows):
+            out[i][modality] = features[position : position + 1]
     return out
 
 

@@ -1,7 +1,8 @@
 """A run as ``vlkge serve`` holds it: loaded once (model, fused entity table, filter index,
 names, texts, image paths, metrics), then only read, so that requests on many threads share
 nothing they could change. The one exception, the encoder for new entities, is loaded on the
-first request that needs it and used under a lock (docs/serving.md)."""
+first request that needs it; concurrent new entities are encoded together in one batch
+(:class:`~vlkge.serving.batching.Combiner`, docs/serving.md)."""
 
 from __future__ import annotations
 
@@ -21,10 +22,12 @@ from vlkge.export import nearest_to, unit_rows
 from vlkge.models.model import KGEModel
 from vlkge.predict import (
     build_run_encoder,
-    new_entity_features,
+    encode_new_entities,
+    new_entity_inputs,
     predict_new_entity,
     rank_answers,
 )
+from vlkge.serving.batching import Combiner
 from vlkge.serving.inputs import NotFound, media_type
 
 SNIPPET_CHARS = 200  # of an entity's text beside a ranked answer
@@ -56,7 +59,8 @@ class ServedRun:
     _search: list[tuple[str, str, str]] = field(init=False, repr=False)
     _thumbnails: list[int | None] = field(init=False, repr=False)  # first image that shows
     _encoders: dict[str, Encoder] = field(init=False, repr=False, default_factory=dict)
-    _encoding: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
+    _building: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
+    _encode: Combiner = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         kg = self.kg
@@ -78,6 +82,7 @@ class ServedRun:
             next((i for i, path in enumerate(self.images(label)) if media_type(path)), None)
             for label in kg.entities
         ]
+        self._encode = Combiner(_encode_batch)
         self.scores(DEFAULT_SIDE, 0, 0)  # compiles a distance kernel now, not on a request
 
     # --- what the graph holds --------------------------------------------------------------
@@ -231,10 +236,10 @@ class ServedRun:
         represented as ``vlkge predict --new-text/--new-image`` represents it."""
         self.relation_id(relation)
         check_side(direction)
-        with self._encoding:  # one encoder, one request at a time (tokenizers are not shared)
-            features = new_entity_features(
-                self.cfg, self.kg, text, image, model=self.model, build=self._encoder
-            )
+        encoder, inputs = new_entity_inputs(
+            self.cfg, self.kg, text, image, model=self.model, build=self._encoder
+        )
+        features = self._encode((encoder, inputs))  # with the new entities of other requests
         top = predict_new_entity(
             self.model, self.kg, features, relation, direction, k, table=self.table
         )
@@ -247,10 +252,11 @@ class ServedRun:
         }
 
     def _encoder(self, cfg: dict, name: str) -> Encoder:
-        """The run's encoder, loaded on first use (under ``_encoding``)."""
-        if name not in self._encoders:
-            self._encoders[name] = build_run_encoder(cfg, name)
-        return self._encoders[name]
+        """The run's encoder, loaded on first use."""
+        with self._building:
+            if name not in self._encoders:
+                self._encoders[name] = build_run_encoder(cfg, name)
+            return self._encoders[name]
 
     # --- what the run folder holds ---------------------------------------------------------
     def report(self) -> Path | None:
@@ -273,6 +279,21 @@ class ServedRun:
             "test_mrr": self.metrics[split]["both"]["mrr"] if split else None,
             "report": self.report() is not None,
         }
+
+
+def _encode_batch(
+    batch: list[tuple[Encoder, dict]],
+) -> list[dict[str, torch.Tensor]]:
+    """Features of the new entities of concurrent requests, each encoder's in one batch (one
+    thread at a time: an encoder's tokenizer is not shared between threads)."""
+    out: list[dict[str, torch.Tensor] | None] = [None] * len(batch)
+    encoders = {id(encoder): encoder for encoder, _ in batch}
+    for key, encoder in encoders.items():
+        rows = [i for i, (other, _) in enumerate(batch) if id(other) == key]
+        features = encode_new_entities(encoder, [batch[i][1] for i in rows])
+        for i, entity in zip(rows, features, strict=True):
+            out[i] = entity
+    return out
 
 
 def load_served_runs(folders: list[str | Path]) -> dict[str, ServedRun]:

@@ -1,0 +1,66 @@
+"""Concurrent requests' work done in one batch: while one thread encodes, the requests that
+arrive queue up, and the next thread to get the turn encodes all of them at once. A batch of
+8 MiniLM texts costs about half of 8 single encodings on a CPU core, so under load the
+encoder keeps up with twice the requests (docs/serving.md, "Speed")."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+@dataclass
+class _Slot(Generic[Item, Result]):
+    item: Item
+    result: Result | None = None
+    error: BaseException | None = None
+    done: bool = False
+
+
+@dataclass
+class Combiner(Generic[Item, Result]):
+    """``combiner(item)`` returns ``work([..., item, ...])[its position]``: ``work`` maps a
+    list of items to a list of results and runs on one thread at a time, on every item queued
+    when its turn comes (at most ``max_batch``). An exception in ``work`` reaches every caller
+    of that batch, so items are checked before they are queued."""
+
+    work: Callable[[list[Item]], list[Result]]
+    max_batch: int = 32
+    _pending: list[_Slot] = field(default_factory=list, repr=False)
+    _queue: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _turn: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __call__(self, item: Item) -> Result:
+        slot: _Slot = _Slot(item)
+        with self._queue:
+            self._pending.append(slot)
+        while not slot.done:
+            with self._turn:
+                if slot.done:  # an earlier turn took it
+                    break
+                with self._queue:
+                    batch = self._pending[: self.max_batch]
+                    del self._pending[: self.max_batch]
+                self._run(batch)
+        if slot.error is not None:
+            raise slot.error
+        return slot.result
+
+    def _run(self, batch: list[_Slot]) -> None:
+        try:
+            results = self.work([slot.item for slot in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"work returned {len(results)} results for {len(batch)} items")
+            for slot, result in zip(batch, results, strict=True):
+                slot.result = result
+        except BaseException as exc:  # every waiting caller hears of it, not only this one
+            for slot in batch:
+                slot.error = exc
+        finally:
+            for slot in batch:
+                slot.done = True

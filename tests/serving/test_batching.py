@@ -1,0 +1,64 @@
+import threading
+import time
+
+import pytest
+
+from vlkge.serving.batching import Combiner
+
+
+def test_each_caller_gets_its_own_result_and_waiting_calls_share_a_batch():
+    batches = []
+    started = threading.Event()
+
+    def work(items):
+        batches.append(list(items))
+        started.set()
+        time.sleep(0.05)  # the others queue meanwhile
+        return [item * 10 for item in items]
+
+    combiner = Combiner(work, max_batch=4)
+    results = {}
+
+    def call(item):
+        results[item] = combiner(item)
+
+    first = threading.Thread(target=call, args=(0,))
+    first.start()
+    started.wait(5)
+    others = [threading.Thread(target=call, args=(i,)) for i in range(1, 7)]
+    for thread in others:
+        thread.start()
+    for thread in [first, *others]:
+        thread.join(10)
+    assert results == {i: i * 10 for i in range(7)}
+    assert sorted(i for batch in batches for i in batch) == list(range(7))  # each item once
+    assert batches[0] == [0]
+    assert max(len(batch) for batch in batches) == 4  # at most max_batch, and some batching
+    assert len(batches) <= 3
+
+
+def test_an_error_in_the_work_reaches_every_caller_of_that_batch():
+    def work(items):
+        raise ValueError("encoder broke")
+
+    combiner = Combiner(work)
+    errors = []
+
+    def call(item):
+        try:
+            combiner(item)
+        except ValueError as exc:
+            errors.append(str(exc))
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert errors == ["encoder broke"] * 3
+
+
+def test_a_wrong_number_of_results_is_an_error_not_a_mix_up():
+    combiner = Combiner(lambda items: [])
+    with pytest.raises(RuntimeError, match="0 results for 1 items"):
+        combiner("x")
