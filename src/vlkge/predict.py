@@ -47,33 +47,35 @@ def rank_answers(
     k: int = 10,
     exclude_known: bool = False,
     index: TripleIndex | None = None,
+    known: torch.Tensor | None = None,
 ) -> list[dict]:
     """The top-``k`` of any scorer's ``scores`` (``[E]``) for the query (anchor id, relation
     id), as :func:`top_k` returns them; entities scored ``-inf`` (outside a candidate pool) are
-    never answers. ``index`` (of every known triple) saves rebuilding it for many queries."""
+    never answers. ``known`` (the ids of the query's known answers), or else ``index`` (of
+    every known triple), saves rebuilding the index for many queries."""
     if k < 1:
         raise VlkgeError(f"--top-k must be positive, not {echo(k)}")
-    if index is None:
-        index = TripleIndex(kg.all_triples(), kg.num_entities, kg.num_relations)
-    _, known_ids = index.known(side, torch.tensor([anchor]), torch.tensor([relation]))
-    known = torch.zeros(kg.num_entities, dtype=torch.bool)
-    known[known_ids] = True
+    if known is None:
+        if index is None:
+            index = TripleIndex(kg.all_triples(), kg.num_entities, kg.num_relations)
+        known = index.known(side, torch.tensor([anchor]), torch.tensor([relation]))[1]
     scores = scores.float().cpu()
-    keep = scores > float("-inf")
-    if exclude_known:
-        keep &= ~known
-    candidates = keep.nonzero().squeeze(1)
-    best = torch.topk(scores[candidates], min(k, len(candidates)))
+    if exclude_known and len(known):
+        scores = scores.index_fill(0, known, float("-inf"))
+    best = torch.topk(scores, min(k, len(scores)))
+    keep = best.values > float("-inf")
+    values, ids = best.values[keep], best.indices[keep]
+    is_known = torch.isin(ids, known)
     return [
         {
             "rank": rank,
-            "entity": kg.entities[int(e)],
-            "name": kg.display_name(int(e)),
-            "score": float(s),
-            "known": bool(known[e]),
+            "entity": kg.entities[e],
+            "name": kg.display_name(e),
+            "score": s,
+            "known": flag,
         }
-        for rank, (s, e) in enumerate(
-            zip(best.values, candidates[best.indices], strict=True), start=1
+        for rank, (s, e, flag) in enumerate(
+            zip(values.tolist(), ids.tolist(), is_known.tolist(), strict=True), start=1
         )
     ]
 

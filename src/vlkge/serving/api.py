@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 
 from vlkge.errors import VlkgeError, echo
 from vlkge.serving.inputs import (
@@ -47,6 +47,12 @@ K = Annotated[int, Query(description="how many answers or neighbours")]
 EntityId = Annotated[str, Query(alias="id", description="an entity id, as in the dataset")]
 
 
+def answer(payload: dict | list) -> JSONResponse:
+    """``payload`` (plain dicts, lists, strings and numbers) as JSON, without the walk through
+    FastAPI's ``jsonable_encoder``, which costs more than a top-k (docs/serving.md, "Speed")."""
+    return JSONResponse(payload)
+
+
 def query_side(head: str | None, tail: str | None) -> tuple[str, str]:
     """``(side predicted, anchor)`` of a query given, as ``vlkge predict``, by its head or
     tail."""
@@ -73,24 +79,26 @@ async def metrics(run: Run) -> dict:
 
 
 @router.get("/runs/{run}/search", summary="entities whose id, name or text holds q")
-def search(run: Run, caps: Caps, q: str, limit: int = DEFAULT_K) -> list[dict]:
-    return run.search(check_query(q, caps), check_k(limit, caps))
+def search(run: Run, caps: Caps, q: str, limit: int = DEFAULT_K) -> JSONResponse:
+    return answer(run.search(check_query(q, caps), check_k(limit, caps)))
 
 
 @router.get("/runs/{run}/entity", summary="an entity: name, texts, images that show, triples")
-def entity(run: Run, entity_id: EntityId) -> dict:
-    return {
-        **run.card(entity_id),
-        "texts": run.texts(entity_id),
-        "images": run.pictures(entity_id),
-        "seen_in_train": bool(run.seen[run.entity_id(entity_id)]),
-        "triples": run.triples(entity_id),
-    }
+def entity(run: Run, entity_id: EntityId) -> JSONResponse:
+    return answer(
+        {
+            **run.card(entity_id),
+            "texts": run.texts(entity_id),
+            "images": run.pictures(entity_id),
+            "seen_in_train": bool(run.seen[run.entity_id(entity_id)]),
+            "triples": run.triples(entity_id),
+        }
+    )
 
 
 @router.get("/runs/{run}/neighbours", summary="nearest entities in the fused space (cosine)")
-async def neighbours(run: Run, caps: Caps, entity_id: EntityId, k: K = DEFAULT_K) -> list[dict]:
-    return run.neighbours(entity_id, check_k(k, caps))
+async def neighbours(run: Run, caps: Caps, entity_id: EntityId, k: K = DEFAULT_K) -> JSONResponse:
+    return answer(run.neighbours(entity_id, check_k(k, caps)))
 
 
 @router.get("/runs/{run}/image", summary="an entity's image file (i: which one)")
@@ -113,9 +121,9 @@ async def predict(
     tail: str | None = None,
     k: K = DEFAULT_K,
     filtered: Annotated[bool, Query(description="drop triples already known")] = False,
-) -> dict:
+) -> JSONResponse:
     side, anchor = query_side(head, tail)
-    return run.predict(side, anchor, relation, check_k(k, caps), filtered)
+    return answer(run.predict(side, anchor, relation, check_k(k, caps), filtered))
 
 
 @router.post("/runs/{run}/new", summary="top-k and neighbours of a new entity's text/image")
@@ -127,8 +135,8 @@ def new_entity(
     image: Annotated[UploadFile | None, File()] = None,
     direction: Annotated[str, Form(description="tail: (new, relation, ?)")] = DEFAULT_SIDE,
     k: Annotated[int, Form()] = DEFAULT_K,
-) -> dict:
-    return answer_new_entity(run, caps, relation, text, image, direction, k)
+) -> JSONResponse:
+    return answer(answer_new_entity(run, caps, relation, text, image, direction, k))
 
 
 def answer_new_entity(

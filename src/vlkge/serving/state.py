@@ -189,10 +189,12 @@ class ServedRun:
         check_side(side)
         anchor_id, relation_id = self.entity_id(anchor), self.relation_id(relation)
         scores = self.scores(side, anchor_id, relation_id)
+        query = (torch.tensor([anchor_id]), torch.tensor([relation_id]))
+        known = self.index.known(side, *query)[1]
         top = rank_answers(
-            self.kg, side, anchor_id, relation_id, scores, k, exclude_known, self.index
+            self.kg, side, anchor_id, relation_id, scores, k, exclude_known, known=known
         )
-        true = self._true_answers(side, anchor_id, relation_id, scores)
+        true = self._true_answers(side, query, scores, known)
         splits = {a["entity"]: a["split"] for a in true}
         return {
             "query": {"side": side, "anchor": anchor, "relation": relation},
@@ -203,16 +205,19 @@ class ServedRun:
         }
 
     def _true_answers(
-        self, side: str, anchor: int, relation: int, scores: torch.Tensor
+        self,
+        side: str,
+        query: tuple[torch.Tensor, torch.Tensor],
+        scores: torch.Tensor,
+        known: torch.Tensor,
     ) -> list[dict]:
         """The query's answers in valid and test, ranked against every entity: raw, and filtered
-        (the other known answers left out, ties as the run's evaluation counts them)."""
-        query = (torch.tensor([anchor]), torch.tensor([relation]))
+        (the ``known`` answers other than each one left out, ties as the run's evaluation
+        counts them)."""
         found = [(split, index.known(side, *query)[1]) for split, index in self.split_index.items()]
         answers = torch.cat([ids for _, ids in found])
         if not len(answers):
             return []
-        known = self.index.known(side, *query)[1]
         raw, filtered = ranks_in_row(scores.float(), answers, known, self.cfg["evaluation"]["ties"])
         splits = [split for split, ids in found for _ in range(len(ids))]
         return [
