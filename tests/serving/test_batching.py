@@ -62,3 +62,42 @@ def test_a_wrong_number_of_results_is_an_error_not_a_mix_up():
     combiner = Combiner(lambda items: [])
     with pytest.raises(RuntimeError, match="0 results for 1 items"):
         combiner("x")
+
+
+def test_the_loop_batcher_computes_the_queries_of_one_turn_in_one_call():
+    import asyncio
+
+    from vlkge.serving.batching import LoopBatcher
+
+    calls = []
+
+    def work(items):
+        calls.append(list(items))
+        return [item + 1 for item in items]
+
+    batcher = LoopBatcher(work)
+
+    async def main():
+        alone = await batcher(0)
+        together = await asyncio.gather(*(batcher(i) for i in range(1, 6)))
+        return alone, together
+
+    alone, together = asyncio.run(main())
+    assert alone == 1 and together == [2, 3, 4, 5, 6]
+    assert calls == [[0], [1, 2, 3, 4, 5]]
+
+
+def test_an_error_in_the_loop_batchers_work_reaches_every_query():
+    import asyncio
+
+    from vlkge.serving.batching import LoopBatcher
+
+    def work(items):
+        raise ValueError("no table")
+
+    batcher = LoopBatcher(work)
+
+    async def main():
+        return await asyncio.gather(*(batcher(i) for i in range(3)), return_exceptions=True)
+
+    assert [str(error) for error in asyncio.run(main())] == ["no table"] * 3

@@ -68,3 +68,31 @@ def test_the_encoder_loads_on_the_first_new_entity(runs):
     (encoder,) = run._encoders.values()
     run.new_entity("another painter", None, "movement", "head", 3)
     assert list(run._encoders.values()) == [encoder]  # loaded once
+
+
+def test_queries_read_in_one_turn_share_one_product_and_answer_as_alone(runs, monkeypatch):
+    import asyncio
+
+    (run,) = load_served_runs([runs.multimodal]).values()
+    queries = [
+        (side, entity, relation)
+        for side in ("tail", "head")
+        for entity in ("monet", "picasso", "degas")
+        for relation in ("movement", "influenced")
+    ]
+    alone = [run.predict(*query, 5, False) for query in queries]
+    products = []
+    score_against = run.model.score_against
+    monkeypatch.setattr(
+        run.model,
+        "score_against",
+        lambda side, anchors, *a, **kw: (
+            products.append(len(anchors)) or score_against(side, anchors, *a, **kw)
+        ),
+    )
+
+    async def together():
+        return await asyncio.gather(*(run.predict_batched(*query, 5, False) for query in queries))
+
+    assert same(asyncio.run(together()), alone)
+    assert products == [6, 6]  # one product per side for all twelve queries

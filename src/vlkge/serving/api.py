@@ -123,7 +123,7 @@ async def predict(
     filtered: Annotated[bool, Query(description="drop triples already known")] = False,
 ) -> JSONResponse:
     side, anchor = query_side(head, tail)
-    return answer(run.predict(side, anchor, relation, check_k(k, caps), filtered))
+    return answer(await run.predict_batched(side, anchor, relation, check_k(k, caps), filtered))
 
 
 @router.post("/runs/{run}/new", summary="top-k and neighbours of a new entity's text/image")

@@ -1,10 +1,17 @@
-"""Concurrent requests' work done in one batch: while one thread encodes, the requests that
-arrive queue up, and the next thread to get the turn encodes all of them at once. A batch of
-8 MiniLM texts costs about half of 8 single encodings on a CPU core, so under load the
-encoder keeps up with twice the requests (docs/serving.md, "Speed")."""
+"""Concurrent requests' work done in one batch (docs/serving.md, "Speed").
+
+- :class:`Combiner`, for work on the thread pool: while one thread encodes, the requests that
+  arrive queue up, and the next thread to get the turn encodes all of them at once. A batch of
+  8 MiniLM texts costs about half of 8 single encodings on a CPU core.
+- :class:`LoopBatcher`, for work on the event loop: the top-k queries whose requests were read
+  in the same turn of the loop are scored in one matrix product, which reads the entity table
+  once instead of once per query (a matrix-vector product is bound by memory).
+
+Neither waits for company: a request alone is computed at once."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -64,3 +71,37 @@ class Combiner(Generic[Item, Result]):
         finally:
             for slot in batch:
                 slot.done = True
+
+
+@dataclass
+class LoopBatcher(Generic[Item, Result]):
+    """``await batcher(item)`` returns ``work([..., item, ...])[its position]``: the items
+    queued by coroutines before the loop runs the batch (scheduled by the first of them with
+    ``call_soon``, so after the requests already read) are computed in one ``work`` call, on
+    the loop's thread."""
+
+    work: Callable[[list[Item]], list[Result]]
+    _pending: list[tuple[Item, asyncio.Future]] = field(default_factory=list, repr=False)
+
+    async def __call__(self, item: Item) -> Result:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._pending.append((item, future))
+        if len(self._pending) == 1:
+            loop.call_soon(self._run)
+        return await future
+
+    def _run(self) -> None:
+        batch, self._pending = self._pending, []
+        try:
+            results = self.work([item for item, _ in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"work returned {len(results)} results for {len(batch)} items")
+        except Exception as exc:  # every waiting request hears of it
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():  # a request cancelled meanwhile (its client went away)
+                future.set_result(result)

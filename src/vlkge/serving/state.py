@@ -27,7 +27,7 @@ from vlkge.predict import (
     predict_new_entity,
     rank_answers,
 )
-from vlkge.serving.batching import Combiner
+from vlkge.serving.batching import Combiner, LoopBatcher
 from vlkge.serving.inputs import NotFound, media_type
 
 SNIPPET_CHARS = 200  # of an entity's text beside a ranked answer
@@ -61,6 +61,7 @@ class ServedRun:
     _encoders: dict[str, Encoder] = field(init=False, repr=False, default_factory=dict)
     _building: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
     _encode: Combiner = field(init=False, repr=False)
+    _score: LoopBatcher = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         kg = self.kg
@@ -83,6 +84,7 @@ class ServedRun:
             for label in kg.entities
         ]
         self._encode = Combiner(_encode_batch)
+        self._score = LoopBatcher(self._score_queries)
         self.scores(DEFAULT_SIDE, 0, 0)  # compiles a distance kernel now, not on a request
 
     # --- what the graph holds --------------------------------------------------------------
@@ -179,16 +181,40 @@ class ServedRun:
     @torch.no_grad()
     def scores(self, side: str, anchor: int, relation: int) -> torch.Tensor:
         """Every entity's score as the ``side`` of the query: one product with the table."""
-        return self.model.score_against(
-            side, torch.tensor([anchor]), torch.tensor([relation]), table=self.table
-        )[0]
+        return self._score_queries([(side, anchor, relation)])[0]
 
-    def predict(self, side: str, anchor: str, relation: str, k: int, exclude_known: bool) -> dict:
+    @torch.no_grad()
+    def _score_queries(self, queries: list[tuple[str, int, int]]) -> list[torch.Tensor]:
+        """Scores (``[E]`` each) of many ``(side, anchor, relation)`` queries: one matrix
+        product with the table per side."""
+        out: list[torch.Tensor | None] = [None] * len(queries)
+        for side in SIDES:
+            rows = [i for i, query in enumerate(queries) if query[0] == side]
+            if not rows:
+                continue
+            anchors = torch.tensor([queries[i][1] for i in rows])
+            relations = torch.tensor([queries[i][2] for i in rows])
+            scores = self.model.score_against(side, anchors, relations, table=self.table)
+            for position, i in enumerate(rows):
+                out[i] = scores[position]
+        return out
+
+    def predict(
+        self,
+        side: str,
+        anchor: str,
+        relation: str,
+        k: int,
+        exclude_known: bool,
+        scores: torch.Tensor | None = None,
+    ) -> dict:
         """The top-``k`` of a query, as ``vlkge predict`` ranks them, and the answers the
-        dataset's splits hold with their raw and filtered ranks."""
+        dataset's splits hold with their raw and filtered ranks. ``scores``: the query's, when
+        already computed (:meth:`predict_batched`)."""
         check_side(side)
         anchor_id, relation_id = self.entity_id(anchor), self.relation_id(relation)
-        scores = self.scores(side, anchor_id, relation_id)
+        if scores is None:
+            scores = self.scores(side, anchor_id, relation_id)
         query = (torch.tensor([anchor_id]), torch.tensor([relation_id]))
         known = self.index.known(side, *query)[1]
         top = rank_answers(
@@ -203,6 +229,16 @@ class ServedRun:
             ],
             "true_answers": true,
         }
+
+    async def predict_batched(
+        self, side: str, anchor: str, relation: str, k: int, exclude_known: bool
+    ) -> dict:
+        """:meth:`predict` on the event loop, its product with the table shared with the other
+        queries read in the same turn of the loop."""
+        check_side(side)
+        query = (side, self.entity_id(anchor), self.relation_id(relation))
+        scores = await self._score(query)
+        return self.predict(side, anchor, relation, k, exclude_known, scores)
 
     def _true_answers(
         self,
