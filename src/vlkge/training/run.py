@@ -220,17 +220,22 @@ def _train_in(
         write_text(run_dir / CONFIG, config_mod.dump(cfg))
     best = trainer.fit()
     train_time = trainer.train_time()
-    if not main:  # rank 0 evaluates and writes; the others wait for its metrics
+    if trainer.rows is not None:  # sharded tables: every rank holds and ranks its rows
+        trainer.restore_best()
+    elif not main:  # rank 0 evaluates and writes; the others wait for its metrics
         return distributed.broadcast_object(None)
-    load_weights(model, run_dir / "checkpoints" / "best.pt")
+    else:
+        load_weights(model, run_dir / "checkpoints" / "best.pt")
     metrics = evaluate_run(
         cfg,
         kg,
         model,
         cfg["evaluation"]["splits"],
-        show_progress(cfg["training"]["progress"]),
+        show_progress(cfg["training"]["progress"]) and main,
         evaluator=evaluator,
     )
+    if not main:
+        return distributed.broadcast_object(None)
     metrics["best_epoch"] = best["epoch"]
     metrics["train_time_s"] = train_time
     if cfg["model"]["modalities"] and features is None and cfg["encoder"]["finetune"] == "none":
