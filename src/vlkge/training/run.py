@@ -28,6 +28,7 @@ from vlkge.models.factory import build_model, warn_large_margin
 from vlkge.models.features import Features, cache_encoders, feature_cache_dir, load_features
 from vlkge.models.model import KGEModel
 from vlkge.runfolder import CONFIG, absolute_paths, new_run, require_run_folder, write_metrics
+from vlkge.training.sharded import restore_best
 from vlkge.training.trainer import EpochCallback, Trainer, show_progress
 
 log = logging.getLogger(__name__)
@@ -221,7 +222,7 @@ def _train_in(
     best = trainer.fit()
     train_time = trainer.train_time()
     if trainer.rows is not None:  # sharded tables: every rank holds and ranks its rows
-        trainer.restore_best()
+        restore_best(trainer.best_path, model)
     elif not main:  # rank 0 evaluates and writes; the others wait for its metrics
         return distributed.broadcast_object(None)
     else:

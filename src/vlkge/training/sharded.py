@@ -15,13 +15,23 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from vlkge import distributed
-from vlkge.checkpoint import load_checkpoint, save_checkpoint, shard_file
+from vlkge.checkpoint import (
+    MODEL_ENTRIES,
+    load_checkpoint,
+    restore_model,
+    save_checkpoint,
+    shard_file,
+)
 from vlkge.errors import ConfigError, VlkgeError
-from vlkge.models.sharded import sharded_tables
+from vlkge.models.sharded import entity_shard, shard_model, sharded_tables
+
+if TYPE_CHECKING:  # the regimes use this module's losses
+    from vlkge.training.regimes import Regime
 
 #: ``training.optimizer.name`` values whose sparse row update equals the dense one
 OPTIMIZERS = ("adagrad", "sgd")
@@ -46,6 +56,19 @@ def check_shardable(cfg: dict) -> None:
         raise ConfigError("distributed.shard_tables does not support evaluation.calibration")
     if cfg["precision"] == "fp16":
         raise ConfigError("distributed.shard_tables supports precision fp32 and bf16, not fp16")
+
+
+def shard_for_training(cfg: dict, model: torch.nn.Module, regime: Regime) -> ShardedRows | None:
+    """Under torchrun with ``distributed.shard_tables``: keep only this rank's rows of the
+    model's entity tables, tell ``regime`` which entities they are, and return the optimiser
+    of those rows; ``None`` (nothing changed) otherwise."""
+    if not (cfg["distributed"]["shard_tables"] and distributed.world_size() > 1):
+        return None
+    check_shardable(cfg)
+    shard_model(model, distributed.rank(), distributed.world_size())
+    regime.shard = entity_shard(model)
+    opt = cfg["training"]["optimizer"]
+    return ShardedRows(model, opt["name"], opt["lr"])
 
 
 class ShardedRows:
@@ -200,3 +223,10 @@ def restore(path: Path, state: dict, sharded: bool) -> dict | None:
     shard = load_checkpoint(path.parent / name, {"model": dict, "optimizer": dict})
     state["model"].update(shard["model"])
     return shard["optimizer"]
+
+
+def restore_best(path: Path, model: torch.nn.Module) -> None:
+    """Load this rank's rows of the sharded checkpoint ``path`` (and the replicated rest)."""
+    state = load_checkpoint(path, MODEL_ENTRIES)
+    restore(path, state, sharded=True)
+    restore_model(model, state["model"], path)

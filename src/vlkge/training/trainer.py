@@ -31,7 +31,6 @@ from tqdm.auto import tqdm
 
 from vlkge import distributed
 from vlkge.checkpoint import (
-    MODEL_ENTRIES,
     RESUME_ENTRIES,
     load_checkpoint,
     restore_model,
@@ -43,11 +42,11 @@ from vlkge.errors import Interrupted, VlkgeError
 from vlkge.evaluation.evaluator import Evaluator
 from vlkge.files import DiskFull
 from vlkge.models.model import KGEModel
-from vlkge.models.sharded import entity_shard, shard_model
 from vlkge.precision import autocast, grad_scaler, model_device
 from vlkge.training import sharded
 from vlkge.training.build import build_optimizer, build_regime
 from vlkge.training.interrupt import StopRequest
+from vlkge.training.losses import regularization
 from vlkge.training.resume import check_resumable, check_same_layout
 from vlkge.training.tracking import TensorBoardLog, append_trace, cut_trace
 
@@ -56,22 +55,6 @@ log = logging.getLogger(__name__)
 
 def show_progress(setting) -> bool:
     return sys.stderr.isatty() if setting == "auto" else bool(setting)
-
-
-#: ``training.regularizer.name`` -> the power of the norm it sums
-REGULARIZER_POWERS = {"n3": 3, "l2": 2}
-
-
-def regularization(cfg: dict, model: KGEModel, triples: torch.Tensor) -> torch.Tensor | None:
-    """N3 (sum |x|^3) or L2 (sum x^2) of the batch's embeddings, divided by the batch size."""
-    reg = cfg["training"]["regularizer"]
-    if reg["name"] == "none" or reg["weight"] == 0:
-        return None
-    power = REGULARIZER_POWERS[reg["name"]]
-    h, r, t = triples.unbind(-1)
-    vectors = (model.entities(h), model.relations(r), model.entities(t))
-    total = sum(v.abs().pow(power).sum() for v in vectors)
-    return reg["weight"] * total / max(len(triples), 1)
 
 
 #: called with each epoch's trace entry once its checkpoint is saved; True stops training there
@@ -95,14 +78,7 @@ class Trainer:
         self.earlier_time = 0.0  # the training time of the sessions before a resume
         self.cfg, self.kg, self.model, self.run_dir = cfg, kg, model, Path(run_dir)
         self.regime = build_regime(cfg, kg)
-        # sharded entity tables: this rank keeps its rows and their optimiser state
-        self.rows: sharded.ShardedRows | None = None
-        if cfg["distributed"]["shard_tables"] and distributed.world_size() > 1:
-            sharded.check_shardable(cfg)
-            shard_model(model, distributed.rank(), distributed.world_size())
-            self.regime.shard = entity_shard(model)
-            opt = cfg["training"]["optimizer"]
-            self.rows = sharded.ShardedRows(model, opt["name"], opt["lr"])
+        self.rows = sharded.shard_for_training(cfg, model, self.regime)  # None: whole tables
         self.optimizer = build_optimizer(cfg, model)
         self.evaluator = evaluator
         self.on_epoch = on_epoch
@@ -278,9 +254,8 @@ class Trainer:
         inconsistent)."""
         resume = f"resume with `vlkge train --resume {self.run_dir}`"
         signum = self.interrupt.signum or signal.SIGINT
+        # sharded tables: ranks may stop at different batches, nothing consistent to save
         if not self.interrupt.requested or self.interrupt.forced or self.rows is not None:
-            # (sharded tables: the ranks may stop at different batches, nothing consistent
-            # to save)
             return Interrupted(
                 f"stopped at once in epoch {self.epoch + 1}. {self._saved()}; {resume}", signum
             )
@@ -407,12 +382,6 @@ class Trainer:
             sharded.save(path, payload, self.rows)
         elif self.main:
             save_checkpoint(path, payload)
-
-    def restore_best(self) -> None:
-        """Load ``best.pt`` into the model: on rank 0, or every rank's rows when sharded."""
-        state = load_checkpoint(self.best_path, MODEL_ENTRIES)
-        sharded.restore(self.best_path, state, self.rows is not None)
-        restore_model(self.model, state["model"], self.best_path)
 
     def _validate(self, split: str) -> dict:
         """Rank 0 evaluates ``split`` (``"both"`` metrics); in a data-parallel run the other
