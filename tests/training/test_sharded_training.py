@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from vlkge.config import load_config
+from vlkge.errors import ConfigError
 from vlkge.models.representations import Embedding
 from vlkge.models.sharded import ShardedEmbedding
 from vlkge.training import sharded
@@ -107,6 +108,19 @@ def test_sharded_softmax_and_bce_equal_the_whole_losses(group):
         (got_grad,) = torch.autograd.grad(got, scores)
         torch.testing.assert_close(got, expected)
         torch.testing.assert_close(got_grad, want_grad)
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("training.optimizer.name=adam", "adagrad, sgd"),
+        ("training.optimizer.weight_decay=0.1", "weight_decay: 0"),
+        ("evaluation.calibration.weights=[0.5]", "calibration"),
+    ],
+)
+def test_configs_that_cannot_shard_exactly_are_refused(setting, message):
+    with pytest.raises(ConfigError, match=message):
+        sharded.check_shardable(load_config(overrides=[setting]))
 
 
 # --- two ranks ----------------------------------------------------------------------------------

@@ -57,7 +57,8 @@ class ShardedEmbedding(Representation):
         self.bounds, self.rank = bounds, rank
         self.lo, self.hi = bounds[rank], bounds[rank + 1]
         self.register_buffer("weight", table.weight.detach()[self.lo : self.hi].clone())
-        self.register_buffer("ends", torch.tensor(bounds[1:]), persistent=False)
+        ends = torch.tensor(bounds[1:], device=table.weight.device)
+        self.register_buffer("ends", ends, persistent=False)
         self.fetched: list[Fetched] = []
 
     def owners(self, ids: torch.Tensor) -> torch.Tensor:
