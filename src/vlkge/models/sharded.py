@@ -87,7 +87,7 @@ class ShardedEmbedding(Representation):
 def _row_bounds(mask: torch.Tensor, bounds: list[int]) -> list[int]:
     """Row boundaries of a table holding rows only for the entities in ``mask`` (in entity
     order): the rows of the entities ``bounds[k] <= id < bounds[k + 1]``."""
-    before = torch.cat([torch.zeros(1, dtype=torch.long), mask.long().cumsum(0)])
+    before = torch.cat([torch.zeros(1, dtype=torch.long), mask.cpu().long().cumsum(0)])
     return [int(before[b]) for b in bounds]
 
 
