@@ -111,6 +111,17 @@ def all_reduce(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
     return tensor
 
 
+def any_rank(flag: bool) -> bool:
+    """Whether ``flag`` is true on any rank (every rank must call it)."""
+    if not active():
+        return flag
+    device = (
+        torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
+    )
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    return bool(all_reduce(value, "max").item())
+
+
 def device_for_rank(device: torch.device) -> torch.device:
     """One GPU per local rank when the run asks for CUDA; CPU stays CPU."""
     if device.type != "cuda" or not launched():

@@ -193,15 +193,24 @@ def launch_command(*args: str) -> list[str]:
     ]
 
 
-def test_sharded_run_killed_and_resumed_matches_and_serves_one_process(tmp_path):
-    settings = [*BASE, *NEGATIVE_SAMPLING, "training.epochs=6", "distributed.shard_tables=true"]
-    whole = tmp_path / "whole"
-    launch.torchrun("-m", "vlkge", "train", *sets(settings), "--out", str(whole))
+KILL_SETTINGS = [*BASE, *NEGATIVE_SAMPLING, "training.epochs=6", "distributed.shard_tables=true"]
 
-    killed = tmp_path / "killed"
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory):
+    """An uninterrupted 2-rank sharded run."""
+    run = tmp_path_factory.mktemp("sharded") / "whole"
+    launch.torchrun("-m", "vlkge", "train", *sets(KILL_SETTINGS), "--out", str(run))
+    return run
+
+
+def stopped_and_resumed(run, whole, signum: int, group: bool) -> None:
+    """Start a sharded run like ``whole``, send ``signum`` once it has trained an epoch (to
+    torchrun and its ranks when ``group``, else to torchrun, which passes it on), resume
+    it with two ranks, and check that it ends as ``whole`` did."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
-        launch_command(*sets(settings), "--out", str(killed)),
+        launch_command(*sets(KILL_SETTINGS), "--out", str(run)),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -209,27 +218,41 @@ def test_sharded_run_killed_and_resumed_matches_and_serves_one_process(tmp_path)
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
-        if (killed / "trace.jsonl").is_file() and len(trace(killed)) >= 2:
+        if (run / "trace.jsonl").is_file() and len(trace(run)) >= 1:
             break
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both ranks, mid-run
-    proc.wait()
-    assert len(trace(killed)) < 6, "the run ended before it was killed"
+    if group:
+        os.killpg(proc.pid, signum)
+    else:
+        os.kill(proc.pid, signum)
+    proc.wait(timeout=120)
+    assert len(trace(run)) < 6, "the run ended before it was stopped"
     done = subprocess.run(
-        launch_command("--resume", str(killed)), env=env, capture_output=True, text=True
+        launch_command("--resume", str(run)), env=env, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert_same_epochs(trace(killed), trace(whole))
-    metrics = json.loads((killed / "metrics.json").read_text())
+    assert_same_epochs(trace(run), trace(whole))
+    metrics = json.loads((run / "metrics.json").read_text())
     reference = json.loads((whole / "metrics.json").read_text())
     assert metrics["valid"]["both"] == reference["valid"]["both"]
 
-    # one process reads the sharded run: the same ranks as the two that wrote it
+
+def test_sharded_run_killed_and_resumed_matches(tmp_path, whole):
+    stopped_and_resumed(tmp_path / "killed", whole, signal.SIGKILL, group=True)
+
+
+def test_sharded_run_stopped_by_sigterm_resumes_and_matches(tmp_path, whole):
+    stopped_and_resumed(tmp_path / "stopped", whole, signal.SIGTERM, group=False)
+
+
+def test_one_process_reads_a_sharded_run(tmp_path, whole):
+    """evaluate and export read the shards; resuming with another world size is refused."""
     from vlkge.training.run import evaluate_run
 
+    reference = json.loads((whole / "metrics.json").read_text())
     cfg, kg, model = load_run(whole)
     assert evaluate_run(cfg, kg, model, ["valid"])["valid"]["both"] == reference["valid"]["both"]
-    env["PYTHONPATH"] = os.pathsep.join(sys.path)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
     exported = subprocess.run(
         [sys.executable, "-m", "vlkge", "export", str(whole), "--out", str(tmp_path / "x")],
         env=env,
@@ -237,8 +260,6 @@ def test_sharded_run_killed_and_resumed_matches_and_serves_one_process(tmp_path)
         text=True,
     )
     assert exported.returncode == 0, exported.stderr[-2000:]
-
-    # another number of ranks: one line, exit status 2
     refused = subprocess.run(
         [sys.executable, "-m", "vlkge", "train", "--resume", str(whole)],
         env=env,

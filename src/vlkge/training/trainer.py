@@ -254,8 +254,7 @@ class Trainer:
         inconsistent)."""
         resume = f"resume with `vlkge train --resume {self.run_dir}`"
         signum = self.interrupt.signum or signal.SIGINT
-        # sharded tables: ranks may stop at different batches, nothing consistent to save
-        if not self.interrupt.requested or self.interrupt.forced or self.rows is not None:
+        if not self.interrupt.requested or self.interrupt.forced:
             return Interrupted(
                 f"stopped at once in epoch {self.epoch + 1}. {self._saved()}; {resume}", signum
             )
