@@ -28,7 +28,7 @@ from vlkge.models.factory import build_model, warn_large_margin
 from vlkge.models.features import Features, cache_encoders, feature_cache_dir, load_features
 from vlkge.models.model import KGEModel
 from vlkge.runfolder import CONFIG, absolute_paths, new_run, require_run_folder, write_metrics
-from vlkge.training.sharded import restore_best
+from vlkge.training.sharded import restore_best, shard_if_asked
 from vlkge.training.trainer import EpochCallback, Trainer, show_progress
 
 log = logging.getLogger(__name__)
@@ -212,9 +212,10 @@ def _train_in(
     main = distributed.is_main()
     kg, model = prepare(cfg, features)
     check_splits(cfg, kg)
-    model.to(device)
-    if main:
+    if main:  # on the whole model, before its tables are sharded
         warn_large_margin(model, kg.train, cfg["training"]["loss"])
+    shard_if_asked(cfg, model)  # on the host: the device holds only this rank's rows
+    model.to(device)
     evaluator = Evaluator(kg, cfg["evaluation"], precision=cfg["precision"])
     trainer = Trainer(cfg, kg, model, run_dir, evaluator, on_epoch)
     if main:

@@ -58,14 +58,23 @@ def check_shardable(cfg: dict) -> None:
         raise ConfigError("distributed.shard_tables supports precision fp32 and bf16, not fp16")
 
 
-def shard_for_training(cfg: dict, model: torch.nn.Module, regime: Regime) -> ShardedRows | None:
+def shard_if_asked(cfg: dict, model: torch.nn.Module) -> bool:
     """Under torchrun with ``distributed.shard_tables``: keep only this rank's rows of the
-    model's entity tables, tell ``regime`` which entities they are, and return the optimiser
-    of those rows; ``None`` (nothing changed) otherwise."""
+    model's entity tables (once; before the model moves to its device, so that the device
+    only ever holds them). Whether the run's tables are sharded."""
     if not (cfg["distributed"]["shard_tables"] and distributed.world_size() > 1):
+        return False
+    if entity_shard(model) is None:
+        check_shardable(cfg)
+        shard_model(model, distributed.rank(), distributed.world_size())
+    return True
+
+
+def shard_for_training(cfg: dict, model: torch.nn.Module, regime: Regime) -> ShardedRows | None:
+    """The optimiser of this rank's rows, ``regime`` told which entities they are, when the
+    run's tables are sharded (:func:`shard_if_asked`); ``None`` otherwise."""
+    if not shard_if_asked(cfg, model):
         return None
-    check_shardable(cfg)
-    shard_model(model, distributed.rank(), distributed.world_size())
     regime.shard = entity_shard(model)
     opt = cfg["training"]["optimizer"]
     return ShardedRows(model, opt["name"], opt["lr"])
