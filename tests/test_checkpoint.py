@@ -254,3 +254,21 @@ def test_damaged_checkpoints_through_the_cli(
     assert err.splitlines() == [err.strip()] and "Traceback" not in err
     assert err.startswith("vlkge: error: ") and fragment.format(run=run) in err
     assert not marker.exists()
+
+
+def test_sharded_checkpoints_are_assembled_and_checked(tmp_path):
+    """A manifest's tables are the concatenation of its shard files, in rank order; a shard
+    named outside the folder, or shards that do not fit together, are one line."""
+    path = tmp_path / "best.pt"
+    table = torch.arange(12.0).reshape(6, 2)
+    names = [checkpoint.shard_file(path, "e1", k, 2).name for k in range(2)]
+    for k, name in enumerate(names):
+        save_checkpoint(tmp_path / name, {"model": {"table": table[3 * k : 3 * k + 3]}})
+    manifest = {"model": {}, "shards": {"world": 2, "keys": ["table"], "files": names}}
+    assert torch.equal(checkpoint.whole_model(path, manifest)["table"], table)
+    outside = {**manifest, "shards": {**manifest["shards"], "files": ["../x.pt", names[1]]}}
+    with pytest.raises(VlkgeError, match="outside its folder"):
+        checkpoint.whole_model(path, outside)
+    save_checkpoint(tmp_path / names[1], {"model": {"table": torch.zeros(3, 5)}})
+    with pytest.raises(VlkgeError, match="the shards of 'table' do not fit"):
+        checkpoint.whole_model(path, manifest)

@@ -92,8 +92,39 @@ def _check(path: Path, state: Mapping, entries: Entries, prefix: str) -> None:
 
 
 def load_weights(model: torch.nn.Module, path: str | Path) -> None:
-    """Load the weights of the checkpoint at ``path`` into ``model``."""
-    restore_model(model, load_checkpoint(path, MODEL_ENTRIES)["model"], path)
+    """Load the weights of the checkpoint at ``path`` into ``model`` (the tables of a run
+    with sharded tables assembled from its shard files)."""
+    restore_model(model, whole_model(path, load_checkpoint(path, MODEL_ENTRIES)), path)
+
+
+def shard_file(path: Path, tag: str, rank: int, world: int) -> Path:
+    """The file beside the manifest ``path`` holding rank ``rank``'s rows of sharded tables
+    (``vlkge.training.sharded``); ``tag`` tells successive saves apart."""
+    return path.with_name(f"{path.stem}.{tag}.shard{rank}of{world}{path.suffix}")
+
+
+def whole_model(path: str | Path, state: dict[str, Any]) -> dict[str, Any]:
+    """The model state of checkpoint ``state`` read from ``path``: with a ``shards`` entry (a
+    manifest), each sharded table is the concatenation of its rows in the shard files, in
+    rank order."""
+    shards = state.get("shards")
+    if shards is None:
+        return state["model"]
+    model = dict(state["model"])
+    if any(Path(name).name != name for name in shards["files"]):
+        raise VlkgeError(f"{path}: damaged checkpoint: a shard file outside its folder")
+    parts = [
+        load_checkpoint(Path(path).parent / name, MODEL_ENTRIES)["model"]
+        for name in shards["files"]
+    ]
+    for key in shards["keys"]:
+        try:
+            model[key] = torch.cat([part[key] for part in parts])
+        except (KeyError, RuntimeError):
+            raise VlkgeError(
+                f"{path}: damaged checkpoint: the shards of {key!r} do not fit"
+            ) from None
+    return model
 
 
 def restore_model(model: torch.nn.Module, state: dict[str, Any], path: str | Path) -> None:

@@ -93,6 +93,35 @@ def all_reduce_gradients(model: torch.nn.Module, loss: torch.Tensor) -> torch.Te
     return total[0]
 
 
+def exchange(rows: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """All-to-all: send ``rows`` (grouped by destination rank, ``counts[k]`` rows to rank k)
+    and return the rows received (grouped by source rank) with their counts per source.
+    One collective for the counts, one for the rows; every rank must call it."""
+    received = torch.empty_like(counts)
+    dist.all_to_all_single(received, counts)
+    out = rows.new_empty((int(received.sum()), *rows.shape[1:]))
+    dist.all_to_all_single(out, rows, received.tolist(), counts.tolist())
+    return out, received
+
+
+def all_reduce(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
+    """``tensor`` reduced over the ranks (``sum`` or ``max``), in place, without gradient."""
+    if active():
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
+    return tensor
+
+
+def any_rank(flag: bool) -> bool:
+    """Whether ``flag`` is true on any rank (every rank must call it)."""
+    if not active():
+        return flag
+    device = (
+        torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
+    )
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    return bool(all_reduce(value, "max").item())
+
+
 def device_for_rank(device: torch.device) -> torch.device:
     """One GPU per local rank when the run asks for CUDA; CPU stays CPU."""
     if device.type != "cuda" or not launched():

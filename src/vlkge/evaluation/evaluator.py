@@ -17,6 +17,7 @@ from vlkge.evaluation.calibration import calibrated, fit_weights, hub_penalties
 from vlkge.evaluation.metrics import report, role_report
 from vlkge.evaluation.ranking import ScoreFn, rank_triples
 from vlkge.models.model import KGEModel
+from vlkge.models.sharded import entity_shard
 from vlkge.precision import autocast, model_device
 
 log = logging.getLogger(__name__)
@@ -149,7 +150,10 @@ class Evaluator:
 
 def model_scorer(model: KGEModel, precision: str = "fp32") -> ScoreFn:
     """A ``ScoreFn`` over a model, computing the entity table once (on the model's device,
-    under ``precision``); ids are moved to the model's device."""
+    under ``precision``); ids are moved to the model's device. A model with sharded tables
+    gets a :class:`ShardedScorer`."""
+    if entity_shard(model) is not None:
+        return ShardedScorer(model, precision)
     device = model_device(model)
     with autocast(device, precision):
         table = model.entity_table()
@@ -166,3 +170,28 @@ def model_scorer(model: KGEModel, precision: str = "fp32") -> ScoreFn:
             )
 
     return score
+
+
+class ShardedScorer:
+    """A ``ScoreFn`` of a model whose tables are sharded across ranks (every rank calls it
+    alike): the vectors of this rank's entities ``shard = (lo, hi)`` are computed once; each
+    chunk's anchors are fetched once, from their owners, on its first call (a new ``anchor``
+    tensor), since fetching is a collective that every rank makes at the same point."""
+
+    def __init__(self, model: KGEModel, precision: str = "fp32"):
+        self.model, self.precision = model, precision
+        self.device = model_device(model)
+        self.shard = entity_shard(model)
+        with autocast(self.device, precision):
+            self.pool = model.entities(torch.arange(*self.shard, device=self.device))
+        self._anchor: torch.Tensor | None = None
+        self._vectors: torch.Tensor | None = None
+
+    def __call__(self, side, anchor, relation, span: tuple[int, int] | None = None):
+        with autocast(self.device, self.precision):
+            if anchor is not self._anchor:
+                self._anchor = anchor
+                self._vectors = self.model.entities(anchor.to(self.device))
+            start, end = span or self.shard
+            pool = self.pool[start - self.shard[0] : end - self.shard[0]]
+            return self.model.score_vectors(side, self._vectors, relation.to(self.device), pool)

@@ -25,6 +25,7 @@ from collections.abc import Callable
 import torch
 from tqdm.auto import tqdm
 
+from vlkge import distributed
 from vlkge.data.index import TripleIndex
 from vlkge.errors import VlkgeError
 
@@ -36,7 +37,9 @@ SIDES = ("head", "tail")
 BYTES_PER_SCORE = 12
 
 #: ``score_fn(side, anchor_ids [b], relation_ids [b], span=None) -> scores [b, E]``; with
-#: ``span=(start, end)`` only the candidates ``start <= id < end`` (``[b, end - start]``)
+#: ``span=(start, end)`` only the candidates ``start <= id < end`` (``[b, end - start]``).
+#: A scorer of sharded entity tables has a ``shard = (lo, hi)`` attribute: it scores only the
+#: candidates ``lo <= id < hi``, and ranks are summed over the ranks (docs/scaling.md)
 ScoreFn = Callable[..., torch.Tensor]
 
 
@@ -165,6 +168,7 @@ def rank_triples(
     if ties not in TIES:
         raise ValueError(f"ties must be one of {TIES}, not {ties!r}")
     chunk, span = chunking(num_entities, max_scores, max_memory)
+    shard = getattr(score_fn, "shard", None)
     out: dict[str, torch.Tensor] = {}
     total = len(triples) * len(sides)
     with tqdm(total=total, desc="ranking", unit="query", disable=not progress, leave=False) as bar:
@@ -179,10 +183,13 @@ def rank_triples(
                     frows, fcols = filter_index.known(side, anchor, r)
                 query = (side, anchor, r, target, frows, fcols)
                 rows = None if pool is None else pool[r]
-                if span == num_entities:
+                if shard is not None:
+                    found = _rank_blocks(score_fn, query, rows, ties, _spans(*shard, span), True)
+                elif span == num_entities:
                     found = _rank_whole(score_fn, query, rows, ties)
                 else:
-                    found = _rank_blocks(score_fn, query, rows, ties, num_entities, span)
+                    spans = _spans(0, num_entities, span)
+                    found = _rank_blocks(score_fn, query, rows, ties, spans)
                 ranks[start : start + len(batch)] = found.cpu()
                 bar.update(len(batch))
             out[side] = ranks
@@ -200,21 +207,31 @@ def _rank_whole(score_fn: ScoreFn, query, pool_rows, ties: str) -> torch.Tensor:
     return ranks_from_scores(scores, target, frows, fcols, ties, pool_rows)
 
 
-def _rank_blocks(score_fn: ScoreFn, query, pool_rows, ties: str, count: int, span: int):
-    """Ranks over candidate blocks of ``span`` entities: the targets' scores, then counts."""
+def _spans(start: int, end: int, span: int) -> list[tuple[int, int]]:
+    return [(s, min(s + span, end)) for s in range(start, end, span)]
+
+
+def _rank_blocks(score_fn: ScoreFn, query, pool_rows, ties: str, spans, summed: bool = False):
+    """Ranks over candidate blocks ``spans``: the targets' scores, then counts. ``summed``:
+    this process scores only its shard of the candidates, and the targets' scores and the
+    counts are summed over the ranks (each target is scored by the rank that holds it; the
+    others add 0)."""
     side, anchor, relation, target, frows, fcols = query
-    spans = [(s, min(s + span, count)) for s in range(0, count, span)]
-    true = None
+    true = kept = None
     for s, e in spans:
         scores = score_fn(side, anchor, relation, span=(s, e)).float()
         if true is None:
-            true = scores.new_empty(len(target))
+            true = scores.new_zeros(len(target))
             target, frows, fcols, pool_rows = _on(scores.device, target, frows, fcols, pool_rows)
         inside = ((target >= s) & (target < e)).nonzero().squeeze(1)
         true[inside] = scores[inside, target[inside] - s]
+        if len(spans) == 1:  # one block: scored once
+            kept = scores
+    if summed:
+        true = distributed.all_reduce(true)
     totals = None
     for s, e in spans:
-        scores = score_fn(side, anchor, relation, span=(s, e)).float()
+        scores = kept if kept is not None else score_fn(side, anchor, relation, span=(s, e)).float()
         block_pool = None if pool_rows is None else pool_rows[:, s:e]
         counts = _counts(scores, true, target, s, frows, fcols, block_pool, ties == "ordinal")
         totals = (
@@ -222,4 +239,6 @@ def _rank_blocks(score_fn: ScoreFn, query, pool_rows, ties: str, count: int, spa
             if totals is None
             else tuple(None if a is None else a + b for a, b in zip(totals, counts, strict=True))
         )
+    if summed:
+        totals = tuple(None if t is None else distributed.all_reduce(t) for t in totals)
     return _ranks(*totals, ties)

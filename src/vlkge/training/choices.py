@@ -18,8 +18,8 @@ from vlkge.models.backbones import BACKBONES
 from vlkge.models.fusion import FUSIONS
 from vlkge.models.preprocess import PREPROCESS
 from vlkge.training.build import OPTIMIZERS
+from vlkge.training.losses import REGULARIZER_POWERS
 from vlkge.training.regimes import REGIMES
-from vlkge.training.trainer import REGULARIZER_POWERS
 
 
 @functools.cache

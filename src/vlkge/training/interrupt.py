@@ -6,7 +6,8 @@ optimiser step interrupted between two parameters), and a checkpoint of that sta
 resume exactly. So while training, the first SIGINT (Ctrl-C) or SIGTERM (a scheduler,
 ``docker stop``, ``timeout``) only sets a flag; the trainer calls :meth:`StopRequest.check`
 after each batch and after each epoch, where the model, optimiser and generator agree, and saves
-a checkpoint there. A second signal stops at once, without saving. The CLI exits with status
+a checkpoint there. A second signal stops at once, without saving. Under torchrun every rank stops at the same batch
+(:meth:`StopRequest.check`). The CLI exits with status
 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM), as a shell reports a process the
 signal ended.
 """
@@ -16,6 +17,8 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+
+from vlkge import distributed
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,11 @@ class StopRequest:
         )
 
     def check(self) -> None:
-        """Raise ``KeyboardInterrupt`` at a safe point if a stop was requested."""
+        """Raise ``KeyboardInterrupt`` at a safe point if a stop was requested. Under torchrun
+        the ranks agree first (any rank's request stops all of them at the same batch), so
+        that none waits forever in a collective of the next batch and a checkpoint saved
+        there is consistent across ranks."""
+        if distributed.any_rank(self.requested) and not self.requested:
+            self.signum = signal.SIGTERM  # another rank's signal
         if self.requested:
             raise KeyboardInterrupt

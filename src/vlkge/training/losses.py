@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from vlkge.models.model import KGEModel
+
 
 def logistic(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
     """mean log(1 + exp(-y f)) over all positives (y=+1) and negatives (y=-1), as in VL-KGE."""
@@ -46,3 +48,19 @@ def cross_entropy(
     if targets.dim() == 2:
         targets = targets.float() / targets.sum(1, keepdim=True).clamp_min(1)
     return F.cross_entropy(scores, targets, label_smoothing=smoothing)
+
+
+#: ``training.regularizer.name`` -> the power of the norm it sums
+REGULARIZER_POWERS = {"n3": 3, "l2": 2}
+
+
+def regularization(cfg: dict, model: KGEModel, triples: torch.Tensor) -> torch.Tensor | None:
+    """N3 (sum |x|^3) or L2 (sum x^2) of the batch's embeddings, divided by the batch size."""
+    reg = cfg["training"]["regularizer"]
+    if reg["name"] == "none" or reg["weight"] == 0:
+        return None
+    power = REGULARIZER_POWERS[reg["name"]]
+    h, r, t = triples.unbind(-1)
+    vectors = (model.entities(h), model.relations(r), model.entities(t))
+    total = sum(v.abs().pow(power).sum() for v in vectors)
+    return reg["weight"] * total / max(len(triples), 1)

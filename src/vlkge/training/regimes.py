@@ -23,10 +23,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
+import torch.nn.functional as F
 
 from vlkge.data.index import TripleIndex
 from vlkge.models.model import KGEModel
-from vlkge.training import losses
+from vlkge.training import losses, sharded
 from vlkge.training.sampler import NegativeSampler
 
 
@@ -47,22 +48,35 @@ def _by_side(
     candidates, computed with one call per side and reassembled in row order. The entity
     table (a fusion of features for multimodal models) is computed once for both sides, or
     passed in when the caller already has it."""
-    is_tail = queries[:, 0] == 1
     table = model.entities() if table is None else table
+    # F.embedding: its backward is far cheaper than indexing's
+    return _score_sides(model, queries, F.embedding(queries[:, 1], table), table, candidates)
+
+
+def _score_sides(
+    model: KGEModel,
+    queries: torch.Tensor,
+    anchors: torch.Tensor,
+    pool: torch.Tensor,
+    candidates: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Scores of queries whose anchors are the vectors ``anchors`` against the entity
+    vectors ``pool`` (or per-row ``candidates`` ids into it), one call per side."""
+    is_tail = queries[:, 0] == 1
     if model.reciprocal:
         # (?, r, t) is (t, r + num_relations, ?): one call, no reassembly of the two sides
         relation = torch.where(is_tail, queries[:, 2], queries[:, 2] + model.num_relations)
-        return model.score_against("tail", queries[:, 1], relation, candidates, table=table)
+        return model.score_vectors("tail", anchors, relation, pool, candidates)
     out = None
     for side, rows in (("tail", is_tail), ("head", ~is_tail)):
         if not rows.any():
             continue
-        scores = model.score_against(
+        scores = model.score_vectors(
             side,
-            queries[rows, 1],
+            anchors[rows],
             queries[rows, 2],
+            pool,
             None if candidates is None else candidates[rows],
-            table=table,
         )
         if out is None:
             out = scores.new_empty(len(queries), scores.shape[1])
@@ -87,6 +101,15 @@ class Regime:
     relation_column = 1  # the column of an example that holds its relation
     rank, world = 0, 1  # this process's share of each global batch (data-parallel runs)
     device = torch.device("cpu")  # where the model is: batches are moved there
+    #: the entities ``lo <= id < hi`` whose table rows this rank holds when the model's
+    #: tables are sharded (:mod:`vlkge.models.sharded`); ``None``: every rank has them all
+    shard: tuple[int, int] | None = None
+
+    @property
+    def whole_batch(self) -> bool:
+        """Whether each rank scores the whole global batch (against its entity shard) rather
+        than its rows ``rank::world`` (against every entity)."""
+        return False
 
     def __init__(
         self, train: torch.Tensor, batch_size: int, subsample: dict[int, float] | None = None
@@ -170,23 +193,40 @@ class NegativeSampling(Regime):
     def loss(self, model, batch, generator):
         corrupt_head, negatives = self.sampler.sample(batch, generator)
         batch, corrupt_head, negatives = self.local(batch, corrupt_head, negatives)
-        table = model.entities()  # once per batch: positives and negatives share it
+        if self.shard is None:
+            # once per batch: positives and negatives share it
+            table, ids, candidates = model.entities(), batch, negatives
+        else:  # sharded tables: only the rows of this batch, fetched from their owners
+            table, ids, candidates = _compact(model, batch, negatives)
         if not len(batch):
             return None, batch
-        pos = model.score_triples(batch, table)
+        pos = model.score_triples(ids, table)
         # a corrupted head is a head query (?, r, t); a corrupted tail a tail query (h, r, ?)
         queries = torch.stack(
-            [
-                (~corrupt_head).long(),
-                torch.where(corrupt_head, batch[:, 2], batch[:, 0]),
-                batch[:, 1],
-            ],
+            [(~corrupt_head).long(), torch.where(corrupt_head, ids[:, 2], ids[:, 0]), ids[:, 1]],
             dim=1,
         )
-        neg = _by_side(model, queries, negatives, table)
+        neg = _by_side(model, queries, candidates, table)
         if self.loss_name == "self_adversarial":
             return losses.self_adversarial(pos, neg, self.temperature), batch
         return losses.logistic(pos, neg), batch
+
+
+def _compact(model: KGEModel, triples: torch.Tensor, negatives: torch.Tensor):
+    """The vectors of the entities that ``triples`` and ``negatives`` name, and both with
+    entity ids replaced by rows of those vectors."""
+    needed = torch.cat([triples[:, 0], triples[:, 2], negatives.reshape(-1)])
+    unique, inverse = torch.unique(needed, return_inverse=True)
+    n = len(triples)
+    ids = torch.stack([inverse[:n], triples[:, 1], inverse[n : 2 * n]], dim=1)
+    return model.entities(unique), ids, inverse[2 * n :].view_as(negatives)
+
+
+def _shard_scores(model: KGEModel, queries: torch.Tensor, shard: tuple[int, int]):
+    """Scores ``[B, hi - lo]`` of ``[B, 3]`` queries against this rank's entities."""
+    anchors = model.entities(queries[:, 1])
+    pool = model.entities(torch.arange(*shard, device=queries.device))
+    return _score_sides(model, queries, anchors, pool)
 
 
 def _queries(train: torch.Tensor) -> torch.Tensor:
@@ -221,7 +261,18 @@ class OneVsAll(Regime):
     def examples(self):
         return self.rows
 
+    @property
+    def whole_batch(self) -> bool:
+        return self.shard is not None
+
     def loss(self, model, batch, generator):
+        if self.shard is not None:
+            batch = to_device(batch, self.device)
+            scores = _shard_scores(model, batch[:, :3], self.shard)
+            rows, cols = sharded.inside(batch[:, 3], self.shard)
+            weights = torch.ones(len(rows), device=scores.device)
+            loss = sharded.LOSSES[self.loss_name](scores, rows, cols, weights, self.smoothing)
+            return loss, _as_triples(batch)
         (batch,) = self.local(batch)
         if not len(batch):
             model.entities()  # keeps the ranks' structural-dropout draws in step
@@ -263,7 +314,39 @@ class KvsAll(Regime):
     def examples(self):
         return self.rows
 
+    @property
+    def whole_batch(self) -> bool:
+        return self.shard is not None
+
+    def _sharded_loss(self, model, batch):
+        """Every query of the global batch against this rank's entities; the loss combined
+        exactly across ranks (:mod:`vlkge.training.sharded`)."""
+        scores = _shard_scores(model, to_device(batch, self.device), self.shard)
+        rows, cols = self._answers(batch)
+        # one representative answer per query for the regulariser: its smallest
+        first = torch.zeros(len(batch), dtype=torch.long)
+        first = first.scatter_reduce(0, rows, cols, "amin", include_self=False)
+        weights = (1.0 / torch.bincount(rows, minlength=len(batch)).clamp_min(1))[rows]
+        kept, cols = sharded.inside(cols, self.shard)
+        rows, weights = rows[kept], weights[kept]
+        rows, cols, weights = (to_device(t, self.device) for t in (rows, cols, weights))
+        loss = sharded.LOSSES[self.loss_name](scores, rows, cols, weights, self.smoothing)
+        triples = _as_triples(torch.cat([batch, first.unsqueeze(1)], dim=1))
+        return loss, to_device(triples, self.device)
+
+    def _answers(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The known training answers of CPU queries ``batch``: ``(row, entity)`` pairs."""
+        rows, cols = [], []
+        for side_flag, side in ((1, "tail"), (0, "head")):
+            picked = (batch[:, 0] == side_flag).nonzero().squeeze(1)
+            hit_rows, hit_cols = self.index.known(side, batch[picked, 1], batch[picked, 2])
+            rows.append(picked[hit_rows])
+            cols.append(hit_cols)
+        return torch.cat(rows), torch.cat(cols)
+
     def loss(self, model, batch, generator):
+        if self.shard is not None:
+            return self._sharded_loss(model, batch)
         (batch,) = self.local(batch)
         if not len(batch):
             model.entities()  # keeps the ranks' structural-dropout draws in step

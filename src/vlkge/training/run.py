@@ -28,6 +28,7 @@ from vlkge.models.factory import build_model, warn_large_margin
 from vlkge.models.features import Features, cache_encoders, feature_cache_dir, load_features
 from vlkge.models.model import KGEModel
 from vlkge.runfolder import CONFIG, absolute_paths, new_run, require_run_folder, write_metrics
+from vlkge.training.sharded import restore_best, shard_if_asked
 from vlkge.training.trainer import EpochCallback, Trainer, show_progress
 
 log = logging.getLogger(__name__)
@@ -211,26 +212,32 @@ def _train_in(
     main = distributed.is_main()
     kg, model = prepare(cfg, features)
     check_splits(cfg, kg)
-    model.to(device)
-    if main:
+    if main:  # on the whole model, before its tables are sharded
         warn_large_margin(model, kg.train, cfg["training"]["loss"])
+    shard_if_asked(cfg, model)  # on the host: the device holds only this rank's rows
+    model.to(device)
     evaluator = Evaluator(kg, cfg["evaluation"], precision=cfg["precision"])
     trainer = Trainer(cfg, kg, model, run_dir, evaluator, on_epoch)
     if main:
         write_text(run_dir / CONFIG, config_mod.dump(cfg))
     best = trainer.fit()
     train_time = trainer.train_time()
-    if not main:  # rank 0 evaluates and writes; the others wait for its metrics
+    if trainer.rows is not None:  # sharded tables: every rank holds and ranks its rows
+        restore_best(trainer.best_path, model)
+    elif not main:  # rank 0 evaluates and writes; the others wait for its metrics
         return distributed.broadcast_object(None)
-    load_weights(model, run_dir / "checkpoints" / "best.pt")
+    else:
+        load_weights(model, run_dir / "checkpoints" / "best.pt")
     metrics = evaluate_run(
         cfg,
         kg,
         model,
         cfg["evaluation"]["splits"],
-        show_progress(cfg["training"]["progress"]),
+        show_progress(cfg["training"]["progress"]) and main,
         evaluator=evaluator,
     )
+    if not main:
+        return distributed.broadcast_object(None)
     metrics["best_epoch"] = best["epoch"]
     metrics["train_time_s"] = train_time
     if cfg["model"]["modalities"] and features is None and cfg["encoder"]["finetune"] == "none":

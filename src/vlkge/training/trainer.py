@@ -43,8 +43,10 @@ from vlkge.evaluation.evaluator import Evaluator
 from vlkge.files import DiskFull
 from vlkge.models.model import KGEModel
 from vlkge.precision import autocast, grad_scaler, model_device
+from vlkge.training import sharded
 from vlkge.training.build import build_optimizer, build_regime
 from vlkge.training.interrupt import StopRequest
+from vlkge.training.losses import regularization
 from vlkge.training.resume import check_resumable, check_same_layout
 from vlkge.training.tracking import TensorBoardLog, append_trace, cut_trace
 
@@ -53,22 +55,6 @@ log = logging.getLogger(__name__)
 
 def show_progress(setting) -> bool:
     return sys.stderr.isatty() if setting == "auto" else bool(setting)
-
-
-#: ``training.regularizer.name`` -> the power of the norm it sums
-REGULARIZER_POWERS = {"n3": 3, "l2": 2}
-
-
-def regularization(cfg: dict, model: KGEModel, triples: torch.Tensor) -> torch.Tensor | None:
-    """N3 (sum |x|^3) or L2 (sum x^2) of the batch's embeddings, divided by the batch size."""
-    reg = cfg["training"]["regularizer"]
-    if reg["name"] == "none" or reg["weight"] == 0:
-        return None
-    power = REGULARIZER_POWERS[reg["name"]]
-    h, r, t = triples.unbind(-1)
-    vectors = (model.entities(h), model.relations(r), model.entities(t))
-    total = sum(v.abs().pow(power).sum() for v in vectors)
-    return reg["weight"] * total / len(triples)
 
 
 #: called with each epoch's trace entry once its checkpoint is saved; True stops training there
@@ -92,6 +78,7 @@ class Trainer:
         self.earlier_time = 0.0  # the training time of the sessions before a resume
         self.cfg, self.kg, self.model, self.run_dir = cfg, kg, model, Path(run_dir)
         self.regime = build_regime(cfg, kg)
+        self.rows = sharded.shard_for_training(cfg, model, self.regime)  # None: whole tables
         self.optimizer = build_optimizer(cfg, model)
         self.evaluator = evaluator
         self.on_epoch = on_epoch
@@ -151,10 +138,13 @@ class Trainer:
             return False
         state = load_checkpoint(self.last_path, RESUME_ENTRIES)
         check_resumable(state.get("config"), self.cfg, self.last_path, self.run_dir)
+        rows = sharded.restore(self.last_path, state, self.rows is not None)
         check_same_layout(state["model"], self.model, self.last_path)
         restore_model(self.model, state["model"], self.last_path)
         with restoring(self.last_path):
             self.optimizer.load_state_dict(state["optimizer"])
+            if self.rows is not None:
+                self.rows.load_state_dict(rows)
             self.generator.set_state(state["generator"])
             torch.set_rng_state(state["torch_rng"])
             if state.get("cuda_rng") is not None and torch.cuda.is_available():
@@ -224,6 +214,8 @@ class Trainer:
                 )
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            if self.rows is not None:
+                self.rows.step()
             partial["loss"] += loss.item() * len(batch)
             partial["n"] += len(batch)
             partial["batches"] += 1
@@ -237,13 +229,17 @@ class Trainer:
         the global batch's; zero for a rank left without rows."""
         with autocast(self.device, self.precision):
             loss, triples = self.regime.loss(self.model, batch, self.generator)
-            if loss is None:
+            if loss is None and self.rows is None:
                 return torch.zeros((), device=self.device)
+            if loss is None:  # sharded tables: the regulariser's fetches are collectives
+                loss = torch.zeros((), device=self.device)
             reg = regularization(self.cfg, self.model, triples)
             if reg is not None:
                 loss = loss + reg
         if self.regime.world == 1:
             return loss
+        if self.regime.whole_batch:  # every rank scored every row (sharded.LOSSES)
+            return loss / self.regime.world
         return loss * (len(triples) / len(batch))
 
     def _saved(self) -> str:
@@ -262,8 +258,7 @@ class Trainer:
             return Interrupted(
                 f"stopped at once in epoch {self.epoch + 1}. {self._saved()}; {resume}", signum
             )
-        if self.main:
-            save_checkpoint(self.last_path, self.state())
+        self._save(self.last_path, self.state())
         where = (
             f"in epoch {self.epoch + 1} after {self.partial['batches']} of "
             f"{self.regime.num_batches()} batches"
@@ -332,11 +327,10 @@ class Trainer:
                         entry["valid_time"] = time.perf_counter() - vstart
                         if result[metric] > self.best["metric"]:
                             self.best = {"metric": result[metric], "epoch": self.epoch}
-                            if self.main:
-                                save_checkpoint(
-                                    self.best_path,
-                                    {"epoch": self.epoch, "model": self.model.state_dict()},
-                                )
+                            self._save(
+                                self.best_path,
+                                {"epoch": self.epoch, "model": self.model.state_dict()},
+                            )
                         log.info(
                             "epoch %d/%d  loss %.4f  valid %s %.4f  (best %.4f @ %d)  %.1fs",
                             self.epoch,
@@ -360,12 +354,8 @@ class Trainer:
                         append_trace(trace, entry)
                     board.log(entry)
                     ckpt_every = cfg_train["checkpoint_every"]
-                    if (
-                        self.main
-                        and ckpt_every
-                        and (self.epoch % ckpt_every == 0 or self.epoch == epochs)
-                    ):
-                        save_checkpoint(self.last_path, self.state())
+                    if ckpt_every and (self.epoch % ckpt_every == 0 or self.epoch == epochs):
+                        self._save(self.last_path, self.state())
                     bar.set_postfix(loss=f"{loss:.4f}", best=f"{self.best['metric']:.4f}")
                     bar.update(1)
                     self.interrupt.check()
@@ -378,20 +368,26 @@ class Trainer:
                 self.interrupt.restore()
         if not validate:  # no model selection: the final model is the selected one
             self.best = {"metric": float("nan"), "epoch": self.epoch}
-        if self.main:
-            if not validate:
-                save_checkpoint(
-                    self.best_path, {"epoch": self.epoch, "model": self.model.state_dict()}
-                )
-            save_checkpoint(self.last_path, self.state())
+        if not validate:
+            self._save(self.best_path, {"epoch": self.epoch, "model": self.model.state_dict()})
+        self._save(self.last_path, self.state())
         distributed.barrier()  # the other ranks read best.pt next
         return dict(self.best)
+
+    def _save(self, path: Path, payload: dict) -> None:
+        """Rank 0 writes ``path``; with sharded tables every rank writes its shard beside
+        the manifest (:func:`vlkge.training.sharded.save`)."""
+        if self.rows is not None:
+            sharded.save(path, payload, self.rows)
+        elif self.main:
+            save_checkpoint(path, payload)
 
     def _validate(self, split: str) -> dict:
         """Rank 0 evaluates ``split`` (``"both"`` metrics); in a data-parallel run the other
         ranks receive its result, so they take the same best-epoch and early-stopping
-        decisions."""
+        decisions. With sharded tables every rank ranks against its own entities and the
+        counts are summed (:mod:`vlkge.evaluation.ranking`)."""
         result = None
-        if self.main:
+        if self.main or self.rows is not None:
             result = self.evaluator.evaluate(self.model, split, progress=self.progress)["both"]
         return distributed.broadcast_object(result)

@@ -1,0 +1,241 @@
+"""Training with entity tables sharded across ranks (``distributed.shard_tables``,
+:mod:`vlkge.models.sharded`, docs/scaling.md, "Sharded entity tables").
+
+- :class:`ShardedRows`, the optimiser of the sharded tables: after backward, each fetch's row
+  gradients go back to the rows' owners (all-to-all); each owner sums what it receives and
+  updates only those rows, with Adagrad or SGD exactly as the dense ``torch.optim`` step would
+  (a row without gradient is left unchanged by both when ``weight_decay`` is 0).
+- :data:`LOSSES`, the softmax (``ce``) and binary (``bce``) losses of 1-vs-all and KvsAll when
+  each rank scores the whole batch against its own entities only: the log-sum-exp and the
+  target scores are summed across ranks, so the loss is exactly the one-process loss, and each
+  rank's gradient is its entities' share of the one-process gradient.
+- One checkpoint file per shard beside a manifest (:func:`save`, :func:`restore`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from vlkge import distributed
+from vlkge.checkpoint import (
+    MODEL_ENTRIES,
+    load_checkpoint,
+    restore_model,
+    save_checkpoint,
+    shard_file,
+)
+from vlkge.errors import ConfigError, VlkgeError
+from vlkge.models.sharded import entity_shard, shard_model, sharded_tables
+
+if TYPE_CHECKING:  # the regimes use this module's losses
+    from vlkge.training.regimes import Regime
+
+#: ``training.optimizer.name`` values whose sparse row update equals the dense one
+OPTIMIZERS = ("adagrad", "sgd")
+#: torch.optim.Adagrad's defaults that the row update reproduces
+ADAGRAD_EPS = 1e-10
+
+
+def check_shardable(cfg: dict) -> None:
+    """One line for a config whose training cannot shard its tables exactly."""
+    opt = cfg["training"]["optimizer"]
+    if opt["name"] not in OPTIMIZERS:
+        raise ConfigError(
+            f"distributed.shard_tables: training.optimizer.name must be one of "
+            f"{', '.join(OPTIMIZERS)} (sparse row updates), not {opt['name']}"
+        )
+    if opt["weight_decay"]:
+        raise ConfigError(
+            "distributed.shard_tables needs training.optimizer.weight_decay: 0 (decay would "
+            "change every row at every step; use training.regularizer)"
+        )
+    if cfg["evaluation"]["calibration"]["weights"]:
+        raise ConfigError("distributed.shard_tables does not support evaluation.calibration")
+    if cfg["precision"] == "fp16":
+        raise ConfigError("distributed.shard_tables supports precision fp32 and bf16, not fp16")
+
+
+def shard_if_asked(cfg: dict, model: torch.nn.Module) -> bool:
+    """Under torchrun with ``distributed.shard_tables``: keep only this rank's rows of the
+    model's entity tables (once; before the model moves to its device, so that the device
+    only ever holds them). Whether the run's tables are sharded."""
+    if not (cfg["distributed"]["shard_tables"] and distributed.world_size() > 1):
+        return False
+    if entity_shard(model) is None:
+        check_shardable(cfg)
+        shard_model(model, distributed.rank(), distributed.world_size())
+    return True
+
+
+def shard_for_training(cfg: dict, model: torch.nn.Module, regime: Regime) -> ShardedRows | None:
+    """The optimiser of this rank's rows, ``regime`` told which entities they are, when the
+    run's tables are sharded (:func:`shard_if_asked`); ``None`` otherwise."""
+    if not shard_if_asked(cfg, model):
+        return None
+    regime.shard = entity_shard(model)
+    opt = cfg["training"]["optimizer"]
+    return ShardedRows(model, opt["name"], opt["lr"])
+
+
+class ShardedRows:
+    """Sparse Adagrad or SGD over the model's sharded tables (see the module docstring)."""
+
+    def __init__(self, model: torch.nn.Module, name: str, lr: float):
+        self.tables = dict(sharded_tables(model))
+        self.name, self.lr = name, lr
+        self.sums = (
+            {key: torch.zeros_like(table.weight) for key, table in self.tables.items()}
+            if name == "adagrad"
+            else {}
+        )
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """Send every fetched row's gradient to its owner, then update the rows received."""
+        for key, table in self.tables.items():
+            served, grads = [], []
+            for fetched in table.fetched:
+                grad = fetched.rows.grad
+                grad = torch.zeros_like(fetched.rows) if grad is None else grad
+                received, _ = distributed.exchange(grad.contiguous(), fetched.counts)
+                served.append(fetched.served)
+                grads.append(received)
+            table.fetched.clear()
+            if served:
+                self._update(key, table.weight, torch.cat(served) - table.lo, torch.cat(grads))
+
+    def _update(self, key: str, weight: torch.Tensor, rows: torch.Tensor, grads: torch.Tensor):
+        rows, inverse = torch.unique(rows, return_inverse=True)
+        grad = grads.new_zeros(len(rows), grads.shape[1]).index_add_(0, inverse, grads)
+        values = weight[rows]
+        if self.name == "sgd":
+            weight[rows] = values.add_(grad, alpha=-self.lr)
+            return
+        # torch.optim.Adagrad, lr_decay 0, initial accumulator 0, weight_decay 0
+        total = self.sums[key][rows].addcmul_(grad, grad, value=1)
+        self.sums[key][rows] = total
+        weight[rows] = values.addcdiv_(grad, total.sqrt().add_(ADAGRAD_EPS), value=-self.lr)
+
+    def state_dict(self) -> dict:
+        return dict(self.sums)
+
+    def load_state_dict(self, state: dict) -> None:
+        for key, value in state.items():
+            self.sums[key].copy_(value)
+
+
+def inside(ids: torch.Tensor, shard: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions of the ``ids`` that fall in this rank's entities, and their columns there."""
+    lo, hi = shard
+    kept = ((ids >= lo) & (ids < hi)).nonzero().squeeze(1)
+    return kept, ids[kept] - lo
+
+
+def _combined(local: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """A loss whose value is ``value`` (the same on every rank) and whose gradient is that of
+    ``local`` times the number of ranks: the trainer weights a whole-batch rank's loss by
+    ``1 / world`` (it also scales the regulariser, which every rank computes in full), so the
+    gradient that remains is ``local``'s, this rank's exact share."""
+    world = distributed.world_size()
+    return world * (local - local.detach()) + value
+
+
+def softmax_loss(scores, rows, cols, weights, smoothing: float) -> torch.Tensor:
+    """Softmax cross-entropy of ``[B, n]`` scores of this rank's entities: the targets are
+    ``(rows, cols)`` with ``weights`` (each row's weights sum to 1 over all ranks), label
+    smoothing spreads ``smoothing`` over every entity, as ``torch.nn.functional.
+    cross_entropy`` does. Its gradient is ``(softmax - q) / B`` on this rank's columns."""
+    scores = scores.float()
+    entities = distributed.all_reduce(torch.tensor(float(scores.shape[1]), device=scores.device))
+    with torch.no_grad():
+        top = distributed.all_reduce(scores.max(1).values, "max")
+        lse = top + distributed.all_reduce(torch.exp(scores - top[:, None]).sum(1)).log()
+        target = torch.zeros_like(lse).index_add_(0, rows, weights * scores[rows, cols])
+        target = distributed.all_reduce(target)
+        mean = distributed.all_reduce(scores.sum(1)) / entities
+        value = (lse - (1 - smoothing) * target - smoothing * mean).mean()
+        wanted = torch.zeros_like(scores).index_put_(
+            (rows, cols), (1 - smoothing) * weights, accumulate=True
+        )
+        wanted += smoothing / entities
+        direction = torch.exp(scores - lse[:, None]) - wanted
+    return _combined((direction * scores).sum() / len(scores), value)
+
+
+def bce_loss(scores, rows, cols, weights, smoothing: float) -> torch.Tensor:
+    """Binary cross-entropy, the mean over every (query, entity) of all ranks: targets 1 at
+    ``(rows, cols)`` (``weights`` unused), smoothed toward ``smoothing / E``."""
+    scores = scores.float()
+    entities = distributed.all_reduce(torch.tensor(float(scores.shape[1]), device=scores.device))
+    targets = torch.zeros_like(scores)
+    targets[rows, cols] = 1.0
+    if smoothing:
+        targets = targets * (1.0 - smoothing) + smoothing / entities
+    terms = torch.nn.functional.binary_cross_entropy_with_logits(scores, targets, reduction="sum")
+    local = terms / (len(scores) * entities)
+    return _combined(local, distributed.all_reduce(local.detach().clone()))
+
+
+#: ``training.loss`` -> the sharded loss of the whole-batch regimes
+LOSSES = {"ce": softmax_loss, "bce": bce_loss}
+
+
+def save(path: Path, payload: dict, rows: ShardedRows) -> None:
+    """Every rank writes its tables' rows and their optimiser state to a file of its own,
+    then rank 0 the manifest ``path``, the rest of ``payload`` naming the shard files. Shard
+    files carry the payload's epoch (and batch) in their names and the previous ones are
+    removed only after the manifest is replaced, so a run killed at any moment leaves a
+    manifest whose shards are all on disk."""
+    rank, world = distributed.rank(), distributed.world_size()
+    keys = sorted(f"{prefix}.weight" for prefix in rows.tables)
+    partial = payload.get("partial")
+    tag = f"e{payload['epoch']}" + (f"b{partial['batches']}" if partial else "")
+    model = payload["model"]
+    mine = shard_file(path, tag, rank, world)
+    save_checkpoint(
+        mine,
+        {"model": {k: model[k] for k in keys}, "optimizer": rows.state_dict(), "rank": rank},
+    )
+    distributed.barrier()
+    if distributed.is_main():
+        manifest = {**payload, "model": {k: v for k, v in model.items() if k not in keys}}
+        manifest["shards"] = {
+            "world": world,
+            "keys": keys,
+            "files": [shard_file(path, tag, k, world).name for k in range(world)],
+        }
+        save_checkpoint(path, manifest)
+    distributed.barrier()
+    for old in path.parent.glob(shard_file(path, "*", rank, world).name):
+        if old != mine:
+            old.unlink(missing_ok=True)
+
+
+def restore(path: Path, state: dict, sharded: bool) -> dict | None:
+    """Merge this rank's rows into ``state`` (read from the manifest ``path``) and return their
+    optimiser state; a checkpoint written by another number of ranks (or with the tables
+    whole when they are sharded now, or the reverse) is refused in one line."""
+    world = distributed.world_size() if sharded else 1
+    saved = state.get("shards", {}).get("world", 1)
+    if saved != world or sharded != ("shards" in state):
+        how = f"{saved} ranks with sharded tables" if "shards" in state else "whole tables"
+        raise VlkgeError(
+            f"{path}: written by a run with {how}; resume it the same way (torchrun "
+            f"--nproc_per_node {saved}{' and distributed.shard_tables' if saved > 1 else ''})"
+        )
+    if not sharded:
+        return None
+    name = state["shards"]["files"][distributed.rank()]
+    shard = load_checkpoint(path.parent / name, {"model": dict, "optimizer": dict})
+    state["model"].update(shard["model"])
+    return shard["optimizer"]
+
+
+def restore_best(path: Path, model: torch.nn.Module) -> None:
+    """Load this rank's rows of the sharded checkpoint ``path`` (and the replicated rest)."""
+    state = load_checkpoint(path, MODEL_ENTRIES)
+    restore(path, state, sharded=True)
+    restore_model(model, state["model"], path)
