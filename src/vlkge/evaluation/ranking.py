@@ -10,7 +10,10 @@ with the chosen tie policy:
 - ``ordinal``: ties broken by entity id (a stable sort), as the VL-KGE reference does; only for
   paper compatibility, since it rewards models that tie many candidates.
 
-Memory is bounded: queries are processed in chunks whose score matrix holds at most
+On the CPU, chunks are cache-sized (:data:`CACHE_ROWS` queries) and their rows are scored in
+products of :data:`PRODUCT_SPAN` candidates, then counted while in cache: ranking runs near the
+matrix-product peak (docs/results.md, issue 20). Memory is bounded: queries are processed in
+chunks whose score matrix holds at most
 ``max_scores`` elements, and at most ``max_memory`` bytes counting the masks that ranking
 builds beside it (:data:`BYTES_PER_SCORE`). When a single query's row over all entities does
 not fit, the candidates are scored in blocks (``span``) in two passes: the first reads each
@@ -35,6 +38,13 @@ SIDES = ("head", "tail")
 #: copy under mixed precision) and the boolean masks of counted, greater, equal and pooled
 BYTES_PER_SCORE = 12
 
+#: on the CPU, queries per chunk when whole rows are scored: small enough for the chunk's
+#: scores to stay in cache while they are counted
+CACHE_ROWS = 256
+#: on the CPU, candidates per matrix product: products this wide run near the machine's peak,
+#: products over all of a large graph's entities well below it
+PRODUCT_SPAN = 2048
+
 #: ``score_fn(side, anchor_ids [b], relation_ids [b], span=None) -> scores [b, E]``; with
 #: ``span=(start, end)`` only the candidates ``start <= id < end`` (``[b, end - start]``)
 ScoreFn = Callable[..., torch.Tensor]
@@ -51,27 +61,49 @@ def _counts(
     ordinal: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Candidates above, tied with, and (``ordinal``) tied before each row's ``true`` score,
-    in a block of columns ``offset ..`` of the candidates."""
-    if torch.isnan(scores).any():
+    in a block of columns ``offset ..`` of the candidates.
+
+    Fused: the whole block is compared with ``true`` once per count, then the few entries
+    that must not count (the filtered known answers and the target itself) are taken back
+    from their own scores, instead of building and applying a block-sized mask of them. The
+    ``(filter_rows, filter_cols)`` pairs must be distinct (the triple index gives them so).
+    """
+    # a sum is one fast pass; the exact NaN test runs only when the sum is not a number
+    if torch.isnan(scores.sum()) and torch.isnan(scores).any():
         raise VlkgeError("the model produced NaN scores; the run has diverged")
-    width = scores.shape[1]
-    counted = (
-        torch.ones_like(scores, dtype=torch.bool) if candidates is None else candidates.clone()
-    )
-    if filter_rows is not None:
-        inside = (filter_cols >= offset) & (filter_cols < offset + width)
-        counted[filter_rows[inside], filter_cols[inside] - offset] = False
-    rows = torch.arange(len(targets), device=scores.device)
-    inside = (targets >= offset) & (targets < offset + width)
-    counted[rows[inside], targets[inside] - offset] = False
-    true = true.unsqueeze(1)
-    greater = ((scores > true) & counted).sum(1)
-    equal = (scores == true) & counted
+    size, width = scores.shape
+    true_col = true.unsqueeze(1)
+    above, tied = scores > true_col, scores == true_col
+    if candidates is not None:
+        above &= candidates
+        tied &= candidates
     before = None
     if ordinal:
         columns = torch.arange(offset, offset + width, device=scores.device)
-        before = (equal & (columns.unsqueeze(0) < targets.unsqueeze(1))).sum(1)
-    return greater, equal.sum(1), before
+        before = (tied & (columns < targets.unsqueeze(1))).sum(1)
+    greater, equal = above.sum(1), tied.sum(1)
+    # the entries taken back: filtered answers in the block other than the target, and it
+    rows = torch.arange(size, device=scores.device)
+    inside = (targets >= offset) & (targets < offset + width)
+    out_rows, out_cols = rows[inside], targets[inside]
+    if filter_rows is not None:
+        keep = (filter_cols >= offset) & (filter_cols < offset + width)
+        keep &= filter_cols != targets[filter_rows]
+        out_rows = torch.cat([out_rows, filter_rows[keep]])
+        out_cols = torch.cat([out_cols, filter_cols[keep]])
+    values, limit = scores[out_rows, out_cols - offset], true[out_rows]
+    counted = torch.ones_like(values, dtype=torch.bool)
+    if candidates is not None:
+        counted = candidates[out_rows, out_cols - offset]
+    greater -= torch.zeros_like(greater).index_add_(
+        0, out_rows, (counted & (values > limit)).long()
+    )
+    tied_back = counted & (values == limit)
+    equal -= torch.zeros_like(equal).index_add_(0, out_rows, tied_back.long())
+    if ordinal:
+        tied_back &= out_cols < targets[out_rows]
+        before -= torch.zeros_like(before).index_add_(0, out_rows, tied_back.long())
+    return greater, equal, before
 
 
 def _ranks(greater, tied, before, ties: str) -> torch.Tensor:
@@ -100,6 +132,10 @@ def ranks_from_scores(
     if ties not in TIES:
         raise ValueError(f"ties must be one of {TIES}, not {ties!r}")
     true = scores[torch.arange(len(targets), device=scores.device), targets]
+    if filter_rows is not None:  # repeated pairs would be taken back twice
+        width = scores.shape[1]
+        pairs = torch.unique(filter_rows * width + filter_cols)
+        filter_rows, filter_cols = pairs // width, pairs % width
     counts = _counts(
         scores, true, targets, 0, filter_rows, filter_cols, candidates, ties == "ordinal"
     )
@@ -167,11 +203,13 @@ def rank_triples(
     chunk, span = chunking(num_entities, max_scores, max_memory)
     out: dict[str, torch.Tensor] = {}
     total = len(triples) * len(sides)
+    on_cpu = True  # until the first scores say otherwise
     with tqdm(total=total, desc="ranking", unit="query", disable=not progress, leave=False) as bar:
         for side in sides:
             ranks = torch.empty(len(triples), dtype=torch.float64)
-            for start in range(0, len(triples), chunk):
-                batch = triples[start : start + chunk]
+            start = 0
+            while start < len(triples):
+                batch = triples[start : start + (min(chunk, CACHE_ROWS) if on_cpu else chunk)]
                 h, r, t = batch.unbind(-1)
                 anchor, target = (h, t) if side == "tail" else (t, h)
                 frows = fcols = None
@@ -180,10 +218,13 @@ def rank_triples(
                 query = (side, anchor, r, target, frows, fcols)
                 rows = None if pool is None else pool[r]
                 if span == num_entities:
-                    found = _rank_whole(score_fn, query, rows, ties)
+                    block = PRODUCT_SPAN if on_cpu else span
+                    found = _rank_whole(score_fn, query, rows, ties, num_entities, block)
                 else:
                     found = _rank_blocks(score_fn, query, rows, ties, num_entities, span)
+                on_cpu = found.device.type == "cpu"
                 ranks[start : start + len(batch)] = found.cpu()
+                start += len(batch)
                 bar.update(len(batch))
             out[side] = ranks
     return out
@@ -193,11 +234,22 @@ def _on(device: torch.device, *tensors):
     return tuple(None if t is None else t.to(device) for t in tensors)
 
 
-def _rank_whole(score_fn: ScoreFn, query, pool_rows, ties: str) -> torch.Tensor:
+def _rank_whole(score_fn: ScoreFn, query, pool_rows, ties: str, count: int, block: int):
+    """Ranks over whole rows of scores, computed in products of ``block`` candidates."""
     side, anchor, relation, target, frows, fcols = query
-    scores = score_fn(side, anchor, relation).float()
+    if block >= count:
+        scores = score_fn(side, anchor, relation).float()
+    else:
+        scores = None
+        for s in range(0, count, block):
+            part = score_fn(side, anchor, relation, span=(s, min(s + block, count)))
+            if scores is None:
+                scores = torch.empty(len(anchor), count, device=part.device)
+            scores[:, s : s + part.shape[1]] = part
     target, frows, fcols, pool_rows = _on(scores.device, target, frows, fcols, pool_rows)
-    return ranks_from_scores(scores, target, frows, fcols, ties, pool_rows)
+    true = scores[torch.arange(len(target), device=scores.device), target]
+    counts = _counts(scores, true, target, 0, frows, fcols, pool_rows, ties == "ordinal")
+    return _ranks(*counts, ties)
 
 
 def _rank_blocks(score_fn: ScoreFn, query, pool_rows, ties: str, count: int, span: int):

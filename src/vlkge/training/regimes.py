@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
+import torch.nn.functional as F
 
 from vlkge.data.index import TripleIndex
 from vlkge.models.model import KGEModel
@@ -44,30 +45,12 @@ def _by_side(
     table: torch.Tensor | None = None,
 ):
     """Scores of ``[B, 3]`` queries (side, anchor, relation) against all entities or per-row
-    candidates, computed with one call per side and reassembled in row order. The entity
-    table (a fusion of features for multimodal models) is computed once for both sides, or
-    passed in when the caller already has it."""
-    is_tail = queries[:, 0] == 1
+    candidates, both sides in one call (:meth:`KGEModel.score_sides`). The entity table (a
+    fusion of features for multimodal models) is computed once, or passed in when the caller
+    already has it."""
     table = model.entities() if table is None else table
-    if model.reciprocal:
-        # (?, r, t) is (t, r + num_relations, ?): one call, no reassembly of the two sides
-        relation = torch.where(is_tail, queries[:, 2], queries[:, 2] + model.num_relations)
-        return model.score_against("tail", queries[:, 1], relation, candidates, table=table)
-    out = None
-    for side, rows in (("tail", is_tail), ("head", ~is_tail)):
-        if not rows.any():
-            continue
-        scores = model.score_against(
-            side,
-            queries[rows, 1],
-            queries[rows, 2],
-            None if candidates is None else candidates[rows],
-            table=table,
-        )
-        if out is None:
-            out = scores.new_empty(len(queries), scores.shape[1])
-        out[rows] = scores
-    return out
+    anchors = F.embedding(queries[:, 1], table)  # its backward is far cheaper than indexing's
+    return model.score_sides(queries[:, 0] == 1, anchors, queries[:, 2], table, candidates)
 
 
 def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -173,17 +156,7 @@ class NegativeSampling(Regime):
         table = model.entities()  # once per batch: positives and negatives share it
         if not len(batch):
             return None, batch
-        pos = model.score_triples(batch, table)
-        # a corrupted head is a head query (?, r, t); a corrupted tail a tail query (h, r, ?)
-        queries = torch.stack(
-            [
-                (~corrupt_head).long(),
-                torch.where(corrupt_head, batch[:, 2], batch[:, 0]),
-                batch[:, 1],
-            ],
-            dim=1,
-        )
-        neg = _by_side(model, queries, negatives, table)
+        pos, neg = model.score_corruptions(batch, corrupt_head, negatives, table)
         if self.loss_name == "self_adversarial":
             return losses.self_adversarial(pos, neg, self.temperature), batch
         return losses.logistic(pos, neg), batch

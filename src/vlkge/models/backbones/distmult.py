@@ -15,3 +15,6 @@ class DistMult(Interaction):
 
     def score_heads(self, h, r, t, ids=None):
         return products(t * r, h, ids)
+
+    def score_sides(self, anchors, r, table, ids, tail):
+        return products(anchors * r, table, ids)  # h * r and t * r: one form for both sides
