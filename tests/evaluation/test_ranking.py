@@ -235,6 +235,7 @@ def test_cache_chunks_and_product_spans_never_change_ranks(table, picks, rows, s
     triples = torch.tensor(picks)
     index = TripleIndex(torch.unique(triples, dim=0), 7, 2)
     whole = rank_triples(score_fn, triples, 7, index, ties=ties)
+    score_fn.blocked = True
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(ranking, "CACHE_ROWS", rows)
         patch.setattr(ranking, "PRODUCT_SPAN", span)

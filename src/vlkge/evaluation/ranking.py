@@ -10,8 +10,9 @@ with the chosen tie policy:
 - ``ordinal``: ties broken by entity id (a stable sort), as the VL-KGE reference does; only for
   paper compatibility, since it rewards models that tie many candidates.
 
-On the CPU, chunks are cache-sized (:data:`CACHE_ROWS` queries) and their rows are scored in
-products of :data:`PRODUCT_SPAN` candidates, then counted while in cache: ranking runs near the
+On the CPU, chunks are cache-sized (:data:`CACHE_ROWS` queries) and the rows of a scorer made
+of matrix products are scored in products of :data:`PRODUCT_SPAN` candidates, then counted
+while in cache: ranking runs near the
 matrix-product peak (docs/results.md, issue 20). Memory is bounded: queries are processed in
 chunks whose score matrix holds at most
 ``max_scores`` elements, and at most ``max_memory`` bytes counting the masks that ranking
@@ -46,7 +47,9 @@ CACHE_ROWS = 256
 PRODUCT_SPAN = 2048
 
 #: ``score_fn(side, anchor_ids [b], relation_ids [b], span=None) -> scores [b, E]``; with
-#: ``span=(start, end)`` only the candidates ``start <= id < end`` (``[b, end - start]``)
+#: ``span=(start, end)`` only the candidates ``start <= id < end`` (``[b, end - start]``). A
+#: scorer whose scores are matrix products sets ``score_fn.blocked = True``: on the CPU its
+#: rows are then computed in products of :data:`PRODUCT_SPAN` candidates
 ScoreFn = Callable[..., torch.Tensor]
 
 
@@ -204,6 +207,7 @@ def rank_triples(
     out: dict[str, torch.Tensor] = {}
     total = len(triples) * len(sides)
     on_cpu = True  # until the first scores say otherwise
+    blocked = getattr(score_fn, "blocked", False)
     with tqdm(total=total, desc="ranking", unit="query", disable=not progress, leave=False) as bar:
         for side in sides:
             ranks = torch.empty(len(triples), dtype=torch.float64)
@@ -218,7 +222,7 @@ def rank_triples(
                 query = (side, anchor, r, target, frows, fcols)
                 rows = None if pool is None else pool[r]
                 if span == num_entities:
-                    block = PRODUCT_SPAN if on_cpu else span
+                    block = PRODUCT_SPAN if on_cpu and blocked else span
                     found = _rank_whole(score_fn, query, rows, ties, num_entities, block)
                 else:
                     found = _rank_blocks(score_fn, query, rows, ties, num_entities, span)

@@ -31,6 +31,8 @@ class Interaction(nn.Module):
 
     #: entity vectors are ``entity_parts * dim`` wide (2 for complex-valued backbones)
     entity_parts: int = 1
+    #: scores against all entities are one matrix product (evaluation blocks them on the CPU)
+    inner_product: bool = False
     #: the backbone's own settings: ``__init__`` keyword -> key of the ``model`` config section
     #: (the factory passes ``model.<key>`` as that keyword)
     config_keys: ClassVar[Mapping[str, str]] = {}

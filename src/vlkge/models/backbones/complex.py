@@ -16,6 +16,7 @@ from vlkge.models.backbones.kernels import products
 
 class ComplEx(Interaction):
     entity_parts = 2
+    inner_product = True
 
     @staticmethod
     def _tail_query(h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,8 @@ from vlkge.models.backbones.kernels import products
 
 
 class DistMult(Interaction):
+    inner_product = True
+
     def score(self, h, r, t):
         return (h * r * t).sum(-1)
 
