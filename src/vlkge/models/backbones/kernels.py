@@ -12,6 +12,7 @@ compiler, or on any compile failure, the same block functions run eagerly.
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 import warnings
@@ -154,7 +155,11 @@ class Kernels:
         if cls.enabled:
             key = (fn.__name__, kind)
             if key not in cls.cache:
-                cls.cache[key] = torch.compile(lambda *a: fn(*a, kind), dynamic=False)
+                # a partial, not a lambda: each block function keeps its own code object,
+                # so its shapes do not count against the recompile limit of the others
+                # (with one shared lambda, training's shapes pushed evaluation's out: RotatE
+                # validated eagerly, 5x slower)
+                cls.cache[key] = torch.compile(functools.partial(fn, kind=kind), dynamic=False)
             try:
                 return cls.cache[key](*args)
             except Exception as exc:  # no working compiler or unsupported platform
