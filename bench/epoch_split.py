@@ -60,6 +60,7 @@ class Clock:
 
 def split(config: str, overrides: list[str], epochs: int, now=time.perf_counter) -> dict:
     """Per-phase seconds per epoch, averaged over ``epochs`` epochs after one warm-up epoch."""
+    torch._dynamo.reset()  # each config compiles its own kernels, as a run of its own would
     cfg = load_config(config, [*overrides, "training.progress=false"])
     kg, model = prepare(cfg)
     with tempfile.TemporaryDirectory(prefix="vlkge-split-") as run_dir:

@@ -155,10 +155,9 @@ class Kernels:
         if cls.enabled:
             key = (fn.__name__, kind)
             if key not in cls.cache:
-                # a partial, not a lambda: each block function keeps its own code object,
-                # so its shapes do not count against the recompile limit of the others
-                # (with one shared lambda, training's shapes pushed evaluation's out: RotatE
-                # validated eagerly, 5x slower)
+                # a partial, not a lambda: each block function keeps its own code object, so
+                # its shapes do not count against the others' recompile limit (past it,
+                # torch runs the block eagerly, 5-10x slower)
                 cls.cache[key] = torch.compile(functools.partial(fn, kind=kind), dynamic=False)
             try:
                 return cls.cache[key](*args)
