@@ -122,7 +122,9 @@ def whole_run(config: str, overrides: list[str], epochs: int, full: int) -> dict
         start = time.perf_counter()
         subprocess.run(command, check=True, env=os.environ, stdout=subprocess.DEVNULL)
         wall = time.perf_counter() - start
-        trace = [json.loads(line) for line in Path(f"{out}/run/trace.jsonl").read_text().split()]
+        trace = [
+            json.loads(line) for line in Path(f"{out}/run/trace.jsonl").read_text().splitlines()
+        ]
     looped = sum(e["train_time"] + e.get("valid_time", 0.0) for e in trace)
     return {
         "epochs": epochs,
