@@ -214,6 +214,42 @@ def test_chunking_never_changes_ranks(table, picks, max_scores):
         assert torch.equal(whole[side], chunked[side])
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    table=st.lists(st.integers(-2, 2), min_size=7 * 7 * 2, max_size=7 * 7 * 2),
+    picks=st.lists(st.tuples(st.integers(0, 6), st.integers(0, 1), st.integers(0, 6)), min_size=1),
+    rows=st.integers(1, 4),
+    span=st.integers(1, 7),
+    ties=st.sampled_from(TIES),
+)
+def test_cache_chunks_and_product_spans_never_change_ranks(table, picks, rows, span, ties):
+    """The CPU's cache-sized chunks and blocked products rank as whole rows do, ties too."""
+    from vlkge.evaluation import ranking
+
+    scores = torch.tensor(table, dtype=torch.float).reshape(7, 7, 2)
+
+    def score_fn(side, anchor, relation, span=None):
+        full = scores[anchor, :, relation] if side == "tail" else scores[:, anchor, relation].T
+        return full if span is None else full[:, span[0] : span[1]]
+
+    triples = torch.tensor(picks)
+    index = TripleIndex(torch.unique(triples, dim=0), 7, 2)
+    whole = rank_triples(score_fn, triples, 7, index, ties=ties)
+    score_fn.blocked = True
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ranking, "CACHE_ROWS", rows)
+        patch.setattr(ranking, "PRODUCT_SPAN", span)
+        blocked = rank_triples(score_fn, triples, 7, index, ties=ties)
+    for side in ("head", "tail"):
+        assert torch.equal(whole[side], blocked[side])
+        for i, (h, r, t) in enumerate(picks):  # against the brute force, from the same index
+            anchor, target = (h, t) if side == "tail" else (t, h)
+            row = score_fn(side, torch.tensor([anchor]), torch.tensor([r]))[0].tolist()
+            _, known = index.known(side, torch.tensor([anchor]), torch.tensor([r]))
+            expected = brute_rank(row, target, set(known.tolist()) - {target}, ties)
+            assert blocked[side][i] == expected
+
+
 @settings(max_examples=80, deadline=None)
 @given(ranks=st.lists(st.floats(1.0, 500.0, allow_subnormal=False), min_size=1, max_size=40))
 def test_metric_summaries_are_consistent(ranks):

@@ -64,10 +64,13 @@ def test_three_shapes_agree(name, distance):
         ("rotate", "l2"),
     ],
 )
-@pytest.mark.parametrize("dense", [True, False])
-def test_candidate_ids_match_full_table(name, distance, dense, monkeypatch):
-    # dense: score all then gather; sparse: gather candidate vectors (large-table path)
-    monkeypatch.setattr(base, "DENSE_CANDIDATE_RATIO", 1000 if dense else 0)
+@pytest.mark.parametrize("path", ["sampled", "dense", "gathered"])
+def test_candidate_ids_match_full_table(name, distance, path, monkeypatch):
+    # sampled: the CPU's sparse products; dense: score all then gather; gathered: gather the
+    # candidate vectors (the large-table path off the CPU)
+    if path != "sampled":
+        monkeypatch.setattr(base, "SPARSE_DTYPES", ())
+    monkeypatch.setattr(base, "DENSE_CANDIDATE_RATIO", 1000 if path == "dense" else 0)
     backbone = make(name, distance or "modulus")
     h, r, table = vectors(backbone, 5, 11)
     ids = torch.randint(11, (5, 4), generator=torch.Generator().manual_seed(1))
@@ -77,6 +80,19 @@ def test_candidate_ids_match_full_table(name, distance, dense, monkeypatch):
             method(h, r, table, ids) if method == backbone.score_tails else method(table, r, h, ids)
         )
         assert torch.allclose(full.gather(1, ids), picked)
+
+
+def test_sampled_products_values_and_gradients():
+    """The sparse sampled products equal a gather's dot products, repeated ids included, and
+    their hand-written backward passes gradcheck."""
+    g = torch.Generator().manual_seed(2)
+    query = torch.randn(6, 8, dtype=torch.float64, generator=g, requires_grad=True)
+    table = torch.randn(20, 8, dtype=torch.float64, generator=g, requires_grad=True)
+    ids = torch.randint(20, (6, 7), generator=g)
+    ids[0, :3] = 5  # repeats, as sampling with replacement draws them
+    expected = (table[ids] * query.unsqueeze(1)).sum(-1)
+    assert torch.allclose(base.products(query, table, ids), expected)
+    assert torch.autograd.gradcheck(lambda q, t: base.products(q, t, ids), (query, table))
 
 
 @pytest.mark.parametrize("kind", ["l1", "l2", "modulus"])

@@ -1,4 +1,6 @@
-"""Regimes' batch scoring: the reciprocal shortcut equals scoring each side on its own."""
+"""Regimes' batch scoring: both sides in one call (the backbones' own forms, the base class's
+split, the reciprocal shortcut) and the corruptions of negative sampling equal scoring each
+query on its own."""
 
 from __future__ import annotations
 
@@ -11,19 +13,28 @@ from vlkge.models.representations import Embedding
 from vlkge.training.regimes import _by_side
 
 
-@pytest.mark.parametrize("backbone", sorted(BACKBONES))
-@pytest.mark.parametrize("with_candidates", [False, True])
-def test_reciprocal_batch_scores_equal_per_side_scores(backbone, with_candidates):
+def make_model(backbone: str, reciprocal: bool, entities: int = 11, relations: int = 3):
     torch.manual_seed(0)
     interaction = BACKBONES[backbone]()
-    dim, entities, relations = 6, 11, 3
-    model = KGEModel(
+    dim = 6
+    return KGEModel(
         Embedding(entities, interaction.entity_parts * dim),
         Embedding(2 * relations, interaction.relation_width(dim)),
         interaction,
         relations,
-        reciprocal=True,
+        reciprocal=reciprocal,
     )
+
+
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+@pytest.mark.parametrize("with_candidates", [False, True])
+@pytest.mark.parametrize("mode", ["reciprocal", "one_call", "base_split"])
+def test_batch_scores_equal_per_side_scores(backbone, with_candidates, mode, monkeypatch):
+    entities, relations = 11, 3
+    model = make_model(backbone, mode == "reciprocal", entities, relations)
+    if mode == "base_split":  # the base class's one call per side
+        base = type(model.interaction).__mro__[1]
+        monkeypatch.setattr(type(model.interaction), "score_sides", base.score_sides)
     queries = torch.stack(
         [
             torch.tensor([1, 0, 1, 0, 0, 1, 1]),  # side: 1 tail query, 0 head query
@@ -42,3 +53,28 @@ def test_reciprocal_batch_scores_equal_per_side_scores(backbone, with_candidates
             None if candidates is None else candidates[row : row + 1],
         )
         torch.testing.assert_close(got[row : row + 1], expected)
+
+
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+@pytest.mark.parametrize("reciprocal", [False, True])
+def test_corruption_scores_equal_triple_scores(backbone, reciprocal):
+    model = make_model(backbone, reciprocal)
+    generator = torch.Generator().manual_seed(1)
+    triples = torch.stack(
+        [
+            torch.randint(11, (6,), generator=generator),
+            torch.randint(3, (6,), generator=generator),
+            torch.randint(11, (6,), generator=generator),
+        ],
+        dim=1,
+    )
+    corrupt_head = torch.tensor([True, False, True, True, False, False])
+    candidates = torch.randint(11, (6, 4), generator=generator)
+    pos, neg = model.score_corruptions(triples, corrupt_head, candidates, model.entities())
+    torch.testing.assert_close(pos, model.score_triples(triples))
+    for row in range(6):
+        corrupted = triples[row].repeat(4, 1)
+        corrupted[:, 0 if corrupt_head[row] else 2] = candidates[row]
+        if reciprocal and corrupt_head[row]:  # (?, r, t) is scored as (t, r_inverse, ?)
+            corrupted = torch.stack([corrupted[:, 2], corrupted[:, 1] + 3, corrupted[:, 0]], dim=1)
+        torch.testing.assert_close(neg[row], model.score_triples(corrupted))

@@ -169,6 +169,7 @@ def model_scorer(model: KGEModel, precision: str = "fp32") -> ScoreFn:
                 side, anchor.to(device), relation.to(device), table=table, span=span
             )
 
+    score.blocked = model.interaction.inner_product  # vlkge.evaluation.ranking.ScoreFn
     return score
 
 

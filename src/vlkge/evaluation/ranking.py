@@ -10,7 +10,11 @@ with the chosen tie policy:
 - ``ordinal``: ties broken by entity id (a stable sort), as the VL-KGE reference does; only for
   paper compatibility, since it rewards models that tie many candidates.
 
-Memory is bounded: queries are processed in chunks whose score matrix holds at most
+On the CPU, chunks are cache-sized (:data:`CACHE_ROWS` queries) and the rows of a scorer made
+of matrix products are scored in products of :data:`PRODUCT_SPAN` candidates, then counted
+while in cache: ranking runs near the
+matrix-product peak (docs/results.md, issue 20). Memory is bounded: queries are processed in
+chunks whose score matrix holds at most
 ``max_scores`` elements, and at most ``max_memory`` bytes counting the masks that ranking
 builds beside it (:data:`BYTES_PER_SCORE`). When a single query's row over all entities does
 not fit, the candidates are scored in blocks (``span``) in two passes: the first reads each
@@ -33,14 +37,34 @@ TIES = ("realistic", "optimistic", "pessimistic", "ordinal")
 SIDES = ("head", "tail")
 
 #: bytes one scored candidate costs while ranking: the float32 score (plus a lower-precision
-#: copy under mixed precision) and the boolean masks of counted, greater, equal and pooled
+#: copy under mixed precision), the float32 comparison it is counted from, the pool's mask
 BYTES_PER_SCORE = 12
 
+#: on the CPU, queries per chunk when whole rows are scored: small enough for the chunk's
+#: scores to stay in cache while they are counted
+CACHE_ROWS = 256
+#: on the CPU, candidates per matrix product: products this wide run near the machine's peak,
+#: products over all of a large graph's entities well below it
+PRODUCT_SPAN = 2048
+
 #: ``score_fn(side, anchor_ids [b], relation_ids [b], span=None) -> scores [b, E]``; with
-#: ``span=(start, end)`` only the candidates ``start <= id < end`` (``[b, end - start]``).
-#: A scorer of sharded entity tables has a ``shard = (lo, hi)`` attribute: it scores only the
-#: candidates ``lo <= id < hi``, and ranks are summed over the ranks (docs/scaling.md)
+#: ``span=(start, end)`` only the candidates ``start <= id < end`` (``[b, end - start]``). A
+#: scorer whose scores are matrix products sets ``score_fn.blocked = True``: on the CPU its
+#: rows are then computed in products of :data:`PRODUCT_SPAN` candidates. A scorer of sharded
+#: entity tables has a ``shard = (lo, hi)`` attribute: it scores only the candidates
+#: ``lo <= id < hi``, and ranks are summed over the ranks (docs/scaling.md)
 ScoreFn = Callable[..., torch.Tensor]
+
+
+def _row_counts(compare, scores, true, out: torch.Tensor, *keep) -> torch.Tensor:
+    """Entries of each row where ``compare(scores, true)`` holds (and every ``keep`` mask):
+    compared into the float ``out`` and summed as floats, exact while a row holds fewer than
+    2^24 (float32) entries, 4x faster on the CPU than summing booleans (which copies them to
+    int64 first)."""
+    compare(scores, true, out=out)
+    for mask in keep:
+        out.mul_(mask)
+    return out.sum(1).long()
 
 
 def _counts(
@@ -54,27 +78,49 @@ def _counts(
     ordinal: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Candidates above, tied with, and (``ordinal``) tied before each row's ``true`` score,
-    in a block of columns ``offset ..`` of the candidates."""
-    if torch.isnan(scores).any():
+    in a block of columns ``offset ..`` of the candidates.
+
+    Fused: the whole block is compared with ``true`` once per count, then the few entries
+    that must not count (the filtered known answers and the target itself) are taken back
+    from their own scores, instead of building and applying a block-sized mask of them. The
+    ``(filter_rows, filter_cols)`` pairs must be distinct (the triple index gives them so).
+    """
+    # a sum is one fast pass; the exact NaN test runs only when the sum is not a number
+    if torch.isnan(scores.sum()) and torch.isnan(scores).any():
         raise VlkgeError("the model produced NaN scores; the run has diverged")
-    width = scores.shape[1]
-    counted = (
-        torch.ones_like(scores, dtype=torch.bool) if candidates is None else candidates.clone()
-    )
-    if filter_rows is not None:
-        inside = (filter_cols >= offset) & (filter_cols < offset + width)
-        counted[filter_rows[inside], filter_cols[inside] - offset] = False
-    rows = torch.arange(len(targets), device=scores.device)
-    inside = (targets >= offset) & (targets < offset + width)
-    counted[rows[inside], targets[inside] - offset] = False
-    true = true.unsqueeze(1)
-    greater = ((scores > true) & counted).sum(1)
-    equal = (scores == true) & counted
+    size, width = scores.shape
+    true_col = true.unsqueeze(1)
+    out = torch.empty_like(scores, dtype=torch.float32 if width < 1 << 24 else torch.float64)
+    keep = () if candidates is None else (candidates,)
+    greater = _row_counts(torch.gt, scores, true_col, out, *keep)
+    equal = _row_counts(torch.eq, scores, true_col, out, *keep)
     before = None
     if ordinal:
         columns = torch.arange(offset, offset + width, device=scores.device)
-        before = (equal & (columns.unsqueeze(0) < targets.unsqueeze(1))).sum(1)
-    return greater, equal.sum(1), before
+        earlier = columns < targets.unsqueeze(1)
+        before = _row_counts(torch.eq, scores, true_col, out, *keep, earlier)
+    # the entries taken back: filtered answers in the block other than the target, and it
+    rows = torch.arange(size, device=scores.device)
+    inside = (targets >= offset) & (targets < offset + width)
+    out_rows, out_cols = rows[inside], targets[inside]
+    if filter_rows is not None:
+        keep = (filter_cols >= offset) & (filter_cols < offset + width)
+        keep &= filter_cols != targets[filter_rows]
+        out_rows = torch.cat([out_rows, filter_rows[keep]])
+        out_cols = torch.cat([out_cols, filter_cols[keep]])
+    values, limit = scores[out_rows, out_cols - offset], true[out_rows]
+    counted = torch.ones_like(values, dtype=torch.bool)
+    if candidates is not None:
+        counted = candidates[out_rows, out_cols - offset]
+    greater -= torch.zeros_like(greater).index_add_(
+        0, out_rows, (counted & (values > limit)).long()
+    )
+    tied_back = counted & (values == limit)
+    equal -= torch.zeros_like(equal).index_add_(0, out_rows, tied_back.long())
+    if ordinal:
+        tied_back &= out_cols < targets[out_rows]
+        before -= torch.zeros_like(before).index_add_(0, out_rows, tied_back.long())
+    return greater, equal, before
 
 
 def _ranks(greater, tied, before, ties: str) -> torch.Tensor:
@@ -103,6 +149,10 @@ def ranks_from_scores(
     if ties not in TIES:
         raise ValueError(f"ties must be one of {TIES}, not {ties!r}")
     true = scores[torch.arange(len(targets), device=scores.device), targets]
+    if filter_rows is not None:  # repeated pairs would be taken back twice
+        width = scores.shape[1]
+        pairs = torch.unique(filter_rows * width + filter_cols)
+        filter_rows, filter_cols = pairs // width, pairs % width
     counts = _counts(
         scores, true, targets, 0, filter_rows, filter_cols, candidates, ties == "ordinal"
     )
@@ -171,11 +221,14 @@ def rank_triples(
     shard = getattr(score_fn, "shard", None)
     out: dict[str, torch.Tensor] = {}
     total = len(triples) * len(sides)
+    on_cpu = True  # until the first scores say otherwise
+    blocked = getattr(score_fn, "blocked", False)
     with tqdm(total=total, desc="ranking", unit="query", disable=not progress, leave=False) as bar:
         for side in sides:
             ranks = torch.empty(len(triples), dtype=torch.float64)
-            for start in range(0, len(triples), chunk):
-                batch = triples[start : start + chunk]
+            start = 0
+            while start < len(triples):
+                batch = triples[start : start + (min(chunk, CACHE_ROWS) if on_cpu else chunk)]
                 h, r, t = batch.unbind(-1)
                 anchor, target = (h, t) if side == "tail" else (t, h)
                 frows = fcols = None
@@ -183,14 +236,16 @@ def rank_triples(
                     frows, fcols = filter_index.known(side, anchor, r)
                 query = (side, anchor, r, target, frows, fcols)
                 rows = None if pool is None else pool[r]
-                if shard is not None:
-                    found = _rank_blocks(score_fn, query, rows, ties, _spans(*shard, span), True)
-                elif span == num_entities:
-                    found = _rank_whole(score_fn, query, rows, ties)
-                else:
-                    spans = _spans(0, num_entities, span)
-                    found = _rank_blocks(score_fn, query, rows, ties, spans)
+                lo, hi = (0, num_entities) if shard is None else shard
+                whole = hi - lo <= span  # whole rows (of this shard) fit: score them once
+                block = PRODUCT_SPAN if whole and on_cpu and blocked else span
+                spans = [(s, min(s + block, hi)) for s in range(lo, hi, block)]
+                found = _rank_spans(
+                    score_fn, query, rows, ties, num_entities, spans, whole, shard is not None
+                )
+                on_cpu = found.device.type == "cpu"
                 ranks[start : start + len(batch)] = found.cpu()
+                start += len(batch)
                 bar.update(len(batch))
             out[side] = ranks
     return out
@@ -200,38 +255,40 @@ def _on(device: torch.device, *tensors):
     return tuple(None if t is None else t.to(device) for t in tensors)
 
 
-def _rank_whole(score_fn: ScoreFn, query, pool_rows, ties: str) -> torch.Tensor:
-    side, anchor, relation, target, frows, fcols = query
-    scores = score_fn(side, anchor, relation).float()
-    target, frows, fcols, pool_rows = _on(scores.device, target, frows, fcols, pool_rows)
-    return ranks_from_scores(scores, target, frows, fcols, ties, pool_rows)
-
-
-def _spans(start: int, end: int, span: int) -> list[tuple[int, int]]:
-    return [(s, min(s + span, end)) for s in range(start, end, span)]
-
-
-def _rank_blocks(score_fn: ScoreFn, query, pool_rows, ties: str, spans, summed: bool = False):
-    """Ranks over candidate blocks ``spans``: the targets' scores, then counts. ``summed``:
-    this process scores only its shard of the candidates, and the targets' scores and the
+def _rank_spans(
+    score_fn: ScoreFn,
+    query,
+    pool_rows,
+    ties: str,
+    count: int,
+    spans: list[tuple[int, int]],
+    keep: bool,
+    summed: bool = False,
+):
+    """Ranks over candidate blocks ``spans``: the targets' scores, then counts, block by
+    block. ``keep``: the blocks of a chunk fit in memory together, so the second pass counts
+    the first pass's blocks (in cache on the CPU) instead of scoring again. ``summed``: this
+    process scores only its shard of the ``count`` candidates, and the targets' scores and the
     counts are summed over the ranks (each target is scored by the rank that holds it; the
     others add 0)."""
     side, anchor, relation, target, frows, fcols = query
-    true = kept = None
+    kept, true = [], None
     for s, e in spans:
-        scores = score_fn(side, anchor, relation, span=(s, e)).float()
+        scores = score_fn(side, anchor, relation, **({} if e - s == count else {"span": (s, e)}))
+        scores = scores.float()
         if true is None:
             true = scores.new_zeros(len(target))
             target, frows, fcols, pool_rows = _on(scores.device, target, frows, fcols, pool_rows)
-        inside = ((target >= s) & (target < e)).nonzero().squeeze(1)
-        true[inside] = scores[inside, target[inside] - s]
-        if len(spans) == 1:  # one block: scored once
-            kept = scores
+        inside = (target >= s) & (target < e)  # no host sync on a GPU: a where, not an index
+        picked = scores.gather(1, (target - s).clamp(0, e - s - 1).unsqueeze(1)).squeeze(1)
+        true = torch.where(inside, picked, true)
+        if keep:
+            kept.append(scores)
     if summed:
         true = distributed.all_reduce(true)
     totals = None
-    for s, e in spans:
-        scores = kept if kept is not None else score_fn(side, anchor, relation, span=(s, e)).float()
+    for i, (s, e) in enumerate(spans):
+        scores = kept[i] if keep else score_fn(side, anchor, relation, span=(s, e)).float()
         block_pool = None if pool_rows is None else pool_rows[:, s:e]
         counts = _counts(scores, true, target, s, frows, fcols, block_pool, ties == "ordinal")
         totals = (

@@ -89,6 +89,42 @@ class KGEModel(nn.Module):
             return self.interaction.score_tails(anchors, rel, pool, candidates)
         return self.interaction.score_heads(pool, rel, anchors, candidates)
 
+    def score_sides(
+        self,
+        tail: torch.Tensor,
+        anchors: torch.Tensor,
+        relation: torch.Tensor,
+        pool: torch.Tensor,
+        candidates: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """:meth:`score_vectors` for a batch that mixes both sides in one call: ``(anchor,
+        relation, ?)`` where ``tail`` (``[B]`` bool) holds, ``(?, relation, anchor)``
+        elsewhere (a head query of a reciprocal model being the tail query of the inverse
+        relation)."""
+        if self.reciprocal:
+            relation = torch.where(tail, relation, relation + self.num_relations)
+            tail = torch.ones_like(tail)
+        rel = self.relations(relation)
+        return self.interaction.score_sides(anchors, rel, pool, candidates, tail)
+
+    def score_corruptions(
+        self,
+        triples: torch.Tensor,
+        corrupt_head: torch.Tensor,
+        candidates: torch.Tensor,
+        table: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Negative sampling's scores: the ``[B, 3]`` positives ``[B]`` and their corruptions
+        ``[B, N]`` (the head replaced by each of ``candidates`` where ``corrupt_head``, else the
+        tail), from one gather of the positives' ends that the corruptions' anchors share (one
+        gradient of the table where there would be four)."""
+        h, r, t = triples.unbind(-1)
+        ends = F.embedding(torch.cat([h, t]), table)
+        heads, tails = ends[: len(triples)], ends[len(triples) :]
+        pos = self.interaction.score(heads, self.relations(r), tails)
+        anchors = torch.where(corrupt_head.unsqueeze(1), tails, heads)
+        return pos, self.score_sides(~corrupt_head, anchors, r, table, candidates)
+
     @torch.no_grad()
     def entity_table(self) -> torch.Tensor:
         """Every entity's vector, computed once (for evaluation and prediction)."""

@@ -45,43 +45,12 @@ def _by_side(
     table: torch.Tensor | None = None,
 ):
     """Scores of ``[B, 3]`` queries (side, anchor, relation) against all entities or per-row
-    candidates, computed with one call per side and reassembled in row order. The entity
-    table (a fusion of features for multimodal models) is computed once for both sides, or
-    passed in when the caller already has it."""
+    candidates, both sides in one call (:meth:`KGEModel.score_sides`). The entity table (a
+    fusion of features for multimodal models) is computed once, or passed in when the caller
+    already has it."""
     table = model.entities() if table is None else table
-    # F.embedding: its backward is far cheaper than indexing's
-    return _score_sides(model, queries, F.embedding(queries[:, 1], table), table, candidates)
-
-
-def _score_sides(
-    model: KGEModel,
-    queries: torch.Tensor,
-    anchors: torch.Tensor,
-    pool: torch.Tensor,
-    candidates: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Scores of queries whose anchors are the vectors ``anchors`` against the entity
-    vectors ``pool`` (or per-row ``candidates`` ids into it), one call per side."""
-    is_tail = queries[:, 0] == 1
-    if model.reciprocal:
-        # (?, r, t) is (t, r + num_relations, ?): one call, no reassembly of the two sides
-        relation = torch.where(is_tail, queries[:, 2], queries[:, 2] + model.num_relations)
-        return model.score_vectors("tail", anchors, relation, pool, candidates)
-    out = None
-    for side, rows in (("tail", is_tail), ("head", ~is_tail)):
-        if not rows.any():
-            continue
-        scores = model.score_vectors(
-            side,
-            anchors[rows],
-            queries[rows, 2],
-            pool,
-            None if candidates is None else candidates[rows],
-        )
-        if out is None:
-            out = scores.new_empty(len(queries), scores.shape[1])
-        out[rows] = scores
-    return out
+    anchors = F.embedding(queries[:, 1], table)  # its backward is far cheaper than indexing's
+    return model.score_sides(queries[:, 0] == 1, anchors, queries[:, 2], table, candidates)
 
 
 def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -200,13 +169,7 @@ class NegativeSampling(Regime):
             table, ids, candidates = _compact(model, batch, negatives)
         if not len(batch):
             return None, batch
-        pos = model.score_triples(ids, table)
-        # a corrupted head is a head query (?, r, t); a corrupted tail a tail query (h, r, ?)
-        queries = torch.stack(
-            [(~corrupt_head).long(), torch.where(corrupt_head, ids[:, 2], ids[:, 0]), ids[:, 1]],
-            dim=1,
-        )
-        neg = _by_side(model, queries, candidates, table)
+        pos, neg = model.score_corruptions(ids, corrupt_head, candidates, table)
         if self.loss_name == "self_adversarial":
             return losses.self_adversarial(pos, neg, self.temperature), batch
         return losses.logistic(pos, neg), batch
@@ -226,7 +189,7 @@ def _shard_scores(model: KGEModel, queries: torch.Tensor, shard: tuple[int, int]
     """Scores ``[B, hi - lo]`` of ``[B, 3]`` queries against this rank's entities."""
     anchors = model.entities(queries[:, 1])
     pool = model.entities(torch.arange(*shard, device=queries.device))
-    return _score_sides(model, queries, anchors, pool)
+    return model.score_sides(queries[:, 0] == 1, anchors, queries[:, 2], pool)
 
 
 def _queries(train: torch.Tensor) -> torch.Tensor:

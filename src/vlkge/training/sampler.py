@@ -100,7 +100,12 @@ class NegativeSampler:
                     "lower training.negatives.num"
                 )
             negatives[bad] = self._draw(relation[bad], head_rows[bad], generator)
-            bad = self._invalid(positives, corrupt_head, negatives, distinct, filtered)
+            # a row's validity depends on its own entries only: recheck the redrawn rows
+            rows = bad.any(1).nonzero().squeeze(1)
+            bad = torch.zeros_like(bad)
+            bad[rows] = self._invalid(
+                positives[rows], corrupt_head[rows], negatives[rows], distinct[rows], filtered[rows]
+            )
         return corrupt_head, negatives
 
     def _admissible(self, positives, corrupt_head) -> tuple[torch.Tensor, torch.Tensor]:

@@ -206,9 +206,10 @@ class Trainer:
             if loss.requires_grad:
                 self.scaler.scale(loss).backward()
             loss = distributed.all_reduce_gradients(self.model, loss)  # the global batch's
-            if not torch.isfinite(loss):
+            value = loss.item()  # the step's one wait for a GPU: the check and the trace share it
+            if not math.isfinite(value):
                 raise VlkgeError(
-                    f"non-finite loss ({loss.item()}) in epoch {self.epoch + 1}, batch "
+                    f"non-finite loss ({value}) in epoch {self.epoch + 1}, batch "
                     f"{partial['batches'] + 1}; stopped. {self._saved()} (start a new run with "
                     "a lower training.optimizer.lr)"
                 )
@@ -216,7 +217,7 @@ class Trainer:
             self.scaler.update()
             if self.rows is not None:
                 self.rows.step()
-            partial["loss"] += loss.item() * len(batch)
+            partial["loss"] += value * len(batch)
             partial["n"] += len(batch)
             partial["batches"] += 1
             self.interrupt.check()

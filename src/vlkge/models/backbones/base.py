@@ -12,7 +12,9 @@ queries:
 - ``score_tails(h, r, t, ids=None)``: queries ``(h, r, ?)`` against the candidate table ``t``
   of shape ``[E, D]`` -> ``[B, E]``; with ``ids`` ``[B, N]`` only those rows of the table, per
   query -> ``[B, N]`` (negative sampling);
-- ``score_heads(h, r, t, ids=None)``: ``(?, r, t)`` against the table ``h``, likewise.
+- ``score_heads(h, r, t, ids=None)``: ``(?, r, t)`` against the table ``h``, likewise;
+- ``score_sides(anchors, r, table, ids, tail)``: rows of both kinds at once (training batches
+  mix them).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ class Interaction(nn.Module):
 
     #: entity vectors are ``entity_parts * dim`` wide (2 for complex-valued backbones)
     entity_parts: int = 1
+    #: scores against all entities are one matrix product (evaluation blocks them on the CPU)
+    inner_product: bool = False
     #: the backbone's own settings: ``__init__`` keyword -> key of the ``model`` config section
     #: (the factory passes ``model.<key>`` as that keyword)
     config_keys: ClassVar[Mapping[str, str]] = {}
@@ -48,3 +52,27 @@ class Interaction(nn.Module):
 
     def score_heads(self, h, r, t, ids: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
+
+    def score_sides(
+        self, anchors, r, table, ids: torch.Tensor | None, tail: torch.Tensor
+    ) -> torch.Tensor:
+        """Queries of either side at once: ``(anchor, r, ?)`` where ``tail`` (``[B]`` bool)
+        holds, ``(?, r, anchor)`` elsewhere, against ``table`` (all rows, or ``ids``). Here
+        one call per side; the backbones, whose two sides share one query form, make it one
+        call (one product, one gradient of the table)."""
+        out = None
+        for is_tail, rows in (
+            (True, tail.nonzero().squeeze(1)),
+            (False, (~tail).nonzero().squeeze(1)),
+        ):
+            if not len(rows):
+                continue
+            picked = None if ids is None else ids[rows]
+            if is_tail:
+                scores = self.score_tails(anchors[rows], r[rows], table, picked)
+            else:
+                scores = self.score_heads(table, r[rows], anchors[rows], picked)
+            if out is None:
+                out = scores.new_empty(len(anchors), scores.shape[1])
+            out[rows] = scores
+        return out

@@ -16,6 +16,7 @@ from vlkge.models.backbones.kernels import products
 
 class ComplEx(Interaction):
     entity_parts = 2
+    inner_product = True
 
     @staticmethod
     def _tail_query(h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
@@ -35,3 +36,7 @@ class ComplEx(Interaction):
 
     def score_heads(self, h, r, t, ids=None):
         return products(self._head_query(r, t), h, ids)
+
+    def score_sides(self, anchors, r, table, ids, tail):
+        tails, heads = self._tail_query(anchors, r), self._head_query(r, anchors)
+        return products(torch.where(tail.unsqueeze(1), tails, heads), table, ids)

@@ -7,6 +7,8 @@ from vlkge.models.backbones.kernels import products
 
 
 class DistMult(Interaction):
+    inner_product = True
+
     def score(self, h, r, t):
         return (h * r * t).sum(-1)
 
@@ -15,3 +17,6 @@ class DistMult(Interaction):
 
     def score_heads(self, h, r, t, ids=None):
         return products(t * r, h, ids)
+
+    def score_sides(self, anchors, r, table, ids, tail):
+        return products(anchors * r, table, ids)  # h * r and t * r: one form for both sides

@@ -12,8 +12,10 @@ compiler, or on any compile failure, the same block functions run eagerly.
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -23,6 +25,8 @@ from vlkge.models.backbones.complex_ops import halves
 
 log = logging.getLogger(__name__)
 
+#: float types the CPU's sparse sampled products take (others use the dense paths)
+SPARSE_DTYPES = (torch.float32, torch.float64)
 #: score the whole table and pick the candidates when entities <= this many times candidates
 DENSE_CANDIDATE_RATIO = 200
 #: elements of the ``[b, N, D]`` block a candidate distance materialises at once
@@ -33,14 +37,57 @@ ALL_BLOCK_ELEMENTS = 1 << 27
 EAGER_BLOCK_ELEMENTS = 1 << 24
 
 
+def _csr(crow: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, shape) -> torch.Tensor:
+    with warnings.catch_warnings():  # "sparse CSR support is in beta"
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow, cols, values, shape, check_invariants=False)
+
+
+class _SampledProducts(torch.autograd.Function):
+    """``query_b . table[ids_bn]`` on the CPU through sparse kernels: the forward is a sampled
+    matrix product at the ids, the backward two sparse-by-dense products, so nothing of size
+    ``[B, N, D]`` or ``[B, E]`` is built (10x faster than the dense product and its gather at
+    WN9-IMG's 6,555 entities and N 100). Repeated ids in a row are summed like a gather's."""
+
+    @staticmethod
+    def forward(ctx, query, table, ids):
+        ctx.save_for_backward(query, table, ids)
+        size, num = ids.shape
+        crow = torch.arange(0, size * num + 1, num, device=ids.device)
+        pattern = _csr(crow, ids.reshape(-1), query.new_zeros(size * num), (size, len(table)))
+        products = torch.sparse.sampled_addmm(pattern, query, table.T, beta=0.0)
+        return products.values().view(size, num)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        query, table, ids = ctx.saved_tensors
+        size, num = ids.shape
+        grad, flat = grad.reshape(-1), ids.reshape(-1)
+        grad_query = grad_table = None
+        if ctx.needs_input_grad[0]:  # row b: sum_n grad_bn table[ids_bn]
+            crow = torch.arange(0, size * num + 1, num, device=ids.device)
+            grad_query = _csr(crow, flat, grad, (size, len(table))) @ table
+        if ctx.needs_input_grad[1]:  # entity e: sum over its occurrences of grad_bn query_b
+            order = torch.argsort(flat, stable=True)
+            crow = flat.new_zeros(len(table) + 1)
+            crow[1:] = torch.bincount(flat, minlength=len(table)).cumsum(0)
+            rows = torch.arange(size, device=ids.device).repeat_interleave(num)[order]
+            grad_table = _csr(crow, rows, grad[order], (len(table), size)) @ query
+        return grad_query, grad_table, None
+
+
 def products(query: torch.Tensor, table: torch.Tensor, ids: torch.Tensor | None) -> torch.Tensor:
     """Inner products of each query with the table rows (all, or ``ids`` per query).
 
-    For per-query ids, one ``[B, E]`` matrix product plus a gather is much faster than
-    gathering ``[B, N, D]`` vectors unless the table is far larger than N.
+    For per-query ids on the CPU, sparse sampled products (:class:`_SampledProducts`); on
+    other devices one ``[B, E]`` matrix product plus a gather is much faster than gathering
+    ``[B, N, D]`` vectors unless the table is far larger than N.
     """
     if ids is None:
         return query @ table.T
+    if query.device.type == "cpu" and query.dtype == table.dtype in SPARSE_DTYPES:
+        return _SampledProducts.apply(query, table, ids)
     if table.shape[0] <= DENSE_CANDIDATE_RATIO * ids.shape[1]:
         return (query @ table.T).gather(1, ids)
     return torch.bmm(F.embedding(ids, table), query.unsqueeze(-1)).squeeze(-1)
@@ -108,7 +155,10 @@ class Kernels:
         if cls.enabled:
             key = (fn.__name__, kind)
             if key not in cls.cache:
-                cls.cache[key] = torch.compile(lambda *a: fn(*a, kind), dynamic=False)
+                # a partial, not a lambda: each block function keeps its own code object, so
+                # its shapes do not count against the others' recompile limit (past it,
+                # torch runs the block eagerly, 5-10x slower)
+                cls.cache[key] = torch.compile(functools.partial(fn, kind=kind), dynamic=False)
             try:
                 return cls.cache[key](*args)
             except Exception as exc:  # no working compiler or unsupported platform

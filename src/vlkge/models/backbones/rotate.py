@@ -43,3 +43,7 @@ class RotatE(Interaction):
 
     def score_heads(self, h, r, t, ids=None):
         return self.gamma - distances(rotate(t, -r), h, ids, self.distance)
+
+    def score_sides(self, anchors, r, table, ids, tail):
+        query = rotate(anchors, torch.where(tail.unsqueeze(1), r, -r))
+        return self.gamma - distances(query, table, ids, self.distance)

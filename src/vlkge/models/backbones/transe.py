@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 
 from vlkge.models.backbones.base import Interaction
@@ -27,3 +28,8 @@ class TransE(Interaction):
         # ||h + r - t|| = ||h - (t - r)||
         query = F.normalize(t, dim=-1) - F.normalize(r, dim=-1)
         return self.gamma - distances(query, F.normalize(h, dim=-1), ids, "l1")
+
+    def score_sides(self, anchors, r, table, ids, tail):
+        anchors, r = F.normalize(anchors, dim=-1), F.normalize(r, dim=-1)
+        query = torch.where(tail.unsqueeze(1), anchors + r, anchors - r)
+        return self.gamma - distances(query, F.normalize(table, dim=-1), ids, "l1")
