@@ -13,6 +13,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy.exc
 import yaml
 from optuna.trial import TrialState
 
@@ -36,11 +37,17 @@ def wait_mid_trial(out: Path, skip: set[int], timeout: float = 120) -> tuple[int
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         time.sleep(0.1)
-        if not (out / "study.db").is_file():
+        # a trial's folder: the command has created the study (opening the database before
+        # that races the command to create its tables)
+        if not (out / "study.db").is_file() or not any(p.is_dir() for p in out.iterdir()):
             continue
         try:
             running = open_study(out).get_trials(states=(TrialState.RUNNING,))
-        except (KeyError, optuna.exceptions.StorageInternalError):
+        except (
+            KeyError,
+            optuna.exceptions.StorageInternalError,
+            sqlalchemy.exc.OperationalError,
+        ):
             continue
         for trial in running:
             if trial.number in skip or "run" not in trial.user_attrs:
