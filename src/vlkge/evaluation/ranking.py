@@ -219,6 +219,8 @@ def rank_triples(
         raise ValueError(f"ties must be one of {TIES}, not {ties!r}")
     chunk, span = chunking(num_entities, max_scores, max_memory)
     shard = getattr(score_fn, "shard", None)
+    lo, hi = (0, num_entities) if shard is None else shard
+    whole = hi - lo <= span  # whole rows (of this shard) fit: score them once
     out: dict[str, torch.Tensor] = {}
     total = len(triples) * len(sides)
     on_cpu = True  # until the first scores say otherwise
@@ -236,8 +238,6 @@ def rank_triples(
                     frows, fcols = filter_index.known(side, anchor, r)
                 query = (side, anchor, r, target, frows, fcols)
                 rows = None if pool is None else pool[r]
-                lo, hi = (0, num_entities) if shard is None else shard
-                whole = hi - lo <= span  # whole rows (of this shard) fit: score them once
                 block = PRODUCT_SPAN if whole and on_cpu and blocked else span
                 spans = [(s, min(s + block, hi)) for s in range(lo, hi, block)]
                 found = _rank_spans(

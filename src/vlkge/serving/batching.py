@@ -21,6 +21,14 @@ Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
+def _results(work: Callable[[list], list], items: list) -> list:
+    """``work(items)``, refused unless it gives one result per item."""
+    results = work(items)
+    if len(results) != len(items):
+        raise RuntimeError(f"work returned {len(results)} results for {len(items)} items")
+    return results
+
+
 @dataclass
 class _Slot(Generic[Item, Result]):
     item: Item
@@ -60,9 +68,7 @@ class Combiner(Generic[Item, Result]):
 
     def _run(self, batch: list[_Slot]) -> None:
         try:
-            results = self.work([slot.item for slot in batch])
-            if len(results) != len(batch):
-                raise RuntimeError(f"work returned {len(results)} results for {len(batch)} items")
+            results = _results(self.work, [slot.item for slot in batch])
             for slot, result in zip(batch, results, strict=True):
                 slot.result = result
         except BaseException as exc:  # every waiting caller hears of it, not only this one
@@ -94,9 +100,7 @@ class LoopBatcher(Generic[Item, Result]):
     def _run(self) -> None:
         batch, self._pending = self._pending, []
         try:
-            results = self.work([item for item, _ in batch])
-            if len(results) != len(batch):
-                raise RuntimeError(f"work returned {len(results)} results for {len(batch)} items")
+            results = _results(self.work, [item for item, _ in batch])
         except Exception as exc:  # every waiting request hears of it
             for _, future in batch:
                 if not future.done():

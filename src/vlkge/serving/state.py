@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -187,58 +188,55 @@ class ServedRun:
     def _score_queries(self, queries: list[tuple[str, int, int]]) -> list[torch.Tensor]:
         """Scores (``[E]`` each) of many ``(side, anchor, relation)`` queries: one matrix
         product with the table per side."""
-        out: list[torch.Tensor | None] = [None] * len(queries)
-        for side in SIDES:
-            rows = [i for i, query in enumerate(queries) if query[0] == side]
-            if not rows:
-                continue
-            anchors = torch.tensor([queries[i][1] for i in rows])
-            relations = torch.tensor([queries[i][2] for i in rows])
-            scores = self.model.score_against(side, anchors, relations, table=self.table)
-            for position, i in enumerate(rows):
-                out[i] = scores[position]
-        return out
 
-    def predict(
-        self,
-        side: str,
-        anchor: str,
-        relation: str,
-        k: int,
-        exclude_known: bool,
-        scores: torch.Tensor | None = None,
-    ) -> dict:
+        def score(side: str, rows: list[tuple[str, int, int]]) -> torch.Tensor:
+            anchors = torch.tensor([anchor for _, anchor, _ in rows])
+            relations = torch.tensor([relation for _, _, relation in rows])
+            return self.model.score_against(side, anchors, relations, table=self.table)
+
+        return _by_group(queries, lambda query: query[0], score)
+
+    def _query(self, side: str, anchor: str, relation: str) -> tuple[str, int, int]:
+        """``(side, anchor id, relation id)`` of a query given by labels (one-line errors)."""
+        return check_side(side), self.entity_id(anchor), self.relation_id(relation)
+
+    def predict(self, side: str, anchor: str, relation: str, k: int, exclude_known: bool) -> dict:
         """The top-``k`` of a query, as ``vlkge predict`` ranks them, and the answers the
-        dataset's splits hold with their raw and filtered ranks. ``scores``: the query's, when
-        already computed (:meth:`predict_batched`)."""
-        check_side(side)
-        anchor_id, relation_id = self.entity_id(anchor), self.relation_id(relation)
-        if scores is None:
-            scores = self.scores(side, anchor_id, relation_id)
-        query = (torch.tensor([anchor_id]), torch.tensor([relation_id]))
-        known = self.index.known(side, *query)[1]
-        top = rank_answers(
-            self.kg, side, anchor_id, relation_id, scores, k, exclude_known, known=known
-        )
-        true = self._true_answers(side, query, scores, known)
-        splits = {a["entity"]: a["split"] for a in true}
-        return {
-            "query": {"side": side, "anchor": anchor, "relation": relation},
-            "answers": [
-                {**self.card(a["entity"]), **a, "split": splits.get(a["entity"])} for a in top
-            ],
-            "true_answers": true,
-        }
+        dataset's splits hold with their raw and filtered ranks."""
+        query = self._query(side, anchor, relation)
+        return self._answer(query, self.scores(*query), k, exclude_known)
 
     async def predict_batched(
         self, side: str, anchor: str, relation: str, k: int, exclude_known: bool
     ) -> dict:
         """:meth:`predict` on the event loop, its product with the table shared with the other
         queries read in the same turn of the loop."""
-        check_side(side)
-        query = (side, self.entity_id(anchor), self.relation_id(relation))
-        scores = await self._score(query)
-        return self.predict(side, anchor, relation, k, exclude_known, scores)
+        query = self._query(side, anchor, relation)
+        return self._answer(query, await self._score(query), k, exclude_known)
+
+    def _answer(
+        self, query: tuple[str, int, int], scores: torch.Tensor, k: int, exclude_known: bool
+    ) -> dict:
+        """:meth:`predict`'s answer from the query's ``scores``."""
+        side, anchor_id, relation_id = query
+        ids = (torch.tensor([anchor_id]), torch.tensor([relation_id]))
+        known = self.index.known(side, *ids)[1]
+        top = rank_answers(
+            self.kg, side, anchor_id, relation_id, scores, k, exclude_known, known=known
+        )
+        true = self._true_answers(side, ids, scores, known)
+        splits = {a["entity"]: a["split"] for a in true}
+        return {
+            "query": {
+                "side": side,
+                "anchor": self.kg.entities[anchor_id],
+                "relation": self.kg.relations[relation_id],
+            },
+            "answers": [
+                {**self.card(a["entity"]), **a, "split": splits.get(a["entity"])} for a in top
+            ],
+            "true_answers": true,
+        }
 
     def _true_answers(
         self,
@@ -322,18 +320,26 @@ class ServedRun:
         }
 
 
-def _encode_batch(
-    batch: list[tuple[Encoder, dict]],
-) -> list[dict[str, torch.Tensor]]:
+def _encode_batch(batch: list[tuple[Encoder, dict]]) -> list[dict[str, torch.Tensor]]:
     """Features of the new entities of concurrent requests, each encoder's in one batch (one
     thread at a time: an encoder's tokenizer is not shared between threads)."""
-    out: list[dict[str, torch.Tensor] | None] = [None] * len(batch)
-    encoders = {id(encoder): encoder for encoder, _ in batch}
-    for key, encoder in encoders.items():
-        rows = [i for i, (other, _) in enumerate(batch) if id(other) == key]
-        features = encode_new_entities(encoder, [batch[i][1] for i in rows])
-        for i, entity in zip(rows, features, strict=True):
-            out[i] = entity
+
+    def encode(encoder: Encoder, rows: list[tuple[Encoder, dict]]) -> list:
+        return encode_new_entities(encoder, [inputs for _, inputs in rows])
+
+    return _by_group(batch, lambda item: item[0], encode)
+
+
+def _by_group(items: list, key: Callable, work: Callable) -> list:
+    """``work(k, group)`` for each group of ``items`` with the same ``key`` (one result per
+    item of the group), the results back in the order of ``items``."""
+    groups: dict[object, list[int]] = {}
+    for i, item in enumerate(items):
+        groups.setdefault(key(item), []).append(i)
+    out: list = [None] * len(items)
+    for k, rows in groups.items():
+        for i, result in zip(rows, work(k, [items[i] for i in rows]), strict=True):
+            out[i] = result
     return out
 
 
