@@ -1,4 +1,4 @@
-"""TripleIndex and Neighbours against brute-force Python sets and dicts."""
+"""KnownTriples, TripleIndex and Neighbours against brute-force Python sets and dicts."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vlkge.data.index import Neighbours, TripleIndex
+from vlkge.data.index import KnownTriples, Neighbours, TripleIndex
 
 
 @st.composite
@@ -99,6 +99,24 @@ def test_counts_on_distinct_triples(graph):
         len(heads.get((a, b), ()))
         for a, b in zip(anchors.tolist(), relations.tolist(), strict=True)
     ]
+
+
+@settings(max_examples=50, deadline=None)
+@given(graphs())
+def test_known_triples_match_the_index(graph):
+    """The compact form (sorted codes and head keys; duplicates in the input) answers
+    membership and answer counts of every query as the full index does."""
+    triples, num_entities, num_relations = graph
+    known = KnownTriples(triples, num_entities, num_relations)
+    index = TripleIndex(triples, num_entities, num_relations)
+    h, r, t = torch.cartesian_prod(
+        torch.arange(num_entities), torch.arange(num_relations), torch.arange(num_entities)
+    ).unbind(-1)
+    assert torch.equal(known.contains(h, r, t), index.contains(h, r, t))
+    anchors, relations = all_queries(num_entities, num_relations)
+    for side in ("tail", "head"):
+        got = known.counts(side, anchors, relations)
+        assert torch.equal(got, index.counts(side, anchors, relations)), side
 
 
 @settings(max_examples=50, deadline=None)

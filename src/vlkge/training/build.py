@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from vlkge.data.graph import KnowledgeGraph
-from vlkge.data.index import TripleIndex
+from vlkge.data.index import KnownTriples
 from vlkge.training.regimes import KvsAll, NegativeSampling, OneVsAll, Regime
 from vlkge.training.sampler import NegativeSampler
 
@@ -40,9 +40,10 @@ def build_regime(cfg: dict, kg: KnowledgeGraph) -> Regime:
         neg = train_cfg["negatives"]
         known = None
         splits = [s for s in neg["filter_splits"] if s in kg.splits]
-        if splits:
-            source = torch.cat([kg.splits[s] for s in splits])
-            known = TripleIndex(source, kg.num_entities, kg.num_relations)
+        if splits:  # one split (the default, train): no copy of its triples
+            parts = [kg.splits[s] for s in splits]
+            source = torch.cat(parts) if len(parts) > 1 else parts[0]
+            known = KnownTriples(source, kg.num_entities, kg.num_relations)
         pools = NegativeSampler.relation_pools(kg.train) if neg["pool"] == "relation" else None
         sampler = NegativeSampler(
             kg.num_entities, neg["num"], neg["side"], known, pools, neg["replacement"]

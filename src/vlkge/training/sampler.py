@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from vlkge.data.index import Neighbours, TripleIndex
+from vlkge.data.index import KnownTriples, Neighbours
 from vlkge.errors import ConfigError
 
 MAX_ROUNDS = 1000
@@ -35,7 +35,7 @@ class NegativeSampler:
         num_entities: int,
         num: int,
         side: str = "both",
-        known: TripleIndex | None = None,
+        known: KnownTriples | None = None,
         pools: dict[str, Neighbours] | None = None,
         replacement: bool = False,
     ):
@@ -115,11 +115,8 @@ class NegativeSampler:
         pool = self._pool_sizes(r, corrupt_head)
         if self.known is None:
             return (pool >= 2 * self.num) & (not self.replacement), pool > 0
-        rel = self.known.num_relations
         answers = torch.where(
-            corrupt_head,
-            self.known.heads.counts(t * rel + r),
-            self.known.tails.counts(h * rel + r),
+            corrupt_head, self.known.counts("head", t, r), self.known.counts("tail", h, r)
         )
         left = pool - answers
         return (left >= 2 * self.num) & (not self.replacement), left > 0
