@@ -4,26 +4,28 @@ and training throughput on a synthetic graph.
 
 Usage::
 
-    OMP_NUM_THREADS=1 python bench/sharding.py [--entities 1000000] [--dim 64]
-                                               [--json-out results.json]
+    OMP_NUM_THREADS=1 python bench/sharding.py [--entities 1000000] [--per-entity 2] [--dim 64]
+                                               [--sharded-only] [--json-out results.json]
 
-Writes a synthetic graph (``--entities`` entities, 10 relations, ``--per-entity`` random
-training triples per entity), then trains one epoch of DistMult with negative sampling
-(Adagrad, batch 4096, 16 negatives, no validation) twice, each in fresh processes: one process
+Every process builds the same synthetic graph in memory (``--entities`` entities, 10
+relations, ``--per-entity`` random training triples per entity, vectorised and seeded; valid
+and test hold 100 triples each), then trains one epoch of DistMult with negative sampling
+(Adagrad, batch 4096, 16 negatives, no validation), twice, each in fresh processes: one process
 with the whole table, and two gloo ranks on loopback with sharded tables, same seed and global
-batch. Each process reports:
+batch (``--sharded-only``: the two ranks alone, for a graph whose one-process run would not fit
+in memory). Each process reports:
 
 - the bytes of its per-entity tables and their optimiser state: the entity table, its dense
   gradient and Adagrad sum for one process; its rows of the table and their Adagrad sum when
   sharded (row gradients exist only for the rows a batch fetched);
-- its resident high-water mark (``VmHWM``) and the resident memory at start (interpreter and
-  torch), so the difference is what the run itself took;
+- its resident memory at start (interpreter and torch) and, after each phase (graph built,
+  model built, trainer and negative filter built, epoch trained), its resident memory and
+  high-water mark (``VmHWM``), so the peak can be traced to the phase that reached it;
 - the epoch's training time (triples per second over the whole run).
 
 The ratio "sharded per rank / one process" of the table bytes is the figure the design aims at
-(1/2 of table + optimiser state with 2 ranks). Every rank also builds the whole table once
-before keeping its rows (the seeded initialisation is the one-process one), which its peak
-shows.
+(1/2 of table + optimiser state with 2 ranks). A sharded rank draws only its own rows of the
+seeded initialisation (the values are one process's: ``ShardedEmbedding.drawn``).
 """
 
 from __future__ import annotations
@@ -49,24 +51,40 @@ def status_mb(field: str) -> float:
     return float("nan")
 
 
-def write_graph(folder: Path, entities: int, per_entity: int, seed: int = 0) -> None:
-    """Random triples over ``entities`` (every entity a head ``per_entity`` times); valid and
-    test hold 100 triples each whose entities occur in training."""
+def synthetic_graph(entities: int, per_entity: int, seed: int = 0):
+    """Random triples over ``entities`` (every entity a head ``per_entity`` times, no
+    self-loops, no repeats, shuffled); valid and test hold 100 triples each whose entities
+    occur in training. Built with int64 codes ``(h R + r) E + t``: a few arrays of the triple
+    count, no Python object per triple."""
+    import torch
+
+    from vlkge.data.graph import KnowledgeGraph
+
     rng = np.random.default_rng(seed)
     heads = np.repeat(np.arange(entities), per_entity)
     tails = rng.integers(0, entities, len(heads))
-    relations = rng.integers(0, RELATIONS, len(heads))
-    keep = heads != tails
-    triples = np.unique(np.stack([heads, relations, tails], 1)[keep], axis=0)
-    rng.shuffle(triples)
-    folder.mkdir(parents=True, exist_ok=True)
-    splits = {"valid": triples[:100], "test": triples[100:200], "train": triples[200:]}
-    for name, rows in splits.items():
-        lines = [f"e{h}\tr{r}\te{t}\n" for h, r, t in rows.tolist()]
-        (folder / f"{name}.txt").write_text("".join(lines))
+    codes = heads * RELATIONS + rng.integers(0, RELATIONS, len(heads))
+    codes = np.unique((codes * entities + tails)[heads != tails])  # sorted, distinct
+    del heads, tails
+    rng.shuffle(codes)
+    triples = torch.from_numpy(
+        np.stack(
+            [codes // (RELATIONS * entities), codes // entities % RELATIONS, codes % entities], 1
+        )
+    )
+    return KnowledgeGraph(
+        name="synthetic",
+        entities=[f"e{i}" for i in range(entities)],
+        relations=[f"r{i}" for i in range(RELATIONS)],
+        splits={"valid": triples[:100], "test": triples[100:200], "train": triples[200:]},
+    )
 
 
-def worker(data: str, dim: int, out: str) -> None:
+def memory() -> dict:
+    return {"rss_mb": status_mb("VmRSS"), "peak_mb": status_mb("VmHWM")}
+
+
+def worker(entities: int, per_entity: int, dim: int, out: str) -> None:
     """One process of a measurement (under torchrun when sharded)."""
     import torch
 
@@ -79,7 +97,6 @@ def worker(data: str, dim: int, out: str) -> None:
     start_rss = status_mb("VmRSS")
     cfg = load_config(
         overrides=[
-            f"dataset.name={data}",
             "model.backbone=distmult",
             f"model.dim={dim}",
             "training.batch_size=4096",
@@ -91,12 +108,18 @@ def worker(data: str, dim: int, out: str) -> None:
             "distributed.shard_tables=true",
         ]
     )
+    phases = {}
     with distributed.session(torch.device("cpu")), tempfile.TemporaryDirectory() as run:
-        kg, model = prepare(cfg, quiet=True)
+        kg = synthetic_graph(entities, per_entity)
+        phases["graph"] = memory()
+        kg, model = prepare(cfg, quiet=True, kg=kg)
+        phases["model"] = memory()
         trainer = Trainer(cfg, kg, model, Path(run))
+        phases["trainer"] = memory()
         began = time.perf_counter()
         trainer.train_epoch()
         seconds = time.perf_counter() - began
+        phases["epoch"] = memory()
         if trainer.rows is not None:
             tensors = [t.weight for _, t in sharded_tables(model)]
             tensors += list(trainer.rows.sums.values())
@@ -113,21 +136,16 @@ def worker(data: str, dim: int, out: str) -> None:
             "table_mb": table_bytes / 2**20,
             "start_rss_mb": start_rss,
             "peak_rss_mb": status_mb("VmHWM"),
+            "phases": phases,
         }
     Path(f"{out}.{result['rank']}.json").write_text(json.dumps(result))
 
 
-def measure(data: Path, dim: int, ranks: int, out: Path) -> list[dict]:
+def measure(args: argparse.Namespace, ranks: int, out: Path) -> list[dict]:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    me = [
-        str(Path(__file__).resolve()),
-        "--worker",
-        str(data),
-        "--dim",
-        str(dim),
-        "--out",
-        str(out),
-    ]
+    me = [str(Path(__file__).resolve()), "--worker", "--out", str(out)]
+    me += ["--entities", str(args.entities), "--per-entity", str(args.per_entity)]
+    me += ["--dim", str(args.dim)]
     if ranks == 1:
         command = [sys.executable, *me]
     else:
@@ -142,20 +160,19 @@ def main() -> None:
     parser.add_argument("--entities", type=int, default=1_000_000)
     parser.add_argument("--per-entity", type=int, default=2)
     parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--sharded-only", action="store_true", help="no one-process run")
     parser.add_argument("--json-out")
-    parser.add_argument("--worker", metavar="DATA", help=argparse.SUPPRESS)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker, args.dim, args.out)
+        worker(args.entities, args.per_entity, args.dim, args.out)
         return
     with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "graph"
-        write_graph(data, args.entities, args.per_entity)
-        one = measure(data, args.dim, 1, Path(tmp) / "one")
-        two = measure(data, args.dim, 2, Path(tmp) / "two")
-    base = one[0]
-    print(f"{args.entities:,} entities, {base['train_triples']:,} training triples, d {args.dim}")
+        one = [] if args.sharded_only else measure(args, 1, Path(tmp) / "one")
+        two = measure(args, 2, Path(tmp) / "two")
+    triples = two[0]["train_triples"]
+    print(f"{args.entities:,} entities, {triples:,} training triples, d {args.dim}")
     print("ranks  rank  table+state MB  start RSS MB  peak RSS MB  epoch s  triples/s")
     for row in one + two:
         rate = row["train_triples"] / row["epoch_s"]
@@ -164,16 +181,28 @@ def main() -> None:
             f"{row['start_rss_mb']:>12.1f}  {row['peak_rss_mb']:>11.1f}  "
             f"{row['epoch_s']:>7.1f}  {rate:>9.0f}"
         )
-    table_ratio = max(r["table_mb"] for r in two) / base["table_mb"]
-    weight_and_state = base["table_mb"] * 2 / 3  # one process: weight, gradient, Adagrad sum
-    half_ratio = max(r["table_mb"] for r in two) / weight_and_state
-    speed = base["epoch_s"] / max(r["epoch_s"] for r in two)
-    print(f"sharded rank / one process, table + gradient + state: {table_ratio:.3f}")
-    print(f"sharded rank / one process, table + Adagrad state: {half_ratio:.3f} (target 0.5)")
-    print(f"throughput, 2 sharded ranks / 1 process: {speed:.2f}x")
-    if args.json_out:
-        summary = {"entities": args.entities, "dim": args.dim, "runs": one + two}
+    print("phase    " + "  ".join(f"rank {r['rank']} RSS / peak MB" for r in two))
+    for phase in two[0]["phases"]:
+        cells = [
+            f"{r['phases'][phase]['rss_mb']:>8.0f} / {r['phases'][phase]['peak_mb']:>6.0f}"
+            for r in two
+        ]
+        print(f"{phase:<8} " + "  ".join(f"{c:>23}" for c in cells))
+    total = sum(r["peak_rss_mb"] for r in two)
+    print(f"2 sharded ranks, peak RSS summed: {total:,.0f} MB")
+    summary = {"entities": args.entities, "per_entity": args.per_entity, "dim": args.dim}
+    summary |= {"train_triples": triples, "runs": one + two, "sharded_peak_sum_mb": total}
+    if one:
+        base = one[0]
+        table_ratio = max(r["table_mb"] for r in two) / base["table_mb"]
+        weight_and_state = base["table_mb"] * 2 / 3  # one process: weight, gradient, Adagrad sum
+        half_ratio = max(r["table_mb"] for r in two) / weight_and_state
+        speed = base["epoch_s"] / max(r["epoch_s"] for r in two)
+        print(f"sharded rank / one process, table + gradient + state: {table_ratio:.3f}")
+        print(f"sharded rank / one process, table + Adagrad state: {half_ratio:.3f} (target 0.5)")
+        print(f"throughput, 2 sharded ranks / 1 process: {speed:.2f}x")
         summary |= {"table_ratio": table_ratio, "half_ratio": half_ratio, "speedup": speed}
+    if args.json_out:
         Path(args.json_out).write_text(json.dumps(summary, indent=2) + "\n")
 
 

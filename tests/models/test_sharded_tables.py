@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from vlkge.errors import VlkgeError
+from vlkge.models import sharded as sharded_module
 from vlkge.models.imaginary import ComplexEntities
 from vlkge.models.multimodal import FusedEntityRepresentation
 from vlkge.models.representations import Embedding
@@ -35,9 +36,28 @@ def test_bounds_cut_near_equal_contiguous_slices():
         entity_bounds(2, 3)
 
 
+@pytest.mark.parametrize("world", [2, 3])
+def test_drawn_shards_concatenate_to_the_whole_table(world, monkeypatch):
+    """Each rank draws only its rows, in blocks smaller than the table: concatenated they are
+    one process's Xavier table bit for bit, and every rank's generator ends where that of one
+    process does."""
+    monkeypatch.setattr(sharded_module, "DRAW_BLOCK", 5 * 4)  # blocks of 4 rows
+    count, width = 23, 5
+    torch.manual_seed(3)
+    whole = Embedding(count, width).weight.detach()
+    after = torch.rand(4)
+    bounds = entity_bounds(count, world)
+    shards = []
+    for rank in range(world):
+        torch.manual_seed(3)
+        shards.append(ShardedEmbedding.drawn(count, width, bounds, rank).weight)
+        assert torch.equal(torch.rand(4), after)
+    assert torch.equal(torch.cat(shards), whole)
+
+
 def test_fetched_rows_are_the_table_rows_and_keep_their_gradient(group):
     table = Embedding(7, 3)
-    sharded = ShardedEmbedding(table, [0, 7], 0)
+    sharded = ShardedEmbedding.of(table, [0, 7], 0)
     ids = torch.tensor([[5, 1], [5, 0]])
     out = sharded(ids)
     assert torch.equal(out, table.weight.detach()[ids])

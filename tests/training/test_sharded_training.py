@@ -69,7 +69,7 @@ def test_row_updates_equal_the_dense_optimiser(group, name):
     dense = torch.nn.Parameter(table.weight.detach().clone())
     reference = {"adagrad": torch.optim.Adagrad, "sgd": torch.optim.SGD}[name]([dense], lr=0.1)
     holder = torch.nn.Module()
-    holder.entities = ShardedEmbedding(table, [0, 6], 0)
+    holder.entities = ShardedEmbedding.of(table, [0, 6], 0)
     rows = sharded.ShardedRows(holder, name, 0.1)
     generator = torch.Generator().manual_seed(0)
     for _ in range(3):

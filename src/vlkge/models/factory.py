@@ -20,6 +20,7 @@ from vlkge.models.imaginary import ComplexEntities
 from vlkge.models.model import KGEModel
 from vlkge.models.multimodal import FusedEntityRepresentation
 from vlkge.models.representations import Embedding, Representation
+from vlkge.models.sharded import ShardedEmbedding, entity_bounds, shard_model
 from vlkge.precision import model_device
 
 log = logging.getLogger(__name__)
@@ -44,15 +45,21 @@ def build_entities(
     paper_compat: bool = False,
     towers: dict | None = None,
     features_cfg: dict | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> Representation:
     """The entity representation: a structural table, or the fused multimodal one when
     ``model.modalities`` is non-empty (then ``features`` must hold those modalities), with an
-    imaginary part for complex backbones (``entity_parts == 2``)."""
+    imaginary part for complex backbones (``entity_parts == 2``). With ``shard = (rank,
+    world)`` the structural table holds only this rank's rows (:mod:`vlkge.models.sharded`)."""
     dim, modalities, structural = model_cfg["dim"], model_cfg["modalities"], model_cfg["structural"]
     if not modalities:
         if not structural:
             raise ConfigError("model.structural: false needs at least one of model.modalities")
-        return Embedding(kg.num_entities, entity_parts * dim)
+        width, count = entity_parts * dim, kg.num_entities
+        if shard is not None:  # never the whole table: the rank's rows, drawn as one process's
+            rank, world = shard
+            return ShardedEmbedding.drawn(count, width, entity_bounds(count, world), rank)
+        return Embedding(count, width)
     if features is None:
         raise VlkgeError(
             f"model.modalities is {modalities} but no features were given "
@@ -100,17 +107,21 @@ def build_model(
     paper_compat: bool = False,
     towers: dict | None = None,
     features_cfg: dict | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> KGEModel:
     """A model for ``kg`` from the ``model`` section of a config.
 
     ``features`` (``{modality: (FloatTensor[E, w], BoolTensor[E])}``) feed the multimodal
     representation when ``model.modalities`` is set; ``paper_compat`` (``compat.paper``) turns
     on the reference implementation's fusion and initialisation (SPEC 6.3, 6.4); ``towers``
-    are fine-tuned encoder towers (:func:`vlkge.encoders.tuning.build_towers`).
+    are fine-tuned encoder towers (:func:`vlkge.encoders.tuning.build_towers`). ``shard =
+    (rank, world)``: the entity tables hold only this rank's rows, with the values and the
+    generator state of one process's model (a structural table is never whole; the tables of
+    a multimodal model are built whole, then cut).
     """
     interaction = build_interaction(model_cfg)
     entities = build_entities(
-        model_cfg, kg, interaction.entity_parts, features, paper_compat, towers, features_cfg
+        model_cfg, kg, interaction.entity_parts, features, paper_compat, towers, features_cfg, shard
     )
     # relations match the width of one part of an entity vector (k * d for concat fusion)
     width = entities.width // interaction.entity_parts
@@ -119,19 +130,23 @@ def build_model(
     relations = Embedding(
         num_relations, interaction.relation_width(width), init=interaction.init_relations
     )
-    return KGEModel(entities, relations, interaction, kg.num_relations, reciprocal)
+    model = KGEModel(entities, relations, interaction, kg.num_relations, reciprocal)
+    if shard is not None:
+        shard_model(model, *shard)
+    return model
 
 
 @torch.no_grad()
 def warn_large_margin(
-    model: KGEModel, triples: torch.Tensor, loss: str, sample: int = 1024
+    model: KGEModel, triples: torch.Tensor, loss: str, sample: int = 1024, report: bool = True
 ) -> bool:
     """Warn (once, when training starts) that ``model.gamma`` is large for the distances the
     model starts from: the median initial score of (up to ``sample`` evenly spaced) training
     ``triples`` is above :data:`SATURATED_SCORE`, so the loss barely pulls true triples closer
     (TransE or RotatE at a small dimension with the default 12). The ``ce`` loss, a softmax,
     is blind to the margin. Draws nothing from the random generators; returns whether it
-    warned."""
+    warned (or would have: ``report`` false, a rank of sharded tables other than the first,
+    which must take part in the fetches)."""
     gamma = getattr(model.interaction, "gamma", None)
     if not gamma or loss == "ce" or len(triples) == 0:
         return False
@@ -144,6 +159,8 @@ def warn_large_margin(
         model.train(training)
     if score.item() <= SATURATED_SCORE:
         return False
+    if not report:
+        return True
     log.warning(
         "model.gamma %g is large for the initial distances of the training triples (median "
         "%.3g): they start with scores near %.3g, where the loss hardly pulls true triples "

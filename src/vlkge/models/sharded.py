@@ -18,6 +18,7 @@ replicated optimiser and the all-reduce of gradients never see it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -28,6 +29,10 @@ from torch import nn
 from vlkge import distributed
 from vlkge.errors import VlkgeError
 from vlkge.models.representations import Embedding, Representation
+
+#: values per block when drawing the other ranks' rows of a table (16 MiB of float32,
+#: :meth:`ShardedEmbedding.drawn`)
+DRAW_BLOCK = 2**22
 
 
 def entity_bounds(count: int, world: int) -> list[int]:
@@ -51,15 +56,41 @@ class Fetched:
 class ShardedEmbedding(Representation):
     """The rows ``bounds[rank] <= row < bounds[rank + 1]`` of a ``count x width`` table."""
 
-    def __init__(self, table: Embedding, bounds: list[int], rank: int):
+    def __init__(self, count: int, width: int, bounds: list[int], rank: int, rows: torch.Tensor):
         super().__init__()
-        self.count, self.width = table.count, table.width
+        self.count, self.width = count, width
         self.bounds, self.rank = bounds, rank
         self.lo, self.hi = bounds[rank], bounds[rank + 1]
-        self.register_buffer("weight", table.weight.detach()[self.lo : self.hi].clone())
-        ends = torch.tensor(bounds[1:], device=table.weight.device)
+        self.register_buffer("weight", rows)
+        ends = torch.tensor(bounds[1:], device=rows.device)
         self.register_buffer("ends", ends, persistent=False)
         self.fetched: list[Fetched] = []
+
+    @classmethod
+    def of(cls, table: Embedding, bounds: list[int], rank: int) -> ShardedEmbedding:
+        """This rank's rows of a whole ``table``."""
+        rows = table.weight.detach()[bounds[rank] : bounds[rank + 1]].clone()
+        return cls(table.count, table.width, bounds, rank, rows)
+
+    @classmethod
+    def drawn(cls, count: int, width: int, bounds: list[int], rank: int) -> ShardedEmbedding:
+        """This rank's rows of ``Embedding(count, width)`` (Xavier-uniform) without the whole
+        table: every row's values are drawn from the global generator in the table's order, the
+        other ranks' into a scratch block of :data:`DRAW_BLOCK` values, so the rows are bit for bit
+        those of one process and the generator ends where the whole table's draw leaves it
+        (CPU ``uniform_`` draws element by element); memory is the shard plus the block."""
+        bound = math.sqrt(3.0) * math.sqrt(2.0 / float(width + count))  # nn.init.xavier_uniform_
+        lo, hi = bounds[rank], bounds[rank + 1]
+        scratch = torch.empty(min(max(1, DRAW_BLOCK // width), count), width)
+
+        def skip(rows: int) -> None:
+            for start in range(0, rows, len(scratch)):
+                scratch[: min(len(scratch), rows - start)].uniform_(-bound, bound)
+
+        skip(lo)
+        mine = torch.empty(hi - lo, width).uniform_(-bound, bound)
+        skip(count - hi)
+        return cls(count, width, bounds, rank, mine)
 
     def owners(self, ids: torch.Tensor) -> torch.Tensor:
         return torch.searchsorted(self.ends, ids, right=True)
@@ -102,8 +133,10 @@ def shard_model(model: nn.Module, rank: int, world: int) -> list[int]:
     ):
         raise VlkgeError("distributed.shard_tables does not work with model.neighbours > 0")
     model.entity_shard = (bounds[rank], bounds[rank + 1])
+    if isinstance(entities, ShardedEmbedding):  # drawn sharded (ShardedEmbedding.drawn)
+        return bounds
     if isinstance(entities, Embedding):  # the structural model: rows are entity ids
-        model.entities = ShardedEmbedding(entities, bounds, rank)
+        model.entities = ShardedEmbedding.of(entities, bounds, rank)
         return bounds
     found = [
         (module, name, child)
@@ -113,7 +146,7 @@ def shard_model(model: nn.Module, rank: int, world: int) -> list[int]:
     ]
     for module, name, table in found:
         rows = _row_map(module, name)
-        setattr(module, name, ShardedEmbedding(table, _row_bounds(rows >= 0, bounds), rank))
+        setattr(module, name, ShardedEmbedding.of(table, _row_bounds(rows >= 0, bounds), rank))
     return bounds
 
 

@@ -27,8 +27,9 @@ from vlkge.models.backbones.kernels import configure_kernels
 from vlkge.models.factory import build_model, warn_large_margin
 from vlkge.models.features import Features, cache_encoders, feature_cache_dir, load_features
 from vlkge.models.model import KGEModel
+from vlkge.models.sharded import entity_shard
 from vlkge.runfolder import CONFIG, absolute_paths, new_run, require_run_folder, write_metrics
-from vlkge.training.sharded import restore_best, shard_if_asked
+from vlkge.training.sharded import restore_best, shard_if_asked, shard_of
 from vlkge.training.trainer import EpochCallback, Trainer, show_progress
 
 log = logging.getLogger(__name__)
@@ -68,13 +69,17 @@ def check_splits(cfg: dict, kg: KnowledgeGraph) -> None:
 
 
 def prepare(
-    cfg: dict, features: Features | None = None, quiet: bool = False
+    cfg: dict,
+    features: Features | None = None,
+    quiet: bool = False,
+    kg: KnowledgeGraph | None = None,
 ) -> tuple[KnowledgeGraph, KGEModel]:
     """The graph and a freshly initialised model (seeded).
 
     A multimodal model (``model.modalities``) reads its frozen features from
     ``features.cache_dir`` unless a ``features`` dict is given; ``quiet``: a trained run's
-    graph, whose findings its training reported (:func:`vlkge.data.datasets.load_graph`).
+    graph, whose findings its training reported (:func:`vlkge.data.datasets.load_graph`);
+    ``kg``: a graph already in memory instead of ``dataset`` (a benchmark's synthetic one).
     """
     if cfg["num_threads"]:
         torch.set_num_threads(cfg["num_threads"])
@@ -84,7 +89,7 @@ def prepare(
     keep_freed_memory()
     seed_everything(cfg["seed"])
     configure_kernels(cfg["compile"])
-    kg = load_graph(cfg["dataset"], quiet)
+    kg = load_graph(cfg["dataset"], quiet) if kg is None else kg
     model_cfg = cfg["model"]
     towers = None
     if cfg["encoder"]["finetune"] != "none" and model_cfg["modalities"]:
@@ -93,7 +98,13 @@ def prepare(
     elif features is None and model_cfg["modalities"]:
         features = load_features(feature_cache_dir(cfg, kg), kg, model_cfg["modalities"])
     model = build_model(
-        model_cfg, kg, features, model_cfg["reference_fusion"], towers, features_cfg=cfg["features"]
+        model_cfg,
+        kg,
+        features,
+        model_cfg["reference_fusion"],
+        towers,
+        features_cfg=cfg["features"],
+        shard=shard_of(cfg),  # sharded tables: this rank's rows only
     )
     return kg, model
 
@@ -212,8 +223,8 @@ def _train_in(
     main = distributed.is_main()
     kg, model = prepare(cfg, features)
     check_splits(cfg, kg)
-    if main:  # on the whole model, before its tables are sharded
-        warn_large_margin(model, kg.train, cfg["training"]["loss"])
+    if main or entity_shard(model) is not None:  # sharded: every rank serves its rows
+        warn_large_margin(model, kg.train, cfg["training"]["loss"], report=main)
     shard_if_asked(cfg, model)  # on the host: the device holds only this rank's rows
     model.to(device)
     evaluator = Evaluator(kg, cfg["evaluation"], precision=cfg["precision"])

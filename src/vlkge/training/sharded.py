@@ -58,16 +58,24 @@ def check_shardable(cfg: dict) -> None:
         raise ConfigError("distributed.shard_tables supports precision fp32 and bf16, not fp16")
 
 
+def shard_of(cfg: dict) -> tuple[int, int] | None:
+    """``(rank, world)`` when the run's tables are sharded: ``distributed.shard_tables`` under
+    torchrun with several ranks (checked: :func:`check_shardable`); ``None`` otherwise."""
+    if not (cfg["distributed"]["shard_tables"] and distributed.world_size() > 1):
+        return None
+    check_shardable(cfg)
+    return distributed.rank(), distributed.world_size()
+
+
 def shard_if_asked(cfg: dict, model: torch.nn.Module) -> bool:
     """Under torchrun with ``distributed.shard_tables``: keep only this rank's rows of the
-    model's entity tables (once; before the model moves to its device, so that the device
-    only ever holds them). Whether the run's tables are sharded."""
-    if not (cfg["distributed"]["shard_tables"] and distributed.world_size() > 1):
-        return False
-    if entity_shard(model) is None:
-        check_shardable(cfg)
-        shard_model(model, distributed.rank(), distributed.world_size())
-    return True
+    model's entity tables, unless the model was built sharded (:func:`vlkge.training.run.
+    prepare`; once, before the model moves to its device, so that the device only ever holds
+    them). Whether the run's tables are sharded."""
+    shard = shard_of(cfg)
+    if shard is not None and entity_shard(model) is None:
+        shard_model(model, *shard)
+    return shard is not None
 
 
 def shard_for_training(cfg: dict, model: torch.nn.Module, regime: Regime) -> ShardedRows | None:
