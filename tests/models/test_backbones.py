@@ -162,7 +162,8 @@ def test_compiled_kernels_match_eager(kind, monkeypatch):
     table = torch.randn(30, 8, generator=g, requires_grad=True)
     ids = torch.randint(30, (21, 5), generator=g)
     monkeypatch.setattr(base, "BLOCK_ELEMENTS", 40 * 5 * 8 // 5)  # 8 rows a block: padding
-    monkeypatch.setattr(base, "ALL_BLOCK_ELEMENTS", 30 * 8 * 8)
+    monkeypatch.setattr(base, "ALL_QUERY_ROWS", 8)  # padded query blocks
+    monkeypatch.setattr(base, "ALL_TILE_BYTES", 8 * 8 * 4)  # tiles of 8 entities: padded
     results = []
     for enabled in (False, True):
         monkeypatch.setattr(base.Kernels, "enabled", enabled)

@@ -31,9 +31,13 @@ SPARSE_DTYPES = (torch.float32, torch.float64)
 DENSE_CANDIDATE_RATIO = 200
 #: elements of the ``[b, N, D]`` block a candidate distance materialises at once
 BLOCK_ELEMENTS = 1 << 20
-#: elements of the ``[b, E, D]`` block a compiled all-entity distance covers per call (fused:
-#: nothing of that size is allocated) and of the difference an eager block materialises
-ALL_BLOCK_ELEMENTS = 1 << 27
+#: a compiled all-entity distance scores blocks of this many queries against tiles of entities
+#: of at most ``ALL_TILE_BYTES``: a tile stays in the core's L2 cache while the block's queries
+#: pass over it (scoring each query against the whole table instead read the table from memory
+#: once per query: 3x slower for RotatE on WN9-IMG, docs/results.md, issue 20)
+ALL_QUERY_ROWS = 64
+ALL_TILE_BYTES = 1 << 18
+#: elements of the ``[b, E, D]`` difference an eager all-entity block materialises
 EAGER_BLOCK_ELEMENTS = 1 << 24
 
 
@@ -244,11 +248,14 @@ def distances(
         # plain autograd over blocks whose [b, E, D] difference stays bounded
         rows = _block_rows(table.numel(), EAGER_BLOCK_ELEMENTS)
         return torch.cat([_all_block(q, table, kind) for q in query.split(rows)])
-    rows = _block_rows(table.numel(), ALL_BLOCK_ELEMENTS)
+    rows = ALL_QUERY_ROWS
+    span = min(len(table), _block_rows(table.shape[1] * table.element_size(), ALL_TILE_BYTES))
     out = query.new_empty(len(query), len(table))
     for start in range(0, len(query), rows):
         q = query[start : start + rows]
-        out[start : start + rows] = Kernels.call(_all_block, kind, _padded(q, rows), table)[
-            : len(q)
-        ]
+        padded = _padded(q, rows)
+        for lo in range(0, len(table), span):
+            tile = table[lo : lo + span]
+            block = Kernels.call(_all_block, kind, padded, _padded(tile, span))
+            out[start : start + rows, lo : lo + span] = block[: len(q), : len(tile)]
     return out
