@@ -95,13 +95,37 @@ def test_sampled_products_values_and_gradients():
     assert torch.autograd.gradcheck(lambda q, t: base.products(q, t, ids), (query, table))
 
 
+def _plain_distance(diff: torch.Tensor, kind: str) -> torch.Tensor:
+    """An independent distance: torch's complex modulus for ``modulus``."""
+    if kind == "modulus":
+        real, imag = diff.chunk(2, dim=-1)
+        return torch.complex(real, imag).abs().sum(-1)
+    return diff.abs().sum(-1) if kind == "l1" else diff.norm(dim=-1)
+
+
+@pytest.mark.parametrize("compiled", [False, True])
 @pytest.mark.parametrize("kind", ["l1", "l2", "modulus"])
-def test_candidate_distance_gradients(kind):
+def test_candidate_distance_gradients(kind, compiled, monkeypatch):
+    """Candidate distances (pairs sorted by entity; eager in chunks of 8 pairs, or compiled)
+    give plain autograd's values and gradients over a gather, repeated ids included, and
+    pass gradcheck."""
+    monkeypatch.setattr(base.Kernels, "enabled", compiled)
+    monkeypatch.setattr(base, "BLOCK_ELEMENTS", 8 * 8)
     g = torch.Generator().manual_seed(3)
     query = torch.randn(6, 8, dtype=torch.float64, generator=g, requires_grad=True)
     table = torch.randn(20, 8, dtype=torch.float64, generator=g, requires_grad=True)
     ids = torch.randint(20, (6, 7), generator=g)
+    ids[0, :3] = 5  # repeats within a row, as sampling with replacement draws them
+    out = base.distances(query, table, ids, kind)
+    weights = torch.randn(out.shape, dtype=torch.float64, generator=g)
+    got = torch.autograd.grad(out, (query, table), weights)
+    expected = _plain_distance(query.unsqueeze(1) - table[ids], kind)
+    wanted = torch.autograd.grad(expected, (query, table), weights)
+    assert torch.allclose(out, expected)
+    for mine, theirs in zip(got, wanted, strict=True):
+        assert torch.allclose(mine, theirs)
     assert torch.autograd.gradcheck(lambda q, t: base.distances(q, t, ids, kind), (query, table))
+    assert base.Kernels.enabled == compiled  # no silent fallback to eager
 
 
 def test_complex_matches_torch_complex():
@@ -161,7 +185,7 @@ def test_compiled_kernels_match_eager(kind, monkeypatch):
     query = torch.randn(21, 8, generator=g, requires_grad=True)
     table = torch.randn(30, 8, generator=g, requires_grad=True)
     ids = torch.randint(30, (21, 5), generator=g)
-    monkeypatch.setattr(base, "BLOCK_ELEMENTS", 40 * 5 * 8 // 5)  # 8 rows a block: padding
+    monkeypatch.setattr(base, "BLOCK_ELEMENTS", 8 * 8)  # eager: chunks of 8 pairs
     monkeypatch.setattr(base, "ALL_QUERY_ROWS", 8)  # padded query blocks
     monkeypatch.setattr(base, "ALL_TILE_BYTES", 8 * 8 * 4)  # tiles of 8 entities: padded
     results = []

@@ -17,11 +17,10 @@ import logging
 import shutil
 import warnings
 from collections.abc import Callable
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-
-from vlkge.models.backbones.complex_ops import halves
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +28,8 @@ log = logging.getLogger(__name__)
 SPARSE_DTYPES = (torch.float32, torch.float64)
 #: score the whole table and pick the candidates when entities <= this many times candidates
 DENSE_CANDIDATE_RATIO = 200
-#: elements of the ``[b, N, D]`` block a candidate distance materialises at once
-BLOCK_ELEMENTS = 1 << 20
+#: elements of the ``[pairs, D]`` difference an eager candidate distance materialises at once
+BLOCK_ELEMENTS = 1 << 22
 #: a compiled all-entity distance scores blocks of this many queries against tiles of entities
 #: of at most ``ALL_TILE_BYTES``: a tile stays in the core's L2 cache while the block's queries
 #: pass over it (scoring each query against the whole table instead read the table from memory
@@ -106,17 +105,22 @@ def _l1_grad(diff: torch.Tensor) -> torch.Tensor:
     return diff.sign()
 
 
+def _complex_pairs(diff: torch.Tensor) -> torch.Tensor:
+    """``[..., 2, D/2]``: real and imaginary halves on an axis of their own (a view, so a
+    compiled kernel fuses what follows instead of building a concatenation)."""
+    return diff.unflatten(-1, (2, -1))
+
+
 def _modulus(diff: torch.Tensor) -> torch.Tensor:
     """Sum over complex coordinates of |diff_k| (real and imaginary halves)."""
-    real, imag = halves(diff)
     # the clamp keeps the gradient finite where two points coincide
-    return (real.square() + imag.square()).clamp_min(1e-18).sqrt().sum(-1)
+    return _complex_pairs(diff).square().sum(-2).clamp_min(1e-18).sqrt().sum(-1)
 
 
 def _modulus_grad(diff: torch.Tensor) -> torch.Tensor:
-    real, imag = halves(diff)
-    inv = (real.square() + imag.square()).clamp_min(1e-18).rsqrt()
-    return torch.cat([real * inv, imag * inv], dim=-1)
+    pairs = _complex_pairs(diff)
+    inv = pairs.square().sum(-2, keepdim=True).clamp_min(1e-18).rsqrt()
+    return (pairs * inv).flatten(-2)
 
 
 def _l2(diff: torch.Tensor) -> torch.Tensor:
@@ -132,13 +136,17 @@ def _all_block(query: torch.Tensor, table: torch.Tensor, kind: str) -> torch.Ten
     return DISTANCES[kind][0](query.unsqueeze(1) - table.unsqueeze(0))
 
 
-def _candidate_block(query, table, ids, kind: str) -> torch.Tensor:
-    return DISTANCES[kind][0](query.unsqueeze(1) - table[ids])
+def _pair_distances(query, table, rows, ents, kind: str) -> torch.Tensor:
+    """``dist(query[rows_k], table[ents_k])`` for each pair ``k``."""
+    return DISTANCES[kind][0](query[rows] - table[ents])
 
 
-def _candidate_block_grad(query, table, ids, grad, kind: str):
-    local = DISTANCES[kind][1](query.unsqueeze(1) - table[ids]) * grad.unsqueeze(-1)
-    return local.sum(1), local
+def _pair_grads(query, table, rows, ents, grad, kind: str):
+    """The gradients of ``sum_k grad_k dist(query[rows_k], table[ents_k])`` with respect to
+    the query and the table."""
+    local = DISTANCES[kind][1](query[rows] - table[ents]) * grad.unsqueeze(-1)
+    grad_query = torch.zeros_like(query).index_add_(0, rows, local)
+    return grad_query, torch.zeros_like(table).index_add_(0, ents, local, alpha=-1)
 
 
 class Kernels:
@@ -146,6 +154,13 @@ class Kernels:
 
     enabled = False
     cache: dict[tuple[str, str], Callable] = {}
+    #: block functions whose inputs' first axis is any length (pairs, queries, entities),
+    #: compiled once for all of them; the others are compiled for static shapes
+    any_rows = ("_pair_distances", "_pair_grads")
+    #: inductor settings by block function: the gradients' loop adds into rows that several
+    #: pairs share, so it runs on one thread (parallel, each addition would be atomic: 10x
+    #: slower on two threads)
+    options: ClassVar[dict[str, dict]] = {"_pair_grads": {"cpp.threads": 1}}
 
     @classmethod
     def configure(cls, setting: str | bool) -> None:
@@ -162,7 +177,14 @@ class Kernels:
                 # a partial, not a lambda: each block function keeps its own code object, so
                 # its shapes do not count against the others' recompile limit (past it,
                 # torch runs the block eagerly, 5-10x slower)
-                cls.cache[key] = torch.compile(functools.partial(fn, kind=kind), dynamic=False)
+                cls.cache[key] = torch.compile(
+                    functools.partial(fn, kind=kind),
+                    dynamic=None if fn.__name__ in cls.any_rows else False,
+                    options=cls.options.get(fn.__name__),
+                )
+            if fn.__name__ in cls.any_rows:
+                for arg in args:
+                    torch._dynamo.maybe_mark_dynamic(arg, 0)
             try:
                 return cls.cache[key](*args)
             except Exception as exc:  # no working compiler or unsupported platform
@@ -186,43 +208,57 @@ def _block_rows(per_row: int, budget: int) -> int:
 
 
 class _CandidateDistance(torch.autograd.Function):
-    """dist(query_b, table[ids_bn]) in blocks, with a hand-written blockwise backward."""
+    """dist(query_b, table[ids_bn]) with a hand-written backward.
+
+    The ``(b, n)`` pairs are visited in order of entity (one stable sort a call): the table's
+    rows are read, and its gradient's rows written, in order, each row reused by all the
+    pairs that name it while it is in cache (random rows of a table larger than the cache
+    made the pairs memory-bound). Compiled, forward and backward are one fused loop over the
+    pairs each, the backward adding each pair's gradient into its query's and its entity's
+    rows; nothing of size ``[B, N, D]`` is built. Eager, the pairs run in bounded chunks.
+    """
 
     @staticmethod
     def forward(ctx, query, table, ids, kind):
-        ctx.save_for_backward(query, table, ids)
+        flat = ids.reshape(-1)
+        order = torch.argsort(flat, stable=True)
+        rows, ents = order // ids.shape[1], flat[order]
+        ctx.save_for_backward(query, table, rows, ents, order)
         ctx.kind = kind
-        out = query.new_empty(ids.shape)
-        rows = _block_rows(ids.shape[1] * table.shape[1], BLOCK_ELEMENTS)
-        for start in range(0, len(query), rows):
-            q, i = query[start : start + rows], ids[start : start + rows]
-            block = Kernels.call(_candidate_block, kind, _padded(q, rows), table, _padded(i, rows))
-            out[start : start + rows] = block[: len(q)]
-        return out
+        out = query.new_empty(flat.shape)
+        chunk = _pair_chunk(table)
+        for lo in range(0, len(order), chunk):
+            part = slice(lo, lo + chunk)
+            found = Kernels.call(_pair_distances, kind, query, table, rows[part], ents[part])
+            out[order[part]] = found
+        return out.view(ids.shape)
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
-        query, table, ids = ctx.saved_tensors
-        grad_query = torch.empty_like(query)
-        grad_table = torch.zeros_like(table)
-        rows = _block_rows(ids.shape[1] * table.shape[1], BLOCK_ELEMENTS)
-        for start in range(0, len(query), rows):
-            q, i = query[start : start + rows], ids[start : start + rows]
-            g = grad[start : start + rows]
-            gq, local = Kernels.call(
-                _candidate_block_grad,
-                ctx.kind,
-                _padded(q, rows),
-                table,
-                _padded(i, rows),
-                _padded(g, rows),
+        query, table, rows, ents, order = ctx.saved_tensors
+        grad = grad.reshape(-1)[order]
+        grad_query = grad_table = None
+        chunk = _pair_chunk(table)
+        for lo in range(0, len(order), chunk):
+            part = slice(lo, lo + chunk)
+            found = Kernels.call(
+                _pair_grads, ctx.kind, query, table, rows[part], ents[part], grad[part]
             )
-            grad_query[start : start + rows] = gq[: len(q)]
-            # padded rows carry zero gradient, so they add nothing to entity 0
-            grad_table.index_add_(
-                0, _padded(i, rows).reshape(-1), local.reshape(-1, table.shape[1]), alpha=-1
-            )
+            if grad_query is None:
+                grad_query, grad_table = found
+            else:
+                grad_query += found[0]
+                grad_table += found[1]
         return grad_query, grad_table, None, None
+
+
+def _pair_chunk(table: torch.Tensor) -> int:
+    """Pairs per call: all of them compiled (fused, nothing per pair is stored), bounded
+    blocks of the ``[pairs, D]`` difference eagerly."""
+    if Kernels.enabled:
+        return 1 << 62
+    return _block_rows(table.shape[1], BLOCK_ELEMENTS)
 
 
 def distances(
