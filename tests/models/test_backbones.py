@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from vlkge.models.backbones import BACKBONES, ComplEx, DistMult, RotatE, TransE
 from vlkge.models.backbones import kernels as base
+from vlkge.models.backbones.transe import unit
 
 DIM = 6
 
@@ -152,6 +153,21 @@ def test_transe_normalises_and_uses_l1():
     n = lambda x: F.normalize(x, dim=-1)  # noqa: E731
     expected = 12.0 - (n(h) + n(r) - n(t)).abs().sum(-1)
     assert torch.allclose(TransE(gamma=12.0).score(h, r, t), expected)
+
+
+def test_unit_rows_match_normalize():
+    """TransE's normalisation gives F.normalize's values and autograd's gradients, rows at
+    and below the norm's floor included, and passes gradcheck."""
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(7, 5, dtype=torch.float64, generator=g)
+    x[2], x[3] = 0.0, 1e-14  # at the floor: F.normalize divides by 1e-12 there
+    x.requires_grad_()
+    weights = torch.randn(7, 5, dtype=torch.float64, generator=g)
+    assert torch.equal(unit(x), F.normalize(x, dim=-1))
+    mine = torch.autograd.grad(unit(x), x, weights)[0]
+    theirs = torch.autograd.grad(F.normalize(x, dim=-1), x, weights)[0]
+    assert torch.allclose(mine, theirs)
+    assert torch.autograd.gradcheck(unit, (x[4:].detach().requires_grad_(),))
 
 
 def test_scores_equal_pykeen_interactions():
