@@ -2,13 +2,14 @@
 a table of entity vectors, either all rows (``[B, E]``) or per-query candidate ids (``[B, N]``).
 
 Inner products are matrix products. Distances (L1 for TransE, the sum of complex moduli for
-RotatE) have no matrix-product form, so they are computed in bounded blocks; for per-query
-candidates a hand-written backward rebuilds each block instead of letting autograd
-materialise and scatter a ``[B, N, D]`` gather. With compiled kernels enabled
-(``compile: auto``, when a C++ compiler is present) each block runs as one fused loop made by
-``torch.compile`` (its speed-up: docs/scaling.md, "Compiled distance kernels"); without a
-compiler, or on any compile failure, the same block functions run eagerly.
-"""
+RotatE) have no matrix-product form. Against all entities they are computed in blocks of
+queries against cache-sized tiles of entities; for per-query candidates the ``(query,
+candidate)`` pairs are visited in order of entity, with a hand-written backward that adds each
+pair's gradient into its rows instead of letting autograd materialise and scatter a ``[B, N,
+D]`` gather. With compiled kernels enabled (``compile: auto``, when a C++ compiler is present)
+each block, and all the pairs, run as one fused loop made by ``torch.compile`` (their speed-up:
+docs/scaling.md, "Compiled distance kernels"); without a compiler, or on any compile failure,
+the same functions run eagerly, the pairs in bounded chunks."""
 
 from __future__ import annotations
 
