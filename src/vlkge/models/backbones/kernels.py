@@ -31,10 +31,11 @@ SPARSE_DTYPES = (torch.float32, torch.float64)
 DENSE_CANDIDATE_RATIO = 200
 #: elements of the ``[pairs, D]`` difference an eager candidate distance materialises at once
 BLOCK_ELEMENTS = 1 << 22
-#: a compiled all-entity distance scores blocks of this many queries against tiles of entities
-#: of at most ``ALL_TILE_BYTES``: a tile stays in the core's L2 cache while the block's queries
-#: pass over it (scoring each query against the whole table instead read the table from memory
-#: once per query: 3x slower for RotatE on WN9-IMG, docs/results.md, issue 20)
+#: a compiled all-entity distance scores blocks of this many queries, in one call, against
+#: tiles of entities of at most ``ALL_TILE_BYTES`` one after the other: a tile stays in the
+#: core's L2 cache while the block's queries pass over it (scoring each query against the
+#: whole table instead read the table from memory once per query: 3x slower for RotatE on
+#: WN9-IMG, docs/scaling.md, "Compiled distance kernels")
 ALL_QUERY_ROWS = 64
 ALL_TILE_BYTES = 1 << 18
 #: elements of the ``[b, E, D]`` difference an eager all-entity block materialises
@@ -133,8 +134,13 @@ DISTANCES = {"l1": (_l1, _l1_grad), "l2": (_l2, None), "modulus": (_modulus, _mo
 
 
 # --- block functions (run eagerly or compiled) ----------------------------------------------
-def _all_block(query: torch.Tensor, table: torch.Tensor, kind: str) -> torch.Tensor:
-    return DISTANCES[kind][0](query.unsqueeze(1) - table.unsqueeze(0))
+def _tiles_block(query: torch.Tensor, table: torch.Tensor, span: int, kind: str):
+    """Distances ``[Q, E]`` of each query to each row of ``table`` cut into tiles of ``span``
+    rows (``E`` a multiple of ``span``): compiled, the loop runs every query against one tile
+    before the next (threads take tiles), so the tile is read from memory once."""
+    tiles = table.unflatten(0, (-1, span))
+    found = DISTANCES[kind][0](query[None, :, None] - tiles.unsqueeze(1))  # [T, Q, span]
+    return found.permute(1, 0, 2).flatten(1)
 
 
 def _pair_distances(query, table, rows, ents, kind: str) -> torch.Tensor:
@@ -284,15 +290,18 @@ def distances(
             return torch.cdist(query, table, p=1)
         # plain autograd over blocks whose [b, E, D] difference stays bounded
         rows = _block_rows(table.numel(), EAGER_BLOCK_ELEMENTS)
-        return torch.cat([_all_block(q, table, kind) for q in query.split(rows)])
+        return torch.cat([_tiles_block(q, table, len(table), kind) for q in query.split(rows)])
     rows = ALL_QUERY_ROWS
-    span = min(len(table), _block_rows(table.shape[1] * table.element_size(), ALL_TILE_BYTES))
+    tile = _block_rows(table.shape[1] * table.element_size(), ALL_TILE_BYTES)
+    span = max(1, min(len(table), tile))
+    whole = len(table) // span * span  # the tiles; the rows left over are one smaller tile
+    parts = [(0, whole, span), (whole, len(table), len(table) - whole)]
     out = query.new_empty(len(query), len(table))
     for start in range(0, len(query), rows):
         q = query[start : start + rows]
         padded = _padded(q, rows)
-        for lo in range(0, len(table), span):
-            tile = table[lo : lo + span]
-            block = Kernels.call(_all_block, kind, padded, _padded(tile, span))
-            out[start : start + rows, lo : lo + span] = block[: len(q), : len(tile)]
+        for lo, hi, size in parts:
+            if hi > lo:
+                block = Kernels.call(_tiles_block, kind, padded, table[lo:hi], size)
+                out[start : start + rows, lo:hi] = block[: len(q)]
     return out
