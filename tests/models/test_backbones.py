@@ -1,6 +1,6 @@
 """Backbones: the three scoring shapes agree, formulas match independent implementations
-(torch complex arithmetic and PyKEEN's interaction modules), the blockwise candidate kernel
-has the same values and gradients as plain autograd."""
+(torch complex arithmetic and PyKEEN's interaction modules), the candidate distance kernel
+and TransE's normalisation have the same values and gradients as plain autograd."""
 
 import pytest
 import torch
@@ -203,7 +203,7 @@ def test_compiled_kernels_match_eager(kind, monkeypatch):
     ids = torch.randint(30, (21, 5), generator=g)
     monkeypatch.setattr(base, "BLOCK_ELEMENTS", 8 * 8)  # eager: chunks of 8 pairs
     monkeypatch.setattr(base, "ALL_QUERY_ROWS", 8)  # padded query blocks
-    monkeypatch.setattr(base, "ALL_TILE_BYTES", 8 * 8 * 4)  # tiles of 8 entities: padded
+    monkeypatch.setattr(base, "ALL_TILE_BYTES", 8 * 8 * 4)  # tiles of 8 entities, then 6
     results = []
     for enabled in (False, True):
         monkeypatch.setattr(base.Kernels, "enabled", enabled)
