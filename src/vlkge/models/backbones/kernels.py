@@ -23,6 +23,8 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
+from vlkge.models.backbones.complex_ops import halves
+
 log = logging.getLogger(__name__)
 
 #: float types the CPU's sparse sampled products take (others use the dense paths)
@@ -107,22 +109,18 @@ def _l1_grad(diff: torch.Tensor) -> torch.Tensor:
     return diff.sign()
 
 
-def _complex_pairs(diff: torch.Tensor) -> torch.Tensor:
-    """``[..., 2, D/2]``: real and imaginary halves on an axis of their own (a view, so a
-    compiled kernel fuses what follows instead of building a concatenation)."""
-    return diff.unflatten(-1, (2, -1))
-
-
 def _modulus(diff: torch.Tensor) -> torch.Tensor:
     """Sum over complex coordinates of |diff_k| (real and imaginary halves)."""
+    real, imag = halves(diff)
     # the clamp keeps the gradient finite where two points coincide
-    return _complex_pairs(diff).square().sum(-2).clamp_min(1e-18).sqrt().sum(-1)
+    return (real.square() + imag.square()).clamp_min(1e-18).sqrt().sum(-1)
 
 
 def _modulus_grad(diff: torch.Tensor) -> torch.Tensor:
-    pairs = _complex_pairs(diff)
-    inv = pairs.square().sum(-2, keepdim=True).clamp_min(1e-18).rsqrt()
-    return (pairs * inv).flatten(-2)
+    real, imag = halves(diff)
+    inv = (real.square() + imag.square()).clamp_min(1e-18).rsqrt()
+    # halves scaled as one [..., 2, D/2] view, not concatenated: a compiled loop fuses it
+    return (diff.unflatten(-1, (2, -1)) * inv.unsqueeze(-2)).flatten(-2)
 
 
 def _l2(diff: torch.Tensor) -> torch.Tensor:
@@ -148,10 +146,16 @@ def _pair_distances(query, table, rows, ents, kind: str) -> torch.Tensor:
     return DISTANCES[kind][0](query[rows] - table[ents])
 
 
+def _pair_local(query, table, rows, ents, grad, kind: str) -> torch.Tensor:
+    """``grad_k * d dist / d query`` of each pair ``k`` (``[pairs, D]``; minus it for the
+    table)."""
+    return DISTANCES[kind][1](query[rows] - table[ents]) * grad.unsqueeze(-1)
+
+
 def _pair_grads(query, table, rows, ents, grad, kind: str):
     """The gradients of ``sum_k grad_k dist(query[rows_k], table[ents_k])`` with respect to
     the query and the table."""
-    local = DISTANCES[kind][1](query[rows] - table[ents]) * grad.unsqueeze(-1)
+    local = _pair_local(query, table, rows, ents, grad, kind)
     grad_query = torch.zeros_like(query).index_add_(0, rows, local)
     return grad_query, torch.zeros_like(table).index_add_(0, ents, local, alpha=-1)
 
@@ -244,25 +248,23 @@ class _CandidateDistance(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         query, table, rows, ents, order = ctx.saved_tensors
-        grad = grad.reshape(-1)[order]
-        grad_query = grad_table = None
+        grad, kind = grad.reshape(-1)[order], ctx.kind
+        if Kernels.enabled:  # one fused loop over all the pairs
+            grad_query, grad_table = Kernels.call(_pair_grads, kind, query, table, rows, ents, grad)
+            return grad_query, grad_table, None, None
+        grad_query, grad_table = torch.zeros_like(query), torch.zeros_like(table)
         chunk = _pair_chunk(table)
         for lo in range(0, len(order), chunk):
             part = slice(lo, lo + chunk)
-            found = Kernels.call(
-                _pair_grads, ctx.kind, query, table, rows[part], ents[part], grad[part]
-            )
-            if grad_query is None:
-                grad_query, grad_table = found
-            else:
-                grad_query += found[0]
-                grad_table += found[1]
+            local = _pair_local(query, table, rows[part], ents[part], grad[part], kind)
+            grad_query.index_add_(0, rows[part], local)
+            grad_table.index_add_(0, ents[part], local, alpha=-1)
         return grad_query, grad_table, None, None
 
 
 def _pair_chunk(table: torch.Tensor) -> int:
     """Pairs per call: all of them compiled (fused, nothing per pair is stored), bounded
-    blocks of the ``[pairs, D]`` difference eagerly."""
+    chunks of the ``[pairs, D]`` difference eagerly."""
     if Kernels.enabled:
         return 1 << 62
     return _block_rows(table.shape[1], BLOCK_ELEMENTS)
