@@ -1,6 +1,6 @@
 """Backbones: the three scoring shapes agree, formulas match independent implementations
-(torch complex arithmetic and PyKEEN's interaction modules), the blockwise candidate kernel
-has the same values and gradients as plain autograd."""
+(torch complex arithmetic and PyKEEN's interaction modules), the candidate distance kernel
+and TransE's normalisation have the same values and gradients as plain autograd."""
 
 import pytest
 import torch
@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from vlkge.models.backbones import BACKBONES, ComplEx, DistMult, RotatE, TransE
 from vlkge.models.backbones import kernels as base
+from vlkge.models.backbones.transe import unit
 
 DIM = 6
 
@@ -95,13 +96,37 @@ def test_sampled_products_values_and_gradients():
     assert torch.autograd.gradcheck(lambda q, t: base.products(q, t, ids), (query, table))
 
 
+def _plain_distance(diff: torch.Tensor, kind: str) -> torch.Tensor:
+    """An independent distance: torch's complex modulus for ``modulus``."""
+    if kind == "modulus":
+        real, imag = diff.chunk(2, dim=-1)
+        return torch.complex(real, imag).abs().sum(-1)
+    return diff.abs().sum(-1) if kind == "l1" else diff.norm(dim=-1)
+
+
+@pytest.mark.parametrize("compiled", [False, True])
 @pytest.mark.parametrize("kind", ["l1", "l2", "modulus"])
-def test_candidate_distance_gradients(kind):
+def test_candidate_distance_gradients(kind, compiled, monkeypatch):
+    """Candidate distances (pairs sorted by entity; eager in chunks of 8 pairs, or compiled)
+    give plain autograd's values and gradients over a gather, repeated ids included, and
+    pass gradcheck."""
+    monkeypatch.setattr(base.Kernels, "enabled", compiled)
+    monkeypatch.setattr(base, "BLOCK_ELEMENTS", 8 * 8)
     g = torch.Generator().manual_seed(3)
     query = torch.randn(6, 8, dtype=torch.float64, generator=g, requires_grad=True)
     table = torch.randn(20, 8, dtype=torch.float64, generator=g, requires_grad=True)
     ids = torch.randint(20, (6, 7), generator=g)
+    ids[0, :3] = 5  # repeats within a row, as sampling with replacement draws them
+    out = base.distances(query, table, ids, kind)
+    weights = torch.randn(out.shape, dtype=torch.float64, generator=g)
+    got = torch.autograd.grad(out, (query, table), weights)
+    expected = _plain_distance(query.unsqueeze(1) - table[ids], kind)
+    wanted = torch.autograd.grad(expected, (query, table), weights)
+    assert torch.allclose(out, expected)
+    for mine, theirs in zip(got, wanted, strict=True):
+        assert torch.allclose(mine, theirs)
     assert torch.autograd.gradcheck(lambda q, t: base.distances(q, t, ids, kind), (query, table))
+    assert base.Kernels.enabled == compiled  # no silent fallback to eager
 
 
 def test_complex_matches_torch_complex():
@@ -128,6 +153,21 @@ def test_transe_normalises_and_uses_l1():
     n = lambda x: F.normalize(x, dim=-1)  # noqa: E731
     expected = 12.0 - (n(h) + n(r) - n(t)).abs().sum(-1)
     assert torch.allclose(TransE(gamma=12.0).score(h, r, t), expected)
+
+
+def test_unit_rows_match_normalize():
+    """TransE's normalisation gives F.normalize's values and autograd's gradients, rows at
+    and below the norm's floor included, and passes gradcheck."""
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(7, 5, dtype=torch.float64, generator=g)
+    x[2], x[3] = 0.0, 1e-14  # at the floor: F.normalize divides by 1e-12 there
+    x.requires_grad_()
+    weights = torch.randn(7, 5, dtype=torch.float64, generator=g)
+    assert torch.equal(unit(x), F.normalize(x, dim=-1))
+    mine = torch.autograd.grad(unit(x), x, weights)[0]
+    theirs = torch.autograd.grad(F.normalize(x, dim=-1), x, weights)[0]
+    assert torch.allclose(mine, theirs)
+    assert torch.autograd.gradcheck(unit, (x[4:].detach().requires_grad_(),))
 
 
 def test_scores_equal_pykeen_interactions():
@@ -161,8 +201,9 @@ def test_compiled_kernels_match_eager(kind, monkeypatch):
     query = torch.randn(21, 8, generator=g, requires_grad=True)
     table = torch.randn(30, 8, generator=g, requires_grad=True)
     ids = torch.randint(30, (21, 5), generator=g)
-    monkeypatch.setattr(base, "BLOCK_ELEMENTS", 40 * 5 * 8 // 5)  # 8 rows a block: padding
-    monkeypatch.setattr(base, "ALL_BLOCK_ELEMENTS", 30 * 8 * 8)
+    monkeypatch.setattr(base, "BLOCK_ELEMENTS", 8 * 8)  # eager: chunks of 8 pairs
+    monkeypatch.setattr(base, "ALL_QUERY_ROWS", 8)  # padded query blocks
+    monkeypatch.setattr(base, "ALL_TILE_BYTES", 8 * 8 * 4)  # tiles of 8 entities, then 6
     results = []
     for enabled in (False, True):
         monkeypatch.setattr(base.Kernels, "enabled", enabled)

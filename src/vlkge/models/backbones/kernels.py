@@ -2,13 +2,14 @@
 a table of entity vectors, either all rows (``[B, E]``) or per-query candidate ids (``[B, N]``).
 
 Inner products are matrix products. Distances (L1 for TransE, the sum of complex moduli for
-RotatE) have no matrix-product form, so they are computed in bounded blocks; for per-query
-candidates a hand-written backward rebuilds each block instead of letting autograd
-materialise and scatter a ``[B, N, D]`` gather. With compiled kernels enabled
-(``compile: auto``, when a C++ compiler is present) each block runs as one fused loop made by
-``torch.compile`` (its speed-up: docs/scaling.md, "Compiled distance kernels"); without a
-compiler, or on any compile failure, the same block functions run eagerly.
-"""
+RotatE) have no matrix-product form. Against all entities they are computed in blocks of
+queries against cache-sized tiles of entities; for per-query candidates the ``(query,
+candidate)`` pairs are visited in order of entity, with a hand-written backward that adds each
+pair's gradient into its rows instead of letting autograd materialise and scatter a ``[B, N,
+D]`` gather. With compiled kernels enabled (``compile: auto``, when a C++ compiler is present)
+each block, and all the pairs, run as one fused loop made by ``torch.compile`` (their speed-up:
+docs/scaling.md, "Compiled distance kernels"); without a compiler, or on any compile failure,
+the same functions run eagerly, the pairs in bounded chunks."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import logging
 import shutil
 import warnings
 from collections.abc import Callable
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -29,11 +31,16 @@ log = logging.getLogger(__name__)
 SPARSE_DTYPES = (torch.float32, torch.float64)
 #: score the whole table and pick the candidates when entities <= this many times candidates
 DENSE_CANDIDATE_RATIO = 200
-#: elements of the ``[b, N, D]`` block a candidate distance materialises at once
-BLOCK_ELEMENTS = 1 << 20
-#: elements of the ``[b, E, D]`` block a compiled all-entity distance covers per call (fused:
-#: nothing of that size is allocated) and of the difference an eager block materialises
-ALL_BLOCK_ELEMENTS = 1 << 27
+#: elements of the ``[pairs, D]`` difference an eager candidate distance materialises at once
+BLOCK_ELEMENTS = 1 << 22
+#: a compiled all-entity distance scores blocks of this many queries, in one call, against
+#: tiles of entities of at most ``ALL_TILE_BYTES`` one after the other: a tile stays in the
+#: core's L2 cache while the block's queries pass over it (scoring each query against the
+#: whole table instead read the table from memory once per query: 3x slower for RotatE on
+#: WN9-IMG, docs/scaling.md, "Compiled distance kernels")
+ALL_QUERY_ROWS = 64
+ALL_TILE_BYTES = 1 << 18
+#: elements of the ``[b, E, D]`` difference an eager all-entity block materialises
 EAGER_BLOCK_ELEMENTS = 1 << 24
 
 
@@ -112,7 +119,8 @@ def _modulus(diff: torch.Tensor) -> torch.Tensor:
 def _modulus_grad(diff: torch.Tensor) -> torch.Tensor:
     real, imag = halves(diff)
     inv = (real.square() + imag.square()).clamp_min(1e-18).rsqrt()
-    return torch.cat([real * inv, imag * inv], dim=-1)
+    # halves scaled as one [..., 2, D/2] view, not concatenated: a compiled loop fuses it
+    return (diff.unflatten(-1, (2, -1)) * inv.unsqueeze(-2)).flatten(-2)
 
 
 def _l2(diff: torch.Tensor) -> torch.Tensor:
@@ -124,17 +132,32 @@ DISTANCES = {"l1": (_l1, _l1_grad), "l2": (_l2, None), "modulus": (_modulus, _mo
 
 
 # --- block functions (run eagerly or compiled) ----------------------------------------------
-def _all_block(query: torch.Tensor, table: torch.Tensor, kind: str) -> torch.Tensor:
-    return DISTANCES[kind][0](query.unsqueeze(1) - table.unsqueeze(0))
+def _tiles_block(query: torch.Tensor, table: torch.Tensor, span: int, kind: str):
+    """Distances ``[Q, E]`` of each query to each row of ``table`` cut into tiles of ``span``
+    rows (``E`` a multiple of ``span``): compiled, the loop runs every query against one tile
+    before the next (threads take tiles), so the tile is read from memory once."""
+    tiles = table.unflatten(0, (-1, span))
+    found = DISTANCES[kind][0](query[None, :, None] - tiles.unsqueeze(1))  # [T, Q, span]
+    return found.permute(1, 0, 2).flatten(1)
 
 
-def _candidate_block(query, table, ids, kind: str) -> torch.Tensor:
-    return DISTANCES[kind][0](query.unsqueeze(1) - table[ids])
+def _pair_distances(query, table, rows, ents, kind: str) -> torch.Tensor:
+    """``dist(query[rows_k], table[ents_k])`` for each pair ``k``."""
+    return DISTANCES[kind][0](query[rows] - table[ents])
 
 
-def _candidate_block_grad(query, table, ids, grad, kind: str):
-    local = DISTANCES[kind][1](query.unsqueeze(1) - table[ids]) * grad.unsqueeze(-1)
-    return local.sum(1), local
+def _pair_local(query, table, rows, ents, grad, kind: str) -> torch.Tensor:
+    """``grad_k * d dist / d query`` of each pair ``k`` (``[pairs, D]``; minus it for the
+    table)."""
+    return DISTANCES[kind][1](query[rows] - table[ents]) * grad.unsqueeze(-1)
+
+
+def _pair_grads(query, table, rows, ents, grad, kind: str):
+    """The gradients of ``sum_k grad_k dist(query[rows_k], table[ents_k])`` with respect to
+    the query and the table."""
+    local = _pair_local(query, table, rows, ents, grad, kind)
+    grad_query = torch.zeros_like(query).index_add_(0, rows, local)
+    return grad_query, torch.zeros_like(table).index_add_(0, ents, local, alpha=-1)
 
 
 class Kernels:
@@ -142,6 +165,13 @@ class Kernels:
 
     enabled = False
     cache: dict[tuple[str, str], Callable] = {}
+    #: block functions whose inputs' first axis is any length (pairs, queries, entities),
+    #: compiled once for all of them; the others are compiled for static shapes
+    any_rows = ("_pair_distances", "_pair_grads")
+    #: inductor settings by block function: the gradients' loop adds into rows that several
+    #: pairs share, so it runs on one thread (parallel, each addition would be atomic: 10x
+    #: slower on two threads)
+    options: ClassVar[dict[str, dict]] = {"_pair_grads": {"cpp.threads": 1}}
 
     @classmethod
     def configure(cls, setting: str | bool) -> None:
@@ -158,7 +188,14 @@ class Kernels:
                 # a partial, not a lambda: each block function keeps its own code object, so
                 # its shapes do not count against the others' recompile limit (past it,
                 # torch runs the block eagerly, 5-10x slower)
-                cls.cache[key] = torch.compile(functools.partial(fn, kind=kind), dynamic=False)
+                cls.cache[key] = torch.compile(
+                    functools.partial(fn, kind=kind),
+                    dynamic=None if fn.__name__ in cls.any_rows else False,
+                    options=cls.options.get(fn.__name__),
+                )
+            if fn.__name__ in cls.any_rows:
+                for arg in args:
+                    torch._dynamo.maybe_mark_dynamic(arg, 0)
             try:
                 return cls.cache[key](*args)
             except Exception as exc:  # no working compiler or unsupported platform
@@ -182,43 +219,55 @@ def _block_rows(per_row: int, budget: int) -> int:
 
 
 class _CandidateDistance(torch.autograd.Function):
-    """dist(query_b, table[ids_bn]) in blocks, with a hand-written blockwise backward."""
+    """dist(query_b, table[ids_bn]) with a hand-written backward.
+
+    The ``(b, n)`` pairs are visited in order of entity (one stable sort a call): the table's
+    rows are read, and its gradient's rows written, in order, each row reused by all the
+    pairs that name it while it is in cache (random rows of a table larger than the cache
+    made the pairs memory-bound). Compiled, forward and backward are one fused loop over the
+    pairs each, the backward adding each pair's gradient into its query's and its entity's
+    rows; nothing of size ``[B, N, D]`` is built. Eager, the pairs run in bounded chunks.
+    """
 
     @staticmethod
     def forward(ctx, query, table, ids, kind):
-        ctx.save_for_backward(query, table, ids)
+        flat = ids.reshape(-1)
+        order = torch.argsort(flat, stable=True)
+        rows, ents = order // ids.shape[1], flat[order]
+        ctx.save_for_backward(query, table, rows, ents, order)
         ctx.kind = kind
-        out = query.new_empty(ids.shape)
-        rows = _block_rows(ids.shape[1] * table.shape[1], BLOCK_ELEMENTS)
-        for start in range(0, len(query), rows):
-            q, i = query[start : start + rows], ids[start : start + rows]
-            block = Kernels.call(_candidate_block, kind, _padded(q, rows), table, _padded(i, rows))
-            out[start : start + rows] = block[: len(q)]
-        return out
+        out = query.new_empty(flat.shape)
+        chunk = _pair_chunk(table)
+        for lo in range(0, len(order), chunk):
+            part = slice(lo, lo + chunk)
+            found = Kernels.call(_pair_distances, kind, query, table, rows[part], ents[part])
+            out[order[part]] = found
+        return out.view(ids.shape)
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
-        query, table, ids = ctx.saved_tensors
-        grad_query = torch.empty_like(query)
-        grad_table = torch.zeros_like(table)
-        rows = _block_rows(ids.shape[1] * table.shape[1], BLOCK_ELEMENTS)
-        for start in range(0, len(query), rows):
-            q, i = query[start : start + rows], ids[start : start + rows]
-            g = grad[start : start + rows]
-            gq, local = Kernels.call(
-                _candidate_block_grad,
-                ctx.kind,
-                _padded(q, rows),
-                table,
-                _padded(i, rows),
-                _padded(g, rows),
-            )
-            grad_query[start : start + rows] = gq[: len(q)]
-            # padded rows carry zero gradient, so they add nothing to entity 0
-            grad_table.index_add_(
-                0, _padded(i, rows).reshape(-1), local.reshape(-1, table.shape[1]), alpha=-1
-            )
+        query, table, rows, ents, order = ctx.saved_tensors
+        grad, kind = grad.reshape(-1)[order], ctx.kind
+        if Kernels.enabled:  # one fused loop over all the pairs
+            grad_query, grad_table = Kernels.call(_pair_grads, kind, query, table, rows, ents, grad)
+            return grad_query, grad_table, None, None
+        grad_query, grad_table = torch.zeros_like(query), torch.zeros_like(table)
+        chunk = _pair_chunk(table)
+        for lo in range(0, len(order), chunk):
+            part = slice(lo, lo + chunk)
+            local = _pair_local(query, table, rows[part], ents[part], grad[part], kind)
+            grad_query.index_add_(0, rows[part], local)
+            grad_table.index_add_(0, ents[part], local, alpha=-1)
         return grad_query, grad_table, None, None
+
+
+def _pair_chunk(table: torch.Tensor) -> int:
+    """Pairs per call: all of them compiled (fused, nothing per pair is stored), bounded
+    chunks of the ``[pairs, D]`` difference eagerly."""
+    if Kernels.enabled:
+        return 1 << 62
+    return _block_rows(table.shape[1], BLOCK_ELEMENTS)
 
 
 def distances(
@@ -243,12 +292,18 @@ def distances(
             return torch.cdist(query, table, p=1)
         # plain autograd over blocks whose [b, E, D] difference stays bounded
         rows = _block_rows(table.numel(), EAGER_BLOCK_ELEMENTS)
-        return torch.cat([_all_block(q, table, kind) for q in query.split(rows)])
-    rows = _block_rows(table.numel(), ALL_BLOCK_ELEMENTS)
+        return torch.cat([_tiles_block(q, table, len(table), kind) for q in query.split(rows)])
+    rows = ALL_QUERY_ROWS
+    tile = _block_rows(table.shape[1] * table.element_size(), ALL_TILE_BYTES)
+    span = max(1, min(len(table), tile))
+    whole = len(table) // span * span  # the tiles; the rows left over are one smaller tile
+    parts = [(0, whole, span), (whole, len(table), len(table) - whole)]
     out = query.new_empty(len(query), len(table))
     for start in range(0, len(query), rows):
         q = query[start : start + rows]
-        out[start : start + rows] = Kernels.call(_all_block, kind, _padded(q, rows), table)[
-            : len(q)
-        ]
+        padded = _padded(q, rows)
+        for lo, hi, size in parts:
+            if hi > lo:
+                block = Kernels.call(_tiles_block, kind, padded, table[lo:hi], size)
+                out[start : start + rows, lo:hi] = block[: len(q)]
     return out
