@@ -1,0 +1,85 @@
+#!/usr/bin/env python
+"""Probe (issue 18 ablation): late fusion of a trained inductive model with the zero-shot scorer.
+
+For a finished inductive run (e.g. ``configs/wn9-img/best-inductive.yaml``), scores every query
+with ``calibrated model score + lambda * zero-shot score`` (the zero-shot baseline of
+``--zero-shot-config``: relation prompts naming each candidate, cosine with the anchor's text
+feature) for a grid of lambdas, and prints validation and test MRR (default protocol,
+``evaluation.only_unseen`` as the run has it). Lambda is chosen on validation by the reader;
+the test column is printed for the record, not for selection.
+
+Usage::
+
+    python bench/zero_shot_blend_probe.py runs/ind/best-inductive \\
+        --zero-shot-config configs/wn9-img/zero-shot-minilm.yaml
+
+Results: docs/results.md, "Late fusion with the zero-shot baseline (probe)".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+from vlkge.config import load_config
+from vlkge.encoders import build_encoder
+from vlkge.evaluation.calibration import fit_weights
+from vlkge.evaluation.evaluator import Evaluator, model_scorer
+from vlkge.evaluation.zero_shot import build_scorer, zero_shot_features
+from vlkge.training.run import load_run
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("run")
+    p.add_argument("--zero-shot-config", default="configs/wn9-img/zero-shot-minilm.yaml")
+    p.add_argument(
+        "--lambdas", type=float, nargs="+", default=[0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 1000.0]
+    )
+    a = p.parse_args()
+    torch.set_num_threads(1)
+    cfg, kg, model = load_run(a.run)
+    evaluator = Evaluator(kg, cfg["evaluation"])
+    trained, _ = evaluator.calibrate(model_scorer(model))
+    # the zero-shot baseline on the run's own dataset and protocol
+    same = [f"dataset.{k}={v}" for k, v in cfg["dataset"].items() if isinstance(v, str)]
+    zcfg = load_config(a.zero_shot_config, same)
+    zcfg["evaluation"] = cfg["evaluation"]
+    encoder = build_encoder(zcfg["encoder"]["name"], device="cpu", batch_size=64)
+    scorer, _ = build_scorer(zcfg, kg, encoder, zero_shot_features(zcfg, kg, encoder))
+    zero_shot = scorer.scorer()
+
+    def blend(lam):
+        """``lam``: one weight, or per side a ``[R]`` tensor of weights per relation."""
+
+        def score(side, anchor, relation, span=None):
+            weight = lam if isinstance(lam, float) else lam[side][relation].unsqueeze(1)
+            return trained(side, anchor, relation, span) + weight * zero_shot(
+                side, anchor, relation, span
+            )
+
+        return score
+
+    rows = {}
+    for lam in a.lambdas:
+        rows[lam] = {
+            split: round(evaluator.evaluate_scores(blend(lam), split)["both"]["mrr"], 4)
+            for split in ("valid", "test")
+        }
+        print(lam, rows[lam], flush=True)
+    # one weight per side and relation, each the best of the grid on validation
+    ranks = {lam: evaluator.rank(blend(lam), "valid") for lam in a.lambdas}
+    valid = evaluator.triples("valid")[:, 1]
+    weights = fit_weights(ranks, valid, kg.num_relations)
+    rows["per_relation"] = {
+        split: round(evaluator.evaluate_scores(blend(weights), split)["both"]["mrr"], 4)
+        for split in ("valid", "test")
+    }
+    rows["per_relation_weights"] = {side: w.tolist() for side, w in weights.items()}
+    print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    main()
