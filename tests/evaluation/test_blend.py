@@ -77,14 +77,8 @@ def test_the_fit_picks_per_relation_the_weight_with_the_best_validation_mrr():
 def test_off_by_default_and_bad_settings_are_one_line_naming_the_key():
     kg, model, other = two_needs()
     assert Evaluator(kg, settings()).blend(model, other) == (model, None)
-    for value, message in (
-        ("[-1]", "zero_shot_blend.weights[0] must not be negative"),
-        ("[.inf]", "zero_shot_blend.weights[0] must be a finite number"),
-        ("[x]", "zero_shot_blend.weights[0] must be float"),
-        ("[1e9]", "zero_shot_blend.weights[0] must be at most"),
-    ):
-        with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
-            settings(f"evaluation.zero_shot_blend.weights={value}")
+    with pytest.raises(ConfigError, match=r"zero_shot_blend.weights\[0\] must not be negative"):
+        settings("evaluation.zero_shot_blend.weights=[-1]")  # the other cases: tests/config
     evaluator = Evaluator(
         kg,
         settings("evaluation.zero_shot_blend.weights=[1]", "evaluation.zero_shot_blend.split=dev"),

@@ -162,6 +162,7 @@ def evaluate_run(
     if calibration is not None:
         out["calibration"] = calibration
     if evaluator.zero_shot_blend["weights"]:  # the encoder is built (imported) only then
+        evaluator.triples(evaluator.zero_shot_blend["split"])  # no such split: before encoding
         zero_shot = configured_scorer(cfg, kg, progress=progress).scorer()
         with torch.no_grad():
             scorer, out["zero_shot_blend"] = evaluator.blend(scorer, zero_shot)
