@@ -13,7 +13,8 @@ Usage::
     python bench/zero_shot_blend_probe.py runs/ind/best-inductive \\
         --zero-shot-config configs/wn9-img/zero-shot-minilm.yaml
 
-Results: docs/results.md, "Late fusion with the zero-shot baseline (probe)".
+Results: docs/results.md, "Late fusion with the zero-shot baseline (probe)". The product of the
+per-relation row: ``evaluation.zero_shot_blend`` (:mod:`vlkge.evaluation.blend`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch
 
 from vlkge.config import load_config
 from vlkge.encoders import build_encoder
+from vlkge.evaluation.blend import blended
 from vlkge.evaluation.calibration import fit_weights
 from vlkge.evaluation.evaluator import Evaluator, model_scorer
 from vlkge.evaluation.zero_shot import build_scorer, zero_shot_features
@@ -53,14 +55,9 @@ def main() -> None:
 
     def blend(lam):
         """``lam``: one weight, or per side a ``[R]`` tensor of weights per relation."""
-
-        def score(side, anchor, relation, span=None):
-            weight = lam if isinstance(lam, float) else lam[side][relation].unsqueeze(1)
-            return trained(side, anchor, relation, span) + weight * zero_shot(
-                side, anchor, relation, span
-            )
-
-        return score
+        if isinstance(lam, float):
+            lam = {side: torch.full((kg.num_relations,), lam) for side in evaluator.sides}
+        return blended(trained, zero_shot, lam)
 
     rows = {}
     for lam in a.lambdas:

@@ -163,6 +163,10 @@ def test_values_beyond_their_bounds(text, message):
         ("evaluation.calibration.weights=[-1]", "weights[0] must not be negative, not -1.0"),
         ("evaluation.calibration.weights=[1e9]", "weights[0] must be at most 1000.0"),
         ("evaluation.calibration.weights={a: 1}", "weights must be list, not dict"),
+        ("evaluation.zero_shot_blend.weights=[.nan]", "weights[0] must be a finite number"),
+        ("evaluation.zero_shot_blend.weights=[-1]", "weights[0] must not be negative, not -1.0"),
+        ("evaluation.zero_shot_blend.weights=[1e9]", "weights[0] must be at most 1000000.0"),
+        ("evaluation.zero_shot_blend.weights=1", "zero_shot_blend.weights must be list, not int"),
         (
             "evaluation.splits=[[test]]",
             "drawn from ['train', 'valid', 'test']; ['test'] is not one",

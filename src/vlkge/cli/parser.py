@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="change how the run is evaluated: evaluation.*, model.neighbours, "
+        help="change how the run is evaluated: evaluation.*, zero_shot.*, model.neighbours, "
         "model.neighbour_temperature, device, num_threads, precision",
     )
     p.add_argument("--json", action="store_true", help="print metrics.json-style JSON")

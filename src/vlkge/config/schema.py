@@ -49,6 +49,7 @@ NON_NEGATIVE = {
     "model.neighbours",
     "evaluation.calibration.bank",
     "evaluation.calibration.weights",
+    "evaluation.zero_shot_blend.weights",
     "training.adversarial_temperature",
     "training.regularizer.weight",
     "training.optimizer.weight_decay",
@@ -89,6 +90,7 @@ AT_MOST: dict[str, int | float] = {
     "evaluation.calibration.weights": 1e3,
     "evaluation.calibration.temperature": 1e3,
     "evaluation.calibration.bank": 2**24,
+    "evaluation.zero_shot_blend.weights": 1e6,
     "evaluation.max_scores": 2**40,
     "evaluation.max_memory_mb": 2**30,  # 1 PiB
     "report.samples": 1000,
@@ -119,6 +121,7 @@ ITEMS: dict[str, type] = {
     "evaluation.pool_same_split_relations": str,
     "evaluation.exclude_relations": str,
     "evaluation.calibration.weights": float,
+    "evaluation.zero_shot_blend.weights": float,
 }
 # keys whose value is a free mapping with data-dependent keys (relation names): a file or
 # ``--set key={...}`` replaces the whole mapping, ``--set key.entry=value`` sets one entry;

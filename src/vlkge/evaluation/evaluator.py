@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 
 import torch
 
 from vlkge.data.graph import KnowledgeGraph
 from vlkge.data.index import TripleIndex
 from vlkge.errors import ConfigError
+from vlkge.evaluation.blend import blended
 from vlkge.evaluation.calibration import calibrated, fit_weights, hub_penalties
 from vlkge.evaluation.metrics import report, role_report
 from vlkge.evaluation.ranking import ScoreFn, rank_triples
@@ -50,6 +52,7 @@ class Evaluator:
         self.only_unseen = bool(cfg.get("only_unseen", False))
         self.seen = kg.seen_in_train() if self.only_unseen else None
         self.calibration = cfg.get("calibration") or {"weights": []}
+        self.zero_shot_blend = cfg.get("zero_shot_blend") or {"weights": []}
 
     @functools.cached_property
     def index(self) -> TripleIndex:
@@ -132,18 +135,44 @@ class Evaluator:
             settings["temperature"],
             settings["bank"],
         )
+        weights, chosen = self._fit(
+            lambda w: calibrated(score_fn, penalties, w), settings["weights"], split
+        )
+        log.info("calibration fit on %s: %s", split, chosen)
+        summary = {"split": split, "temperature": settings["temperature"], "weights": chosen}
+        return calibrated(score_fn, penalties, weights), summary
+
+    def blend(self, score_fn: ScoreFn, other_fn: ScoreFn) -> tuple[ScoreFn, dict | None]:
+        """``score_fn + w * other_fn`` (:mod:`vlkge.evaluation.blend`) with ``w`` per relation
+        and side fit on ``evaluation.zero_shot_blend.split`` from its ``weights``, and a
+        summary for ``metrics.json``; ``score_fn`` itself (and ``None``) when it is off."""
+        settings = self.zero_shot_blend
+        if not settings["weights"]:
+            return score_fn, None
+        split = settings["split"]
+        weights, chosen = self._fit(
+            lambda w: blended(score_fn, other_fn, w), settings["weights"], split
+        )
+        log.info("zero-shot blend fit on %s: %s", split, chosen)
+        return blended(score_fn, other_fn, weights), {"split": split, "weights": chosen}
+
+    def _fit(
+        self, make: Callable[[dict[str, torch.Tensor]], ScoreFn], grid: list, split: str
+    ) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, float]]]:
+        """Per side and relation, the weight of ``grid`` (and 0) whose scorer ``make(weights)``
+        has the best MRR on ``split``: the weights (``[R]`` per side) and, by relation name,
+        the chosen nonzero ones."""
+        num_relations = self.kg.num_relations
         ranks = {}
-        for weight in sorted({0.0, *map(float, settings["weights"])}):
+        for weight in sorted({0.0, *map(float, grid)}):
             uniform = {side: torch.full((num_relations,), weight) for side in self.sides}
-            ranks[weight] = self.rank(calibrated(score_fn, penalties, uniform), split)
+            ranks[weight] = self.rank(make(uniform), split)
         weights = fit_weights(ranks, self.triples(split)[:, 1], num_relations)
         chosen = {
             side: {self.kg.relations[r]: float(w) for r, w in enumerate(weights[side]) if w}
             for side in self.sides
         }
-        log.info("calibration fit on %s: %s", split, chosen)
-        summary = {"split": split, "temperature": settings["temperature"], "weights": chosen}
-        return calibrated(score_fn, penalties, weights), summary
+        return weights, chosen
 
     @torch.no_grad()
     def evaluate(self, model: KGEModel, split: str, progress: bool = False) -> dict:

@@ -307,18 +307,28 @@ def load_zero_shot(
 ) -> tuple[dict, KnowledgeGraph, ZeroShotScorer]:
     """Config, graph and scorer of a ``vlkge zero-shot`` run folder (for reports), with its
     features from the run's feature cache; ``encoder`` replaces ``encoder.name``."""
-    from vlkge.encoders import build_encoder
-
     run_dir = require_run_folder(run_dir)
     cfg = config_mod.load_config(run_dir / CONFIG)
     kg = load_graph(cfg["dataset"], quiet=True)
-    if encoder is None:
-        settings = cfg["encoder"]
-        encoder = build_encoder(
-            settings["name"], device=cfg["device"], batch_size=settings["batch_size"]
-        )
+    return cfg, kg, configured_scorer(cfg, kg, encoder, progress)
+
+
+def configured_scorer(
+    cfg: dict, kg: KnowledgeGraph, encoder=None, progress: bool = False
+) -> ZeroShotScorer:
+    """The baseline of ``cfg``'s ``zero_shot:`` section (anchors from the feature cache), for
+    reports and ``evaluation.zero_shot_blend``; ``encoder`` replaces ``encoder.name``."""
+    encoder = configured_encoder(cfg) if encoder is None else encoder
     features = zero_shot_features(cfg, kg, encoder, progress)
-    return cfg, kg, build_scorer(cfg, kg, encoder, features)[0]
+    return build_scorer(cfg, kg, encoder, features)[0]
+
+
+def configured_encoder(cfg: dict):
+    """The encoder of ``cfg``'s ``encoder:`` section (imported when needed: encoders are heavy)."""
+    from vlkge.encoders import build_encoder
+
+    settings = cfg["encoder"]
+    return build_encoder(settings["name"], device=cfg["device"], batch_size=settings["batch_size"])
 
 
 def zero_shot(
@@ -373,8 +383,6 @@ def run_zero_shot(
     """``vlkge zero-shot``: evaluate the baseline as configured; writes ``out_dir/config.yaml``
     and ``out_dir/metrics.json`` and returns the metrics. ``encoder`` and ``features`` replace
     ``encoder.name`` and the feature cache."""
-    from vlkge.encoders import build_encoder
-
     out_dir, cfg = Path(out_dir), absolute_paths(cfg)
     with new_run(out_dir, cfg):
         kg = load_graph(cfg["dataset"])
@@ -382,11 +390,7 @@ def run_zero_shot(
             settings = cfg["zero_shot"]
             relation_templates(kg, settings[key], settings["default_template"], f"zero_shot.{key}")
         if encoder is None:
-            encoder = build_encoder(
-                cfg["encoder"]["name"],
-                device=cfg["device"],
-                batch_size=cfg["encoder"]["batch_size"],
-            )
+            encoder = configured_encoder(cfg)
         if features is None:
             features = zero_shot_features(cfg, kg, encoder, progress)
         write_text(out_dir / CONFIG, config_mod.dump(cfg))

@@ -22,6 +22,7 @@ from vlkge.data.datasets import load_graph
 from vlkge.data.graph import KnowledgeGraph
 from vlkge.errors import ConfigError, VlkgeError, echo
 from vlkge.evaluation.evaluator import Evaluator, model_scorer
+from vlkge.evaluation.zero_shot import configured_scorer
 from vlkge.files import write_text
 from vlkge.models.backbones.kernels import configure_kernels
 from vlkge.models.factory import build_model, warn_large_margin
@@ -155,11 +156,16 @@ def evaluate_run(
             settings = config_mod.with_protocol(settings, paper_protocol)
         evaluator = Evaluator(kg, settings, precision=cfg["precision"])
     out: dict = {}
-    model.eval()  # the final evaluation: one entity table for every split (and calibration)
+    model.eval()  # the final evaluation: one entity table for every split (and the fits)
     with torch.no_grad():
         scorer, calibration = evaluator.calibrate(model_scorer(model, evaluator.precision))
     if calibration is not None:
         out["calibration"] = calibration
+    if evaluator.zero_shot_blend["weights"]:  # the encoder is built (imported) only then
+        evaluator.triples(evaluator.zero_shot_blend["split"])  # no such split: before encoding
+        zero_shot = configured_scorer(cfg, kg, progress=progress).scorer()
+        with torch.no_grad():
+            scorer, out["zero_shot_blend"] = evaluator.blend(scorer, zero_shot)
     for split in splits:
         start = time.perf_counter()
         with torch.no_grad():
@@ -264,6 +270,7 @@ def _train_in(
 #: runs, and the inference-only borrowing of unseen entities (no trained weight depends on them)
 INFERENCE_KEYS = (
     "evaluation.",
+    "zero_shot.",  # the baseline of evaluation.zero_shot_blend
     "model.neighbours",
     "model.neighbour_temperature",
     "device",
@@ -284,7 +291,7 @@ def load_run(
             raise ConfigError(
                 f"--set {echo(key, quote=False)}: a trained run's {echo(key, quote=False)} "
                 "cannot change; evaluation may set "
-                "evaluation.*, model.neighbours, model.neighbour_temperature, device, "
+                "evaluation.*, zero_shot.*, model.neighbours, model.neighbour_temperature, device, "
                 "num_threads and precision"
             )
     cfg = config_mod.load_config(run_dir / CONFIG, overrides)

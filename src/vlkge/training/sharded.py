@@ -52,8 +52,9 @@ def check_shardable(cfg: dict) -> None:
             "distributed.shard_tables needs training.optimizer.weight_decay: 0 (decay would "
             "change every row at every step; use training.regularizer)"
         )
-    if cfg["evaluation"]["calibration"]["weights"]:
-        raise ConfigError("distributed.shard_tables does not support evaluation.calibration")
+    for key in ("calibration", "zero_shot_blend"):
+        if cfg["evaluation"][key]["weights"]:
+            raise ConfigError(f"distributed.shard_tables does not support evaluation.{key}")
     if cfg["precision"] == "fp16":
         raise ConfigError("distributed.shard_tables supports precision fp32 and bf16, not fp16")
 

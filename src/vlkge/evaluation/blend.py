@@ -1,0 +1,37 @@
+"""Late fusion of a scorer with a second one (the zero-shot baseline), fit on validation.
+
+A trained inductive model and the zero-shot baseline err on different queries: the model ranks
+by structure borrowed from the text, the baseline reads the relation's prompt naming each
+candidate. Their sum ``score + w * other`` ranks better than either where both are informative,
+and ``w`` is chosen per (relation, side) from a grid by the validation split's MRR, like the
+hubness calibration (:mod:`vlkge.evaluation.calibration`): ``w = 0`` (the first scorer alone)
+is always a candidate, and a very large ``w`` is the second scorer with the first breaking its
+ties.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from vlkge.evaluation.ranking import ScoreFn
+
+
+def blended(score_fn: ScoreFn, other_fn: ScoreFn, weights: dict[str, torch.Tensor]) -> ScoreFn:
+    """``score_fn + weights[side][r] * other_fn`` (``weights``: per side ``[R]``)."""
+
+    def score(
+        side: str,
+        anchor: torch.Tensor,
+        relation: torch.Tensor,
+        span: tuple[int, int] | None = None,
+    ) -> torch.Tensor:
+        scores = score_fn(side, anchor, relation, span)
+        weight = weights[side][relation.cpu()].unsqueeze(1)
+        if not weight.any():  # no query of this chunk blends: skip the second scorer
+            return scores
+        other = other_fn(side, anchor, relation, span)
+        return scores + weight.to(scores.device, scores.dtype) * other.to(
+            scores.device, scores.dtype
+        )
+
+    return score

@@ -1,0 +1,139 @@
+"""Late fusion with the zero-shot baseline: the blended scorer against its formula, weights fit
+per (relation, side) on validation, the evaluator, a trained run and ``vlkge evaluate``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tests.evaluation.test_calibration import E, R, dense_scorer, graph, random_scores, settings
+from tests.evaluation.test_zero_shot import TEMPLATES, BagOfWords, write_toy
+from vlkge.config import load_config
+from vlkge.errors import ConfigError
+from vlkge.evaluation import zero_shot as zero_shot_mod
+from vlkge.evaluation.blend import blended
+from vlkge.evaluation.evaluator import Evaluator
+
+
+def test_blended_scores_add_the_weighted_other_per_relation_and_side_also_within_a_span():
+    base, other = random_scores(1), random_scores(2)
+    weights = {"tail": torch.tensor([0.0, 2.0]), "head": torch.tensor([1.0, 0.5])}
+    fn = blended(dense_scorer(base), dense_scorer(other), weights)
+    anchor, relation = torch.tensor([0, 4, 6]), torch.tensor([1, 0, 1])
+    for side in ("tail", "head"):
+        first = dense_scorer(base)(side, anchor, relation)
+        second = dense_scorer(other)(side, anchor, relation)
+        expected = first + weights[side][relation, None] * second
+        assert torch.allclose(fn(side, anchor, relation), expected)
+        assert torch.allclose(fn(side, anchor, relation, (2, 5)), expected[:, 2:5])
+    assert fn("tail", anchor, relation).shape == (3, E)
+
+
+def test_a_chunk_without_weight_does_not_call_the_other_scorer():
+    def other(*_):
+        raise AssertionError("called")
+
+    base = dense_scorer(random_scores())
+    zero = {side: torch.zeros(R) for side in ("head", "tail")}
+    anchor, relation = torch.tensor([1, 2]), torch.tensor([0, 1])
+    assert torch.equal(
+        blended(base, other, zero)("head", anchor, relation), base("head", anchor, relation)
+    )
+
+
+def two_needs():
+    """Model and other scores on :func:`graph`: for relation r the model knows every valid
+    answer and the other scorer puts it last; for s it is the other way round."""
+    kg = graph()
+    n = kg.num_entities
+    noise = torch.Generator().manual_seed(0)
+    model = torch.randn(kg.num_relations, n, n, generator=noise) * 0.01
+    other = torch.randn(kg.num_relations, n, n, generator=noise) * 0.01
+    r, s = kg.relation_id("r"), kg.relation_id("s")
+    for h, rel, t in kg.splits["valid"].tolist():
+        model[rel, h, t] += 10.0 if rel == r else -10.0
+        other[rel, h, t] += -1.0 if rel == r else 1.0
+    assert {r, s} == set(kg.splits["valid"][:, 1].tolist())
+    return kg, dense_scorer(model), dense_scorer(other)
+
+
+def test_the_fit_picks_per_relation_the_weight_with_the_best_validation_mrr():
+    kg, model, other = two_needs()
+    evaluator = Evaluator(kg, settings("evaluation.zero_shot_blend.weights=[0.5,100]"))
+    before = evaluator.evaluate_scores(model, "valid")["both"]["mrr"]
+    fn, summary = evaluator.blend(model, other)
+    assert summary == {"split": "valid", "weights": {"head": {"s": 100.0}, "tail": {"s": 100.0}}}
+    assert before < 0.9
+    assert evaluator.evaluate_scores(fn, "valid")["both"]["mrr"] == pytest.approx(1.0)
+    # one weight for every relation cannot do it: each grid value fails one relation
+    for w in (0.0, 0.5, 100.0):
+        uniform = {side: torch.full((kg.num_relations,), w) for side in ("head", "tail")}
+        mrr = evaluator.evaluate_scores(blended(model, other, uniform), "valid")["both"]["mrr"]
+        assert mrr < 0.9
+
+
+def test_off_by_default_and_bad_settings_are_one_line_naming_the_key():
+    kg, model, other = two_needs()
+    assert Evaluator(kg, settings()).blend(model, other) == (model, None)
+    with pytest.raises(ConfigError, match=r"zero_shot_blend.weights\[0\] must not be negative"):
+        settings("evaluation.zero_shot_blend.weights=[-1]")  # the other cases: tests/config
+    evaluator = Evaluator(
+        kg,
+        settings("evaluation.zero_shot_blend.weights=[1]", "evaluation.zero_shot_blend.split=dev"),
+    )
+    with pytest.raises(ConfigError, match="no dev split"):
+        evaluator.blend(model, other)
+
+
+def test_a_trained_run_reports_the_blend_and_evaluate_sets_it(
+    tmp_path, make_dataset, monkeypatch, capsys
+):
+    from vlkge.cli import main
+    from vlkge.training.run import train
+
+    encoders = []
+
+    def tiny_encoder(cfg):
+        encoders.append(BagOfWords())
+        return encoders[-1]
+
+    monkeypatch.setattr(zero_shot_mod, "configured_encoder", tiny_encoder)
+    folder = write_toy(tmp_path / "toy", make_dataset)
+    base = [
+        f"dataset.name={folder}",
+        "dataset.setting=inductive",
+        f"features.cache_dir={tmp_path / 'cache'}",
+        "model.dim=4",
+        "training.epochs=2",
+        "training.negatives.num=2",
+        "training.progress=false",
+        "report.after_train=false",
+        f"zero_shot.templates={json.dumps(TEMPLATES)}",
+    ]
+    plain = train(load_config(overrides=base), tmp_path / "plain")
+    assert "zero_shot_blend" not in plain and encoders == []  # off: no encoder built
+    cfg = load_config(overrides=[*base, "evaluation.zero_shot_blend.weights=[1,50]"])
+    metrics = train(cfg, tmp_path / "run")
+    summary = metrics["zero_shot_blend"]
+    assert summary["split"] == "valid" and set(summary["weights"]) == {"head", "tail"}
+    for side in summary["weights"].values():
+        assert set(side) <= {"hyper", "part"} and set(side.values()) <= {1.0, 50.0}
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved["zero_shot_blend"] == summary
+    assert "a cat" in encoders[0].seen  # the anchors' texts were encoded into the cache
+    # evaluate reproduces it, and may switch it on for a run trained without it
+    assert main(["evaluate", str(tmp_path / "run"), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["zero_shot_blend"] == summary
+    assert again["test"]["both"]["mrr"] == pytest.approx(metrics["test"]["both"]["mrr"])
+    run = str(tmp_path / "plain")
+    args = ["evaluate", run, "--json", "--set", "evaluation.zero_shot_blend.weights=[1,50]"]
+    assert main(args) == 0
+    assert "zero_shot_blend" in json.loads(capsys.readouterr().out)
+    assert main([*args, "--set", "zero_shot.templates={nope: 'x {}'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "zero_shot.templates" in err and "nope" in err and "\n" not in err
+    assert main(["evaluate", run, "--set", "evaluation.zero_shot_blend.weights=[-2]"]) == 2
+    assert "evaluation.zero_shot_blend.weights[0] must not be negative" in capsys.readouterr().err
