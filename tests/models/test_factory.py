@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+import fused_toy
 import pytest
 import torch
 
@@ -14,6 +15,7 @@ from vlkge.data.triples import LabeledTriples
 from vlkge.models import build_model
 from vlkge.models.backbones import BACKBONES
 from vlkge.models.factory import build_interaction, warn_large_margin
+from vlkge.models.representations import Embedding
 
 ROWS = [("a", "r", "b"), ("b", "r", "c"), ("c", "s", "a"), ("d", "s", "b")]
 
@@ -81,3 +83,44 @@ def test_sharded_models_hold_the_one_process_rows(backbone):
     for sharded in ranks:
         assert torch.equal(sharded.relations.weight, whole.relations.weight)
         assert not any(n.startswith("entities") for n, _ in sharded.named_parameters())
+
+
+@pytest.mark.parametrize("backbone", ["distmult", "complex"])
+def test_sharded_multimodal_models_draw_only_the_rank_rows(backbone, monkeypatch):
+    """A VL model's per-entity tables (structural parts; ComplEx's free imaginary rows) are
+    drawn per rank, never whole: each rank's rows are one process's, bit for bit, and every
+    parameter drawn after them and the generator's final state are one process's too."""
+    built_whole = []  # every whole table built: (rows, width)
+    init = Embedding.__init__
+
+    def recording(self, count, width, **kwargs):
+        built_whole.append((count, width))
+        init(self, count, width, **kwargs)
+
+    monkeypatch.setattr(Embedding, "__init__", recording)
+    kg = fused_toy.toy_graph()
+    features = fused_toy.feats_for_model(kg)
+    cfg = fused_toy.model_cfg(backbone)
+    torch.manual_seed(7)
+    whole = build_model(cfg, kg, features)
+    after = torch.get_rng_state()
+    ranks = []
+    relations = (whole.relations.count, whole.relations.width)
+    for rank in range(3):
+        torch.manual_seed(7)
+        built_whole.clear()
+        ranks.append(build_model(cfg, kg, features, shard=(rank, 3)))
+        assert built_whole == [relations]  # no entity table, not even for a moment
+        assert torch.equal(torch.get_rng_state(), after)
+    tables = {"real.structural" if backbone == "complex" else "structural": 4}
+    if backbone == "complex":
+        tables["imaginary.free"] = 6  # a..d have a structural part, f and g a text
+    for name, count in tables.items():
+        rows = [m.entities.get_submodule(name).weight for m in ranks]
+        assert sum(len(r) for r in rows) == count
+        assert torch.equal(torch.cat(rows), whole.entities.get_submodule(name).weight.detach())
+    state = whole.state_dict()
+    for sharded in ranks:  # projections, gates, relations: drawn after the tables, replicated
+        for key, value in sharded.state_dict().items():
+            if not any(key.startswith(f"entities.{name}.") for name in tables):
+                assert torch.equal(value, state[key]), key

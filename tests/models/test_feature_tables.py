@@ -66,3 +66,26 @@ def test_checkpoint_brings_its_transform_and_the_tables_follow():
     other.load_state_dict(trained.state_dict())
     torch.testing.assert_close(other.features.frozen("text"), trained.features.frozen("text"))
     torch.testing.assert_close(other(), trained())
+
+
+@pytest.mark.parametrize("preprocess", ["none", "center", "pca"])
+def test_float16_tables_stay_float16_and_give_float32_rows(preprocess):
+    kg = toy_graph()
+    features = features_for(kg.entities, 4, 4)
+    half = {m: (table.half(), mask) for m, (table, mask) in features.items()}
+    rounded = {m: (table.float(), mask) for m, (table, mask) in half.items()}  # the reference
+    built = []
+    for given in (half, rounded):
+        torch.manual_seed(0)
+        built.append(FusedEntityRepresentation(given, 3, kg.seen_in_train(), preprocess=preprocess))
+    model, reference = built
+    rows = torch.tensor([3, 0, 3])
+    for name in ("image", "text"):
+        assert model.features.frozen(name).dtype == torch.float16
+        got, want = model.features.table(name, rows), reference.features.table(name, rows)
+        assert got.dtype == torch.float32
+        # float16 storage of the transformed rows: fp16 rounding, exact without a transform
+        torch.testing.assert_close(got, want, rtol=2**-10, atol=1e-6 if preprocess != "none" else 0)
+    torch.testing.assert_close(model(rows), reference(rows), rtol=1e-3, atol=1e-6)
+    if preprocess == "none":
+        assert model.features.frozen("text").data_ptr() == half["text"][0].data_ptr()

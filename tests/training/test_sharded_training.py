@@ -161,6 +161,18 @@ def test_two_sharded_ranks_match_one_process(tmp_path, image_cache, regime, moda
     settings = [*BASE, *regime]
     if modal:  # ComplEx also shards its free imaginary rows
         settings += ["model.modalities=[image]", f"features.cache_dir={image_cache}"]
+    match_one_process(tmp_path, settings)
+
+
+def test_two_sharded_ranks_on_float16_features_match_one_process(tmp_path, image_cache):
+    """Each rank reads its rows of the mapped float16 copy; one process reads them all."""
+    modal = ["model.modalities=[image]", f"features.cache_dir={image_cache}"]
+    match_one_process(tmp_path, [*BASE, *ONE_VS_ALL, *modal, "features.dtype=float16"])
+    assert len(list(image_cache.glob("image.aligned16-*.npy"))) == 1
+
+
+def match_one_process(tmp_path, settings: list[str]) -> None:
+    """Train with ``settings`` in one process and with 2 sharded ranks: the same epochs."""
     train(load_config(overrides=settings), tmp_path / "one")
     two = tmp_path / "two"
     launch.torchrun(

@@ -50,7 +50,8 @@ def build_entities(
     """The entity representation: a structural table, or the fused multimodal one when
     ``model.modalities`` is non-empty (then ``features`` must hold those modalities), with an
     imaginary part for complex backbones (``entity_parts == 2``). With ``shard = (rank,
-    world)`` the structural table holds only this rank's rows (:mod:`vlkge.models.sharded`)."""
+    world)`` every per-entity table (structural, the structural parts and free imaginary rows
+    of a multimodal model) holds only this rank's rows (:mod:`vlkge.models.sharded`)."""
     dim, modalities, structural = model_cfg["dim"], model_cfg["modalities"], model_cfg["structural"]
     if not modalities:
         if not structural:
@@ -83,9 +84,10 @@ def build_entities(
         neighbours=model_cfg["neighbours"],
         neighbour_temperature=model_cfg["neighbour_temperature"],
         dropout=model_cfg["dropout"],
+        shard=shard,
         **_preprocessing(features_cfg),
     )
-    return real if entity_parts == 1 else ComplexEntities.around(real, paper_compat)
+    return real if entity_parts == 1 else ComplexEntities.around(real, paper_compat, shard)
 
 
 def _preprocessing(features_cfg: dict | None) -> dict:
@@ -116,8 +118,7 @@ def build_model(
     on the reference implementation's fusion and initialisation (SPEC 6.3, 6.4); ``towers``
     are fine-tuned encoder towers (:func:`vlkge.encoders.tuning.build_towers`). ``shard =
     (rank, world)``: the entity tables hold only this rank's rows, with the values and the
-    generator state of one process's model (a structural table is never whole; the tables of
-    a multimodal model are built whole, then cut).
+    generator state of one process's model (no per-entity table is ever whole on a rank).
     """
     interaction = build_interaction(model_cfg)
     entities = build_entities(

@@ -6,7 +6,8 @@ preprocessing (:mod:`vlkge.models.preprocess`), or a fine-tuned encoder tower
 (:mod:`vlkge.encoders.tuning`, ``encoder.finetune``) whose output replaces that table at every
 forward pass. It also guards checkpoints against other features.
 
-The frozen tables are non-persistent buffers: they move with ``.to(device)``, the optimiser
+The frozen tables are non-persistent buffers, float32 or float16 (``features.dtype``; rows are
+upcast to float32 as they are read, never the table whole): they move with ``.to(device)``, the optimiser
 never sees them and checkpoints stay small; they are re-read from the feature cache when a run
 is loaded. A small persistent ``fingerprint`` per modality (count, sum of row norms, sum of
 squares) is saved instead, and loading a checkpoint next to different features is an error.
@@ -22,6 +23,8 @@ from torch import nn
 from vlkge.errors import VlkgeError
 from vlkge.models.features import Features
 from vlkge.models.preprocess import FeatureTransform
+
+TRANSFORM_ROWS = 1 << 16  # rows transformed at a time
 
 
 def fingerprint(table: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -77,24 +80,32 @@ class FeatureTables(nn.Module):
         return getattr(self, f"frozen_{name}")
 
     def table(self, name: str, flat: torch.Tensor | None = None) -> torch.Tensor:
-        """Rows ``flat`` (``None``: all) of modality ``name``: the tuned tower's output when
-        it is fine-tuned, else the frozen table."""
+        """Rows ``flat`` (``None``: all) of modality ``name``, float32: the tuned tower's
+        output when it is fine-tuned, else the frozen table's rows."""
         if name in self.towers:  # fine-tuned: recomputed from the tower's trained end
             table = self.towers[name]()
             if name in self.transforms:
                 table = self.transforms[name](table)
             return table if flat is None else table[flat]
         table = self.frozen(name)
-        return table if flat is None else table[flat]
+        return (table if flat is None else table[flat]).float()
 
     def transformed(self, features: Features) -> Features:
-        """``features`` through each modality's fitted transform (identity where none)."""
-        return {
-            name: (self.transforms[name](table, mask), mask)
-            if name in self.transforms
-            else (table, mask)
-            for name, (table, mask) in features.items()
-        }
+        """``features`` through each modality's fitted transform (identity where none), each
+        table in its own dtype, transformed in blocks of rows (no float32 copy of a float16
+        table)."""
+        out = dict(features)
+        for name in self.transforms.keys() & features.keys():
+            table, mask = features[name]
+            transform = self.transforms[name]
+            result = torch.empty(
+                len(table), transform.width, dtype=table.dtype, device=table.device
+            )
+            for start in range(0, len(table), TRANSFORM_ROWS):
+                rows = slice(start, start + TRANSFORM_ROWS)
+                result[rows] = transform(table[rows].float(), mask[rows])
+            out[name] = (result, mask)
+        return out
 
     def raw_width(self, name: str) -> int:
         """The width of the encoder's features of ``name`` (before any preprocessing)."""

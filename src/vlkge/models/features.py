@@ -1,7 +1,8 @@
 """Frozen modal features as the multimodal representation receives them.
 
 The contract (produced by :mod:`vlkge.encoders`): a dict ``{modality: (features, mask)}`` with
-``features`` a ``FloatTensor[E, w]`` and ``mask`` a ``BoolTensor[E]``, rows aligned with the
+``features`` a ``FloatTensor[E, w]`` (float32, or float16 with ``features.dtype: float16``:
+upcast by :class:`~vlkge.models.feature_tables.FeatureTables` row by row as read) and ``mask`` a ``BoolTensor[E]``, rows aligned with the
 graph's entity ids; an entity without the modality has ``mask`` False (its row is ignored).
 """
 
@@ -20,7 +21,8 @@ Features = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
 
 def check_features(features: Features, num_entities: int, modalities) -> Features:
-    """The requested modalities, validated, as float32 tables with masked rows zeroed."""
+    """The requested modalities, validated, as float32 (float16 kept) tables with masked rows
+    zeroed."""
     out: Features = {}
     for name in modalities:
         if name not in MODALITIES:
@@ -40,9 +42,10 @@ def check_features(features: Features, num_entities: int, modalities) -> Feature
                 f"{name} mask has shape {tuple(mask.shape)}, expected [{num_entities}]"
             )
         mask = mask.bool()
-        # no copy of a table that is already float32 with zero rows where the mask is False
-        # (a memory-mapped cache file stays mapped); checked in blocks for the same reason
-        table = table.float()
+        # no copy of a table that is already float32 or float16 with zero rows where the mask
+        # is False (a memory-mapped cache file stays mapped); checked in blocks for that reason
+        if table.dtype not in (torch.float32, torch.float16):
+            table = table.float()
         if not mask.all() and table[~mask].any():
             table = table * mask.unsqueeze(1)
         if not all(torch.isfinite(block).all() for block in table.split(1 << 16)):
@@ -79,9 +82,11 @@ def cache_encoders(cache_dir: str | Path, modalities) -> dict[str, dict]:
     return out
 
 
-def load_features(cache_dir: str | Path | None, kg: KnowledgeGraph, modalities) -> Features:
+def load_features(
+    cache_dir: str | Path | None, kg: KnowledgeGraph, modalities, dtype: str = "float32"
+) -> Features:
     """Read the requested modalities from the feature cache written by ``vlkge encode``,
-    aligned with the graph's entity ids."""
+    aligned with the graph's entity ids, memory-mapped in ``dtype`` (``features.dtype``)."""
     modalities = list(modalities or [])
     if not modalities:
         return {}
@@ -98,5 +103,5 @@ def load_features(cache_dir: str | Path | None, kg: KnowledgeGraph, modalities) 
         )
     from vlkge.encoders.cache import FeatureCache  # imported late: encoders pull in more
 
-    features = FeatureCache(path).load(kg.entities, modalities)
+    features = FeatureCache(path).load(kg.entities, modalities, dtype)
     return check_features(features, kg.num_entities, modalities)

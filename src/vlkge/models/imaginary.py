@@ -23,11 +23,11 @@ from vlkge.models.features import Features
 from vlkge.models.legacy import rename_keys
 from vlkge.models.multimodal import FusedEntityRepresentation
 from vlkge.models.representations import (
-    Embedding,
     NewFeatures,
     Representation,
     check_imaginary,
 )
+from vlkge.models.sharded import entity_rows
 
 #: default initial gate of the image-only imaginary path (tanh(0.1) ~ 0.1)
 GATE_INIT = 0.1
@@ -42,7 +42,8 @@ class ImaginaryPart(nn.Module):
 
     ``free``: ``BoolTensor[E]``, the entities with a free row (seen with a structural part, or
     with a text); ``image``: those with an image feature (the gated path where not free);
-    ``text``: those with a text feature (for new entities' ``mean_text``).
+    ``text``: those with a text feature (for new entities' ``mean_text``); ``shard = (rank,
+    world)``: the free table holds only the rank's rows (:func:`~.sharded.entity_rows`).
     """
 
     def __init__(
@@ -52,6 +53,7 @@ class ImaginaryPart(nn.Module):
         text: torch.Tensor,
         width: int,
         paper_compat: bool = False,
+        shard: tuple[int, int] | None = None,
     ):
         super().__init__()
         free, image, text = free.bool().cpu(), image.bool().cpu(), text.bool().cpu()
@@ -62,7 +64,7 @@ class ImaginaryPart(nn.Module):
         self.register_buffer("gated", gated, persistent=False)
         self.register_buffer("text_rows", rows[text & free], persistent=False)
         self.any_free, self.any_gated = bool(free.any()), bool(gated.any())
-        self.free = Embedding(int(free.sum()), width)
+        self.free = entity_rows(free, width, shard)
         self.map = nn.Linear(width, width, bias=False)
         self.gate = nn.Parameter(torch.tensor(0.0 if paper_compat else GATE_INIT))
         if paper_compat:  # the reference's zero init: P and g never receive a gradient
@@ -110,11 +112,17 @@ class ComplexEntities(Representation):
         self.count, self.width = real.count, 2 * real.width
 
     @classmethod
-    def around(cls, real: FusedEntityRepresentation, paper_compat: bool) -> ComplexEntities:
-        """``real`` with the imaginary part its entities' parts call for."""
+    def around(
+        cls,
+        real: FusedEntityRepresentation,
+        paper_compat: bool,
+        shard: tuple[int, int] | None = None,
+    ) -> ComplexEntities:
+        """``real`` with the imaginary part its entities' parts call for (``shard``: see
+        :class:`ImaginaryPart`)."""
         free = real.has("structural") | real.has("text")
         imaginary = ImaginaryPart(
-            free, real.has("image"), real.has("text"), real.width, paper_compat
+            free, real.has("image"), real.has("text"), real.width, paper_compat, shard
         )
         return cls(real, imaginary)
 

@@ -40,11 +40,11 @@ from vlkge.models.fusion import FUSIONS, Projection, fuse
 from vlkge.models.legacy import rename_keys
 from vlkge.models.neighbours import feature_keys, nearest
 from vlkge.models.representations import (
-    Embedding,
     NewFeatures,
     Representation,
     check_imaginary,
 )
+from vlkge.models.sharded import entity_rows
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,8 @@ class FusedEntityRepresentation(Representation):
     ``features``: ``{modality: (FloatTensor[E, w], BoolTensor[E])}`` for the enabled
     modalities; ``seen``: ``BoolTensor[E]``, entities that occur in training triples;
     ``towers`` and the preprocessing arguments: see
-    :class:`~vlkge.models.feature_tables.FeatureTables`.
+    :class:`~vlkge.models.feature_tables.FeatureTables`; ``shard = (rank, world)``: the
+    structural table holds only the rank's rows (:func:`vlkge.models.sharded.entity_rows`).
     """
 
     def __init__(
@@ -81,6 +82,7 @@ class FusedEntityRepresentation(Representation):
         preprocess_width: int | None = None,
         normalize_features: bool = False,
         dropout: float = 0.0,
+        shard: tuple[int, int] | None = None,
     ):
         super().__init__()
         if fusion not in FUSIONS:
@@ -112,7 +114,7 @@ class FusedEntityRepresentation(Representation):
             rows = torch.full((count,), -1, dtype=torch.long)
             rows[seen] = torch.arange(int(seen.sum()))
             self.register_buffer("struct_row", rows, persistent=False)
-            self.structural = Embedding(int(seen.sum()), dim)
+            self.structural = entity_rows(seen, dim, shard)
         for name in self.modalities:
             present.append(features[name][1])
             counted.append(features[name][1])

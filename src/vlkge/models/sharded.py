@@ -81,7 +81,7 @@ class ShardedEmbedding(Representation):
         (CPU ``uniform_`` draws element by element); memory is the shard plus the block."""
         bound = math.sqrt(3.0) * math.sqrt(2.0 / float(width + count))  # nn.init.xavier_uniform_
         lo, hi = bounds[rank], bounds[rank + 1]
-        scratch = torch.empty(min(max(1, DRAW_BLOCK // width), count), width)
+        scratch = torch.empty(max(1, min(DRAW_BLOCK // width, count)), width)
 
         def skip(rows: int) -> None:
             for start in range(0, rows, len(scratch)):
@@ -113,6 +113,20 @@ class ShardedEmbedding(Representation):
 
     def extra_repr(self) -> str:
         return f"count={self.count}, width={self.width}, rows={self.lo}..{self.hi}"
+
+
+def entity_rows(
+    mask: torch.Tensor, width: int, shard: tuple[int, int] | None
+) -> Embedding | ShardedEmbedding:
+    """A learned table with a row for each entity in ``mask`` (in entity order): whole, or
+    with ``shard = (rank, world)`` only the rows of the rank's entities, drawn as one process
+    draws them (:meth:`ShardedEmbedding.drawn`), so the table is never whole on a rank."""
+    count = int(mask.sum())
+    if shard is None:
+        return Embedding(count, width)
+    rank, world = shard
+    bounds = _row_bounds(mask, entity_bounds(len(mask), world))
+    return ShardedEmbedding.drawn(count, width, bounds, rank)
 
 
 def _row_bounds(mask: torch.Tensor, bounds: list[int]) -> list[int]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 
+from vlkge.encoders.cache.tables import FEATURE_DTYPES
 from vlkge.encoders.tuning import FINETUNE_MODES
 from vlkge.evaluation.metrics import HITS_AT
 from vlkge.evaluation.ranking import TIES
@@ -29,6 +30,7 @@ def registry_choices() -> dict[str, tuple]:
         "model.backbone": tuple(BACKBONES),
         "model.fusion": tuple(FUSIONS),
         "features.preprocess": tuple(PREPROCESS),
+        "features.dtype": tuple(FEATURE_DTYPES),
         "encoder.finetune": tuple(FINETUNE_MODES),
         "validation.metric": ("mrr", *(f"hits@{k}" for k in HITS_AT)),
         "evaluation.ties": tuple(TIES),

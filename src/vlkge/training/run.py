@@ -97,7 +97,9 @@ def prepare(
         towers = build_tuned_towers(cfg, kg)
         features = {m: (tower().detach(), tower.mask) for m, tower in towers.items()}
     elif features is None and model_cfg["modalities"]:
-        features = load_features(feature_cache_dir(cfg, kg), kg, model_cfg["modalities"])
+        features = load_features(
+            feature_cache_dir(cfg, kg), kg, model_cfg["modalities"], cfg["features"]["dtype"]
+        )
     model = build_model(
         model_cfg,
         kg,

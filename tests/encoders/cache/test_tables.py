@@ -21,6 +21,7 @@ from vlkge.data.manifest import EntityManifest
 from vlkge.encoders.cache import FeatureCache, tables
 from vlkge.encoders.cache.tables import Record, read_table, write_table
 from vlkge.errors import DataError
+from vlkge.models.feature_tables import fingerprint
 from vlkge.models.features import check_features
 
 
@@ -147,14 +148,16 @@ def test_files_without_checksums_still_load(tmp_path):
     assert cache.update(StubEncoder(), texts())["text"].reused == 20
 
 
-def test_training_refuses_a_damaged_cache_in_one_line(tmp_path, make_dataset, capsys):
-    data = make_dataset(tmp_path / "toy")
+def train_with_text(tmp_path: Path, data: Path, damage: bool, *settings: str) -> int:
+    """``vlkge train`` of a text model on ``data`` from a fresh cache (one row flipped when
+    ``damage``); its exit status."""
     manifest = EntityManifest()
     for entity in "abcd":
         manifest.add_text(entity, f"the entity {entity}")
     cache = FeatureCache(tmp_path / "cache")
     cache.update(StubEncoder(), manifest)
-    flip_feature_byte(cache.features_path("text"), 2)
+    if damage:
+        flip_feature_byte(cache.features_path("text"), 2)
     argv = ["train", "--out", str(tmp_path / "run")]
     for item in (
         f"dataset.name={data}",
@@ -162,9 +165,15 @@ def test_training_refuses_a_damaged_cache_in_one_line(tmp_path, make_dataset, ca
         f"features.cache_dir={cache.folder}",
         "model.dim=4",
         "training.negatives.num=2",
+        *settings,
     ):
         argv += ["--set", item]
-    assert main(argv) == 2
+    return main(argv)
+
+
+def test_training_refuses_a_damaged_cache_in_one_line(tmp_path, make_dataset, capsys):
+    cache = FeatureCache(tmp_path / "cache")
+    assert train_with_text(tmp_path, make_dataset(tmp_path / "toy"), True) == 2
     err = capsys.readouterr().err
     assert err.splitlines() == [err.strip()] and "Traceback" not in err
     assert f"{cache.features_path('text')}: corrupt feature cache: 4 row(s)" in err
@@ -221,3 +230,72 @@ def test_other_entity_order_maps_an_aligned_copy(mapped):
     assert mapped_file(again) == mapped_file(features)
     checked, _ = check_features({"text": (features, mask)}, ROWS + 1, ["text"])["text"]
     assert checked.data_ptr() == features.data_ptr()
+
+
+# --- float16 tables (features.dtype) -------------------------------------------------------
+def resident_kb(path: Path) -> int:
+    """Resident kB of this process's mappings of ``path`` (/proc/self/smaps)."""
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        fields = line.split()
+        if "-" in fields[0] and not fields[0].endswith(":"):  # a mapping's first line
+            inside = len(fields) >= 6 and fields[5] == str(path)
+        elif inside and fields[0] == "Rss:":
+            total += int(fields[1])
+    return total
+
+
+@needs_proc
+def test_float16_maps_its_own_copy_of_half_the_size(mapped):
+    folder, values = mapped
+    names = [f"e{i}" for i in range(ROWS)]
+    full, _ = folder.load(names, ["text"])["text"]  # float32: the cache file itself
+    half, mask = folder.load(names, ["text"], "float16")["text"]
+    path = mapped_file(half)
+    assert path.startswith(str(folder.folder / "text.aligned16-")) and half.dtype == torch.float16
+    assert torch.equal(half.float(), values.half().float())  # values within fp16 rounding
+    assert (half.float() - values).abs().max() <= values.abs().max() * 2**-11
+    # the model's checks keep the map, and reading every row costs half the float32 table
+    checked, _ = check_features({"text": (half, mask)}, ROWS, ["text"])["text"]
+    assert checked.data_ptr() == half.data_ptr() and checked.dtype == torch.float16
+    fingerprint(full, mask), fingerprint(half, mask)  # reads every row of both
+    assert resident_kb(folder.features_path("text")) >= ROWS * WIDTH * 4 // 1024
+    assert resident_kb(Path(path)) <= ROWS * WIDTH * 2 // 1024 + 8
+    # another entity order: a float32 and a float16 copy, side by side
+    names = list(reversed(names))
+    assert folder.load(names, ["text"], "float16")["text"].features.dtype == torch.float16
+    copy32 = mapped_file(folder.load(names, ["text"])["text"].features)
+    assert copy32.startswith(str(folder.folder / "text.aligned-"))
+    assert len(list(folder.folder.glob("text.aligned16-*.npy"))) == 1  # the stale one removed
+    assert mapped_file(folder.load(names, ["text"], "float16")["text"].features) != copy32
+
+
+@pytest.mark.parametrize("damage", ["truncate", "float32"])
+def test_a_corrupt_float16_copy_is_one_clear_line(mapped, damage):
+    import numpy as np
+
+    folder, _ = mapped
+    names = [f"e{i}" for i in range(ROWS)]
+    folder.load(names, ["text"], "float16")
+    (copy,) = folder.folder.glob("text.aligned16-*.npy")
+    if damage == "truncate":
+        copy.write_bytes(copy.read_bytes()[:1000])
+    else:
+        np.save(copy, np.zeros((ROWS, WIDTH), np.float32))
+    with pytest.raises(DataError, match="corrupt aligned copy of the text features") as info:
+        folder.load(names, ["text"], "float16")
+    assert str(info.value).startswith(f"{copy}: ") and "delete it" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_a_model_trains_and_evaluates_on_float16_features(tmp_path, make_dataset, capsys):
+    data = make_dataset(tmp_path / "toy")
+    settings = ("features.dtype=float16", "features.preprocess=center", "training.epochs=2")
+    assert train_with_text(tmp_path, data, False, *settings) == 0
+    assert len(list((tmp_path / "cache").glob("text.aligned16-*.npy"))) == 1
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "run"), "--split", "test", "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert 0 < metrics["test"]["both"]["mrr"] <= 1
+    assert metrics["test"]["both"] == pytest.approx(saved["test"]["both"])

@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 class ModalFeatures(NamedTuple):
     """One modality's features aligned to an entity list (unpacks as ``features, mask``)."""
 
-    features: torch.Tensor  # float32 [E, w]; zero rows where mask is False
+    features: torch.Tensor  # float32 (or float16) [E, w]; zero rows where mask is False
     mask: torch.Tensor  # bool [E]: the entity has a feature of this modality
 
 
@@ -57,12 +57,16 @@ class FeatureCache(CacheFolder):
 
     # --- reading ---------------------------------------------------------------------------
     def load(
-        self, entities: Sequence[str], modalities: Iterable[str] | None = None
+        self,
+        entities: Sequence[str],
+        modalities: Iterable[str] | None = None,
+        dtype: str = "float32",
     ) -> dict[str, ModalFeatures]:
         """Features aligned with ``entities`` for every cached modality (or those asked for).
 
-        Returns ``{modality: ModalFeatures(features FloatTensor[E, w], mask BoolTensor[E])}``;
-        an entity not in the cache, or without a usable input, has a zero row and mask False.
+        Returns ``{modality: ModalFeatures(features [E, w], mask BoolTensor[E])}``, features
+        in ``dtype`` (``features.dtype``), memory-mapped; an entity not in the cache, or
+        without a usable input, has a zero row and mask False.
         """
         if not self.folder.is_dir():
             raise VlkgeError(f"{self.folder}: feature cache folder not found (run vlkge encode)")
@@ -101,10 +105,13 @@ class FeatureCache(CacheFolder):
                     source.append(row)
                     target.append(position)
             mask[target] = True
-            if source == target and len(source) == len(index) == len(table.entities):
-                features = table.features  # already aligned: the mapped file itself
+            aligned = source == target and len(source) == len(index) == len(table.entities)
+            if aligned and dtype == "float32":
+                features = table.features  # the mapped file itself
             else:
-                features = aligned_table(self.folder, modality, table, source, target, len(index))
+                features = aligned_table(
+                    self.folder, modality, table, source, target, len(index), dtype
+                )
             out[modality] = ModalFeatures(features, mask)
         return out
 

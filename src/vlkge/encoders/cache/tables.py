@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from vlkge.encoders.base import Encoder
-from vlkge.errors import echo
+from vlkge.errors import DataError, echo
 from vlkge.files import DiskFull, atomic_write
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,9 @@ BLOCK_ROWS = 64  # rows per checksum: the most a flipped bit costs to re-encode
 CHECKED_FIELDS = ("format", "modality", "encoder", "fingerprint", "preprocessing", "width")
 #: how the ``preprocessing`` of imported features begins (no encoder of vlkge wrote them)
 PRECOMPUTED = "precomputed"
+#: ``features.dtype``: the dtype of the mapped aligned tables, and the name of their files
+#: (``<modality>.<name>-<key>.npy``: a float32 and a float16 copy never share a file)
+FEATURE_DTYPES = {"float32": "aligned", "float16": "aligned16"}
 
 
 class CorruptCache(Exception):
@@ -171,7 +174,7 @@ def write_table(path: Path, modality: str, header: dict, records: dict[str, Reco
 def temporary_files(folder: Path, table: str) -> list[Path]:
     """Temporary files of interrupted writes of ``table``'s files and shards (not of the
     aligned copies, which a reader may be writing without the lock)."""
-    aligned = f".{table}.aligned-"
+    aligned = tuple(f".{table}.{name}-" for name in FEATURE_DTYPES.values())
     return [p for p in folder.glob(f".{table}.*.tmp") if not p.name.startswith(aligned)]
 
 
@@ -192,37 +195,57 @@ def mapped_tensor(path: Path, name: str, view) -> torch.Tensor:
 
 
 def aligned_table(
-    folder: Path, modality: str, table: Table, source: list[int], target: list[int], count: int
+    folder: Path,
+    modality: str,
+    table: Table,
+    source: list[int],
+    target: list[int],
+    count: int,
+    dtype: str = "float32",
 ) -> torch.Tensor:
     """``table``'s rows ``source`` placed at rows ``target`` of a ``[count, width]`` table of
-    zeros, memory-mapped from ``<modality>.aligned-<key>.npy`` (written once per cache file and
+    zeros in ``dtype`` (a :data:`FEATURE_DTYPES` name), memory-mapped from
+    ``<modality>.aligned-<key>.npy`` (float16: ``aligned16-``; written once per cache file and
     entity list) so that it is never held in memory whole; in memory if the folder is
-    read-only (or full)."""
+    read-only (or full). A copy of the wrong size or dtype is a :class:`DataError`."""
     import numpy as np
 
     stat = (folder / f"{modality}.safetensors").stat()
     identity = [table.header, stat.st_size, stat.st_mtime_ns, source, target, count]
     key = hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
-    path = folder / f"{modality}.aligned-{key}.npy"
+    name = FEATURE_DTYPES[dtype]
+    path = folder / f"{modality}.{name}-{key}.npy"
+    shape = (count, table.width)
     if not path.is_file():
         try:
-            for stale in folder.glob(f"{modality}.aligned-*.npy"):
+            for stale in folder.glob(f"{modality}.{name}-*.npy"):
                 stale.unlink(missing_ok=True)
             with atomic_write(path, binary=True) as handle:
-                shape = (count, table.width)
-                out = np.lib.format.open_memmap(handle.name, "w+", np.float32, shape)
+                out = np.lib.format.open_memmap(handle.name, "w+", np.dtype(dtype), shape)
                 src, dst = torch.tensor(source), torch.tensor(target)
                 for start in range(0, len(src), BLOCK_ROWS * 1024):
                     rows = slice(start, start + BLOCK_ROWS * 1024)
-                    out[dst[rows].numpy()] = table.features[src[rows]].numpy()
+                    out[dst[rows].numpy()] = table.features[src[rows]].numpy()  # cast on write
                 out.flush()
                 del out
         except (OSError, DiskFull):
             log.info("%s: read-only cache, features loaded into memory", folder)
-            features = torch.zeros(count, table.width)
-            features[target] = table.features[source]
+            features = torch.zeros(count, table.width, dtype=getattr(torch, dtype))
+            features[target] = table.features[source].to(features.dtype)
             return features
-    return torch.from_numpy(np.load(path, mmap_mode="c"))
+    try:  # never unpickles (allow_pickle stays False)
+        array = np.load(path, mmap_mode="c")
+        found = f"{array.dtype} {tuple(array.shape)}"
+    except (OSError, ValueError) as exc:  # truncated, not an .npy file
+        array, found = None, echo(exc, quote=False)
+    if array is None or array.shape != shape or array.dtype != np.dtype(dtype):
+        raise DataError(
+            path,
+            None,
+            f"corrupt aligned copy of the {modality} features ({found}; expected {dtype} "
+            f"{shape}); delete it and the next run writes it again",
+        )
+    return torch.from_numpy(array)
 
 
 def read_table(path: Path) -> Table:
