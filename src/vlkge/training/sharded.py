@@ -3,8 +3,9 @@
 
 - :class:`ShardedRows`, the optimiser of the sharded tables: after backward, each fetch's row
   gradients go back to the rows' owners (all-to-all); each owner sums what it receives and
-  updates only those rows, with Adagrad or SGD exactly as the dense ``torch.optim`` step would
-  (a row without gradient is left unchanged by both when ``weight_decay`` is 0).
+  updates its rows exactly as the dense ``torch.optim`` step would: Adagrad and SGD only the
+  rows received (a row without gradient is left unchanged by both when ``weight_decay`` is 0),
+  Adam every row of the shard (its moments move a row without gradient too).
 - :data:`LOSSES`, the softmax (``ce``) and binary (``bce``) losses of 1-vs-all and KvsAll when
   each rank scores the whole batch against its own entities only: the log-sum-exp and the
   target scores are summed across ranks, so the loss is exactly the one-process loss, and each
@@ -14,6 +15,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,20 +35,18 @@ from vlkge.models.sharded import entity_shard, shard_model, sharded_tables
 if TYPE_CHECKING:  # the regimes use this module's losses
     from vlkge.training.regimes import Regime
 
-#: ``training.optimizer.name`` values whose sparse row update equals the dense one
-OPTIMIZERS = ("adagrad", "sgd")
 #: torch.optim.Adagrad's defaults that the row update reproduces
 ADAGRAD_EPS = 1e-10
+#: per ``training.optimizer.name`` (every one of vlkge.training.build.OPTIMIZERS), the
+#: optimiser state of each table: Adagrad's sum of squares, Adam's two moments
+SLOTS = {"adagrad": ("sum",), "adam": ("exp_avg", "exp_avg_sq"), "sgd": ()}
+#: torch.optim.Adam's defaults that the shard update reproduces
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8
 
 
 def check_shardable(cfg: dict) -> None:
     """One line for a config whose training cannot shard its tables exactly."""
     opt = cfg["training"]["optimizer"]
-    if opt["name"] not in OPTIMIZERS:
-        raise ConfigError(
-            f"distributed.shard_tables: training.optimizer.name must be one of "
-            f"{', '.join(OPTIMIZERS)} (sparse row updates), not {opt['name']}"
-        )
     if opt["weight_decay"]:
         raise ConfigError(
             "distributed.shard_tables needs training.optimizer.weight_decay: 0 (decay would "
@@ -90,16 +90,21 @@ def shard_for_training(cfg: dict, model: torch.nn.Module, regime: Regime) -> Sha
 
 
 class ShardedRows:
-    """Sparse Adagrad or SGD over the model's sharded tables (see the module docstring)."""
+    """Adagrad, SGD or Adam over the model's sharded tables (see the module docstring): each
+    equal to one process's ``torch.optim`` optimiser over the whole table (``weight_decay``
+    0, the other arguments torch's defaults)."""
 
     def __init__(self, model: torch.nn.Module, name: str, lr: float):
         self.tables = dict(sharded_tables(model))
         self.name, self.lr = name, lr
-        self.sums = (
-            {key: torch.zeros_like(table.weight) for key, table in self.tables.items()}
-            if name == "adagrad"
-            else {}
-        )
+        slots = SLOTS[name]
+        self.state = {
+            _slot(key, slot): torch.zeros_like(table.weight)
+            for key, table in self.tables.items()
+            for slot in slots
+        }
+        if name == "adam":
+            self.state["step"] = torch.zeros(())
 
     @torch.no_grad()
     def step(self) -> None:
@@ -113,8 +118,15 @@ class ShardedRows:
                 served.append(fetched.served)
                 grads.append(received)
             table.fetched.clear()
-            if served:
-                self._update(key, table.weight, torch.cat(served) - table.lo, torch.cat(grads))
+            rows = torch.cat(served) - table.lo if served else torch.zeros(0, dtype=torch.long)
+            width = table.weight.shape[1]
+            grads = torch.cat(grads) if grads else table.weight.new_zeros(0, width)
+            if self.name == "adam":
+                self._adam(key, table.weight, rows, grads)
+            elif len(rows):
+                self._update(key, table.weight, rows, grads)
+        if self.name == "adam":
+            self.state["step"] += 1
 
     def _update(self, key: str, weight: torch.Tensor, rows: torch.Tensor, grads: torch.Tensor):
         rows, inverse = torch.unique(rows, return_inverse=True)
@@ -124,16 +136,37 @@ class ShardedRows:
             weight[rows] = values.add_(grad, alpha=-self.lr)
             return
         # torch.optim.Adagrad, lr_decay 0, initial accumulator 0, weight_decay 0
-        total = self.sums[key][rows].addcmul_(grad, grad, value=1)
-        self.sums[key][rows] = total
+        total = self.state[_slot(key, "sum")][rows].addcmul_(grad, grad, value=1)
+        self.state[_slot(key, "sum")][rows] = total
         weight[rows] = values.addcdiv_(grad, total.sqrt().add_(ADAGRAD_EPS), value=-self.lr)
 
+    def _adam(self, key: str, weight: torch.Tensor, rows: torch.Tensor, grads: torch.Tensor):
+        """torch.optim.Adam (betas and eps its defaults, no amsgrad) over every row of the
+        shard: rows without a gradient this step still move by their first moment, as the
+        whole table's do in one process, whose gradient is dense."""
+        grad = torch.zeros_like(weight).index_add_(0, rows, grads)
+        (beta1, beta2), step = ADAM_BETAS, float(self.state["step"]) + 1
+        exp_avg, exp_avg_sq = (
+            self.state[_slot(key, "exp_avg")],
+            self.state[_slot(key, "exp_avg_sq")],
+        )
+        exp_avg.lerp_(grad, 1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        denom = (exp_avg_sq.sqrt() / math.sqrt(1 - beta2**step)).add_(ADAM_EPS)
+        weight.addcdiv_(exp_avg, denom, value=-self.lr / (1 - beta1**step))
+
     def state_dict(self) -> dict:
-        return dict(self.sums)
+        return dict(self.state)
 
     def load_state_dict(self, state: dict) -> None:
         for key, value in state.items():
-            self.sums[key].copy_(value)
+            self.state[key].copy_(value)
+
+
+def _slot(table: str, slot: str) -> str:
+    """The checkpoint key of one table's optimiser state (Adagrad's sums keep the table's
+    own name, as checkpoints written before Adam was supported have them)."""
+    return table if slot == "sum" else f"{table}.{slot}"
 
 
 def inside(ids: torch.Tensor, shard: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
