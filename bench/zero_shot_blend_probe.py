@@ -25,11 +25,9 @@ import json
 import torch
 
 from vlkge.config import load_config
-from vlkge.encoders import build_encoder
 from vlkge.evaluation.blend import blended
-from vlkge.evaluation.calibration import fit_weights
 from vlkge.evaluation.evaluator import Evaluator, model_scorer
-from vlkge.evaluation.zero_shot import build_scorer, zero_shot_features
+from vlkge.evaluation.zero_shot import configured_scorer
 from vlkge.training.run import load_run
 
 
@@ -48,16 +46,11 @@ def main() -> None:
     # the zero-shot baseline on the run's own dataset and protocol
     same = [f"dataset.{k}={v}" for k, v in cfg["dataset"].items() if isinstance(v, str)]
     zcfg = load_config(a.zero_shot_config, same)
-    zcfg["evaluation"] = cfg["evaluation"]
-    encoder = build_encoder(zcfg["encoder"]["name"], device="cpu", batch_size=64)
-    scorer, _ = build_scorer(zcfg, kg, encoder, zero_shot_features(zcfg, kg, encoder))
-    zero_shot = scorer.scorer()
+    zero_shot = configured_scorer(zcfg, kg).scorer()
 
-    def blend(lam):
-        """``lam``: one weight, or per side a ``[R]`` tensor of weights per relation."""
-        if isinstance(lam, float):
-            lam = {side: torch.full((kg.num_relations,), lam) for side in evaluator.sides}
-        return blended(trained, zero_shot, lam)
+    def blend(lam: float):
+        weights = {side: torch.full((kg.num_relations,), lam) for side in evaluator.sides}
+        return blended(trained, zero_shot, weights)
 
     rows = {}
     for lam in a.lambdas:
@@ -66,15 +59,15 @@ def main() -> None:
             for split in ("valid", "test")
         }
         print(lam, rows[lam], flush=True)
-    # one weight per side and relation, each the best of the grid on validation
-    ranks = {lam: evaluator.rank(blend(lam), "valid") for lam in a.lambdas}
-    valid = evaluator.triples("valid")[:, 1]
-    weights = fit_weights(ranks, valid, kg.num_relations)
+    # one weight per side and relation, each the best of the grid on validation: the fit of
+    # evaluation.zero_shot_blend
+    evaluator.zero_shot_blend = {"weights": a.lambdas, "split": "valid"}
+    fitted, summary = evaluator.blend(trained, zero_shot)
     rows["per_relation"] = {
-        split: round(evaluator.evaluate_scores(blend(weights), split)["both"]["mrr"], 4)
+        split: round(evaluator.evaluate_scores(fitted, split)["both"]["mrr"], 4)
         for split in ("valid", "test")
     }
-    rows["per_relation_weights"] = {side: w.tolist() for side, w in weights.items()}
+    rows["per_relation_weights"] = summary["weights"]
     print(json.dumps(rows))
 
 

@@ -20,7 +20,7 @@ from vlkge.models.imaginary import ComplexEntities
 from vlkge.models.model import KGEModel
 from vlkge.models.multimodal import FusedEntityRepresentation
 from vlkge.models.representations import Embedding, Representation
-from vlkge.models.sharded import ShardedEmbedding, entity_bounds, shard_model
+from vlkge.models.sharded import entity_rows, shard_model
 from vlkge.precision import model_device
 
 log = logging.getLogger(__name__)
@@ -56,11 +56,8 @@ def build_entities(
     if not modalities:
         if not structural:
             raise ConfigError("model.structural: false needs at least one of model.modalities")
-        width, count = entity_parts * dim, kg.num_entities
-        if shard is not None:  # never the whole table: the rank's rows, drawn as one process's
-            rank, world = shard
-            return ShardedEmbedding.drawn(count, width, entity_bounds(count, world), rank)
-        return Embedding(count, width)
+        every = torch.ones(kg.num_entities, dtype=torch.bool)  # rows are entity ids
+        return entity_rows(every, entity_parts * dim, shard)
     if features is None:
         raise VlkgeError(
             f"model.modalities is {modalities} but no features were given "

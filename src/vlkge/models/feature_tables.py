@@ -7,8 +7,8 @@ preprocessing (:mod:`vlkge.models.preprocess`), or a fine-tuned encoder tower
 forward pass. It also guards checkpoints against other features.
 
 The frozen tables are non-persistent buffers, float32 or float16 (``features.dtype``; rows are
-upcast to float32 as they are read, never the table whole): they move with ``.to(device)``, the optimiser
-never sees them and checkpoints stay small; they are re-read from the feature cache when a run
+upcast to float32 as they are read, never the table whole): they move with ``.to(device)``, the
+optimiser never sees them and checkpoints stay small; they are re-read from the feature cache when a run
 is loaded. A small persistent ``fingerprint`` per modality (count, sum of row norms, sum of
 squares) is saved instead, and loading a checkpoint next to different features is an error.
 The fitted transforms are persistent: after a checkpoint is loaded, the frozen tables go

@@ -2,8 +2,9 @@
 
 The contract (produced by :mod:`vlkge.encoders`): a dict ``{modality: (features, mask)}`` with
 ``features`` a ``FloatTensor[E, w]`` (float32, or float16 with ``features.dtype: float16``:
-upcast by :class:`~vlkge.models.feature_tables.FeatureTables` row by row as read) and ``mask`` a ``BoolTensor[E]``, rows aligned with the
-graph's entity ids; an entity without the modality has ``mask`` False (its row is ignored).
+upcast by :class:`~vlkge.models.feature_tables.FeatureTables` row by row as read) and ``mask``
+a ``BoolTensor[E]``, rows aligned with the graph's entity ids; an entity without the modality
+has ``mask`` False (its row is ignored).
 """
 
 from __future__ import annotations

@@ -118,12 +118,11 @@ class ShardedRows:
                 served.append(fetched.served)
                 grads.append(received)
             table.fetched.clear()
-            rows = torch.cat(served) - table.lo if served else torch.zeros(0, dtype=torch.long)
-            width = table.weight.shape[1]
-            grads = torch.cat(grads) if grads else table.weight.new_zeros(0, width)
-            if self.name == "adam":
+            rows = torch.cat(served) - table.lo if served else None
+            grads = torch.cat(grads) if served else None
+            if self.name == "adam":  # every row moves, with a gradient or not
                 self._adam(key, table.weight, rows, grads)
-            elif len(rows):
+            elif rows is not None:
                 self._update(key, table.weight, rows, grads)
         if self.name == "adam":
             self.state["step"] += 1
@@ -140,11 +139,14 @@ class ShardedRows:
         self.state[_slot(key, "sum")][rows] = total
         weight[rows] = values.addcdiv_(grad, total.sqrt().add_(ADAGRAD_EPS), value=-self.lr)
 
-    def _adam(self, key: str, weight: torch.Tensor, rows: torch.Tensor, grads: torch.Tensor):
+    def _adam(self, key: str, weight: torch.Tensor, rows, grads) -> None:
         """torch.optim.Adam (betas and eps its defaults, no amsgrad) over every row of the
-        shard: rows without a gradient this step still move by their first moment, as the
-        whole table's do in one process, whose gradient is dense."""
-        grad = torch.zeros_like(weight).index_add_(0, rows, grads)
+        shard: rows without a gradient this step (all of them when ``rows`` is ``None``) still
+        move by their first moment, as the whole table's do in one process, whose gradient is
+        dense."""
+        grad = torch.zeros_like(weight)
+        if rows is not None:
+            grad.index_add_(0, rows, grads)
         (beta1, beta2), step = ADAM_BETAS, float(self.state["step"]) + 1
         exp_avg, exp_avg_sq = (
             self.state[_slot(key, "exp_avg")],
