@@ -189,3 +189,14 @@ def test_a_trained_run_reports_calibrated_metrics_and_evaluate_reproduces_them(
     assert "calibration" not in json.loads(capsys.readouterr().out)
     assert main(["evaluate", run, "--set", "model.dim=8"]) == 2
     assert "model.dim cannot change" in capsys.readouterr().err
+
+
+def test_the_scale_is_the_std_of_all_finite_scores_combined_over_chunks():
+    gen = torch.Generator().manual_seed(5)
+    chunks = [torch.randn(3, 5, generator=gen) * 4 + 100, torch.randn(1, 5, generator=gen)]
+    chunks.append(torch.full((2, 5), -torch.inf))
+    chunks[0][1, 2] = -torch.inf
+    every = torch.cat(chunks)
+    expected = float(every[torch.isfinite(every)].double().std())
+    assert cal._finite_std(chunks) == pytest.approx(expected, rel=1e-12)
+    assert cal._finite_std([torch.full((2, 2), -torch.inf)]) == 0.0

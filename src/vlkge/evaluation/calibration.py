@@ -12,7 +12,9 @@ So ``beta`` is chosen per (relation, side) from a grid by the validation split's
 
 ``T`` is ``temperature`` times the standard deviation of the relation's bank scores, so the
 setting does not depend on a model's score scale. The penalty costs one score matrix
-``[bank, E]`` per relation and side; it is computed once per evaluation.
+``[bank, E]`` per relation and side (at most one held at a time: its statistics are streamed
+over chunks of anchors); it is computed once per evaluation. Every entity as the bank needs
+``4 E^2`` bytes (6.7 GB for WN18RR's 40,943); ``bank`` bounds that on larger graphs.
 """
 
 from __future__ import annotations
@@ -53,15 +55,34 @@ def hub_penalties(
                 score_fn(side, block, torch.full_like(block, r)).float()
                 for block in anchors.split(CHUNK)
             ]
-            scores = torch.cat(chunks)
-            finite = scores[torch.isfinite(scores)]
-            scale = temperature * float(finite.std()) if finite.numel() > 1 else 0.0
+            scale = temperature * _finite_std(chunks)
             if not scale > 0:  # constant scores: every candidate equally a hub
                 continue
-            lse = scale * torch.logsumexp(scores / scale, dim=0)
+            lse = torch.full((num_entities,), -torch.inf)
+            while chunks:  # streamed, each chunk freed once summed: one bank matrix at most
+                lse = torch.logaddexp(lse, torch.logsumexp(chunks.pop() / scale, dim=0))
+            lse = scale * lse
             penalty[r] = torch.where(torch.isfinite(lse), lse, torch.zeros_like(lse))
         out[side] = penalty
     return out
+
+
+def _finite_std(chunks: list[torch.Tensor]) -> float:
+    """The (unbiased) standard deviation of the finite scores of all ``chunks``, combined chunk
+    by chunk (Chan et al.'s pairwise update, in float64) instead of over a copy of them all."""
+    count, mean, m2 = 0, 0.0, 0.0
+    for chunk in chunks:
+        finite = chunk[torch.isfinite(chunk)].double()
+        n = finite.numel()
+        if not n:
+            continue
+        var, chunk_mean = torch.var_mean(finite, correction=0)
+        delta = float(chunk_mean) - mean
+        total = count + n
+        mean += delta * n / total
+        m2 += float(var) * n + delta * delta * count * n / total
+        count = total
+    return (m2 / (count - 1)) ** 0.5 if count > 1 else 0.0
 
 
 def calibrated(
