@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("pair_grads.cpp")
 #: ``-fno-math-errno`` lets the compiler vectorise the square roots
-FLAGS = ("-O3", "-fno-math-errno", "-std=c++17", "-shared", "-fPIC", "-pthread")
+FLAGS = ("-O3", "-fno-math-errno", "-fopenmp", "-std=c++17", "-shared", "-fPIC")
 #: vector instructions by torch's CPU capability (the one its own kernels use)
 ISA_FLAGS = {
     "AVX512": ("-mavx512f", "-mavx512dq", "-mavx512vl", "-mavx512bw", "-mavx2", "-mfma"),
@@ -109,7 +109,8 @@ def pair_grads(
         return None
     query, table, grad = query.contiguous(), table.contiguous(), grad.contiguous()
     rows, ents = rows.long().contiguous(), ents.long().contiguous()
-    parts = max(1, torch.get_num_threads())
+    # a part per thread, each with at least as many pairs as its private buffer has rows
+    parts = max(1, min(torch.get_num_threads(), len(rows) // max(1, len(query))))
     grad_query = query.new_empty(parts, *query.shape)  # a part's queries, summed below
     grad_table = torch.empty_like(table)
     getattr(lib, function)(

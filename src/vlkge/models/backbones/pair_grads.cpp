@@ -9,7 +9,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <thread>
 #include <vector>
 
 namespace {
@@ -71,13 +70,12 @@ void pair_grads(bool modulus, const T* q, const T* t, const int64_t* rows, const
     bound[i] = p;
     first[i] = p < P ? std::max(first[i - 1], ents[p]) : E;
   }
-  std::vector<std::thread> threads;
-  for (int64_t i = 1; i < parts; ++i)
-    threads.emplace_back(part<T>, modulus, q, t, rows, ents, g, bound[i], bound[i + 1],
-                         first[i], first[i + 1], B, D, gq_parts + i * B * D, gt);
-  part<T>(modulus, q, t, rows, ents, g, bound[0], bound[1], first[0], first[1], B, D, gq_parts,
-          gt);
-  for (auto& thread : threads) thread.join();
+  // torch's own OpenMP threads (the process has loaded its libgomp): no second pool of
+  // threads spinning against the first
+#pragma omp parallel for num_threads(parts) schedule(static, 1)
+  for (int64_t i = 0; i < parts; ++i)
+    part<T>(modulus, q, t, rows, ents, g, bound[i], bound[i + 1], first[i], first[i + 1], B, D,
+            gq_parts + i * B * D, gt);
 }
 
 }  // namespace
