@@ -118,3 +118,17 @@ def test_no_compiler_gives_none(monkeypatch):
         assert native.library() is None
     finally:
         native.library.cache_clear()
+
+
+def test_failed_build_gives_none(tmp_path, monkeypatch, caplog):
+    """A compiler that fails: logged, ``None`` (the compiled torch code runs instead)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(shutil, "which", lambda name: "/bin/false")
+    native.library.cache_clear()
+    try:
+        with caplog.at_level(logging.WARNING):
+            assert native.library() is None
+        assert "unavailable" in caplog.text
+        assert list(native.cache_dir().iterdir()) == []  # nothing half-built left
+    finally:
+        native.library.cache_clear()

@@ -3,11 +3,12 @@
 The backward adds each ``(query, candidate)`` pair's gradient into two rows that other pairs
 share, so a loop made by ``torch.compile`` runs on one thread (parallel, inductor makes every
 addition atomic) and writes the modulus distance's gradient row in two passes, computing each
-complex modulus twice. The C++ loop runs one part of the pairs per thread, cut at entity
-boundaries so each thread owns its table rows, and computes each modulus once (2-3x less CPU
-time, and both cores: docs/results.md, issue 20). Built with the C++ compiler that compiled
-kernels need, once per source and CPU capability, into a private cache folder; where that
-fails, the compiled torch code runs instead.
+complex modulus twice. The C++ loop runs one part of the pairs per thread of torch's OpenMP
+pool, cut at entity boundaries so each thread owns its table rows, and computes each modulus
+once (1.7-1.9x less CPU time on one core, and every core: docs/results.md, issue 20). Built
+with the C++ compiler that compiled kernels need, once per source, compiler and CPU
+capability, into a private cache folder; where that fails, the compiled torch code runs
+instead.
 """
 
 from __future__ import annotations
@@ -76,12 +77,12 @@ def library() -> ctypes.CDLL | None:
                 subprocess.run(command, check=True, capture_output=True, timeout=300)
                 os.replace(built, path)  # whole, even with other processes building it
         lib = ctypes.CDLL(str(path))
-    except (OSError, subprocess.SubprocessError) as exc:
+        for function in FUNCTIONS.values():
+            getattr(lib, function).argtypes = ARGTYPES
+            getattr(lib, function).restype = None
+    except (OSError, AttributeError, subprocess.SubprocessError) as exc:
         log.warning("native pair gradients unavailable (%s); using compiled torch code", exc)
         return None
-    for function in FUNCTIONS.values():
-        getattr(lib, function).argtypes = ARGTYPES
-        getattr(lib, function).restype = None
     return lib
 
 
