@@ -94,8 +94,8 @@ def test_not_applicable_gives_none():
 def test_build_refuses_a_shared_folder(tmp_path, monkeypatch, caplog):
     """A cache folder others can write into is not loaded from (its library would run):
     logged, and ``None``; a private one builds."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    folder = native.cache_dir()
+    monkeypatch.setenv("VLKGE_CACHE_DIR", str(tmp_path))
+    folder = tmp_path / "native"
     folder.mkdir(parents=True)
     folder.chmod(0o777)
     native.library.cache_clear()
@@ -122,13 +122,13 @@ def test_no_compiler_gives_none(monkeypatch):
 
 def test_failed_build_gives_none(tmp_path, monkeypatch, caplog):
     """A compiler that fails: logged, ``None`` (the compiled torch code runs instead)."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("VLKGE_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(shutil, "which", lambda name: "/bin/false")
     native.library.cache_clear()
     try:
         with caplog.at_level(logging.WARNING):
             assert native.library() is None
         assert "unavailable" in caplog.text
-        assert list(native.cache_dir().iterdir()) == []  # nothing half-built left
+        assert list((tmp_path / "native").iterdir()) == []  # nothing half-built left
     finally:
         native.library.cache_clear()

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import torch
 
+from vlkge.data.download import cache_dir
+
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("pair_grads.cpp")
@@ -41,12 +43,6 @@ FUNCTIONS = {torch.float32: "pair_grads_f32", torch.float64: "pair_grads_f64"}
 ARGTYPES = [ctypes.c_int32, *[ctypes.c_void_p] * 5, *[ctypes.c_int64] * 5, *[ctypes.c_void_p] * 2]
 #: the distances it differentiates (``kernels.DISTANCES``' keys)
 KINDS = ("l1", "modulus")
-
-
-def cache_dir() -> Path:
-    """Where built libraries are kept (``$XDG_CACHE_HOME/vlkge/native``)."""
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "vlkge" / "native"
 
 
 def _check_private(folder: Path) -> None:
@@ -66,7 +62,7 @@ def library() -> ctypes.CDLL | None:
     key = "\0".join([SOURCE.read_text(), compiler, *flags])
     name = f"pair_grads-{hashlib.sha256(key.encode()).hexdigest()[:16]}.so"
     try:
-        folder = cache_dir()
+        folder = cache_dir() / "native"  # the user cache: $VLKGE_CACHE_DIR or ~/.cache/vlkge
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         _check_private(folder)
         path = folder / name
