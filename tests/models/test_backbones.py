@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vlkge.models.backbones import BACKBONES, ComplEx, DistMult, RotatE, TransE
+from vlkge.models.backbones import BACKBONES, ComplEx, DistMult, RotatE, TransE, native
 from vlkge.models.backbones import kernels as base
 from vlkge.models.backbones.transe import unit
 
@@ -104,13 +104,17 @@ def _plain_distance(diff: torch.Tensor, kind: str) -> torch.Tensor:
     return diff.abs().sum(-1) if kind == "l1" else diff.norm(dim=-1)
 
 
-@pytest.mark.parametrize("compiled", [False, True])
+@pytest.mark.parametrize("path", ["eager", "compiled", "compiled, no native backward"])
 @pytest.mark.parametrize("kind", ["l1", "l2", "modulus"])
-def test_candidate_distance_gradients(kind, compiled, monkeypatch):
-    """Candidate distances (pairs sorted by entity; eager in chunks of 8 pairs, or compiled)
-    give plain autograd's values and gradients over a gather, repeated ids included, and
-    pass gradcheck."""
+def test_candidate_distance_gradients(kind, path, monkeypatch):
+    """Candidate distances (pairs sorted by entity; eager in chunks of 8 pairs, or compiled,
+    the backward native where a C++ compiler builds it, else compiled too) give plain
+    autograd's values and gradients over a gather, repeated ids included, and pass
+    gradcheck."""
+    compiled = path != "eager"
     monkeypatch.setattr(base.Kernels, "enabled", compiled)
+    if path == "compiled, no native backward":
+        monkeypatch.setattr(native, "library", lambda: None)
     monkeypatch.setattr(base, "BLOCK_ELEMENTS", 8 * 8)
     g = torch.Generator().manual_seed(3)
     query = torch.randn(6, 8, dtype=torch.float64, generator=g, requires_grad=True)

@@ -8,8 +8,9 @@ candidate)`` pairs are visited in order of entity, with a hand-written backward 
 pair's gradient into its rows instead of letting autograd materialise and scatter a ``[B, N,
 D]`` gather. With compiled kernels enabled (``compile: auto``, when a C++ compiler is present)
 each block, and all the pairs, run as one fused loop made by ``torch.compile`` (their speed-up:
-docs/scaling.md, "Compiled distance kernels"); without a compiler, or on any compile failure,
-the same functions run eagerly, the pairs in bounded chunks."""
+docs/scaling.md, "Compiled distance kernels"), the pairs' backward on the CPU as a C++ loop
+over the CPU's threads (:mod:`~vlkge.models.backbones.native`); without a compiler, or on any
+compile failure, the same functions run eagerly, the pairs in bounded chunks."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
+from vlkge.models.backbones import native
 from vlkge.models.backbones.complex_ops import halves
 
 log = logging.getLogger(__name__)
@@ -168,9 +170,9 @@ class Kernels:
     #: block functions whose inputs' first axis is any length (pairs, queries, entities),
     #: compiled once for all of them; the others are compiled for static shapes
     any_rows = ("_pair_distances", "_pair_grads")
-    #: inductor settings by block function: the gradients' loop adds into rows that several
-    #: pairs share, so it runs on one thread (parallel, each addition would be atomic: 10x
-    #: slower on two threads)
+    #: inductor settings by block function: the gradients' loop (where the native one does
+    #: not apply) adds into rows that several pairs share, so it runs on one thread
+    #: (parallel, each addition would be atomic: 10x slower on two threads)
     options: ClassVar[dict[str, dict]] = {"_pair_grads": {"cpp.threads": 1}}
 
     @classmethod
@@ -226,7 +228,8 @@ class _CandidateDistance(torch.autograd.Function):
     pairs that name it while it is in cache (random rows of a table larger than the cache
     made the pairs memory-bound). Compiled, forward and backward are one fused loop over the
     pairs each, the backward adding each pair's gradient into its query's and its entity's
-    rows; nothing of size ``[B, N, D]`` is built. Eager, the pairs run in bounded chunks.
+    rows (on the CPU the native loop, one part of the entities per thread); nothing of size
+    ``[B, N, D]`` is built. Eager, the pairs run in bounded chunks.
     """
 
     @staticmethod
@@ -249,9 +252,11 @@ class _CandidateDistance(torch.autograd.Function):
     def backward(ctx, grad):
         query, table, rows, ents, order = ctx.saved_tensors
         grad, kind = grad.reshape(-1)[order], ctx.kind
-        if Kernels.enabled:  # one fused loop over all the pairs
-            grad_query, grad_table = Kernels.call(_pair_grads, kind, query, table, rows, ents, grad)
-            return grad_query, grad_table, None, None
+        if Kernels.enabled:  # one loop over all the pairs: C++ on the CPU, else compiled
+            found = native.pair_grads(query, table, rows, ents, grad, kind)
+            if found is None:
+                found = Kernels.call(_pair_grads, kind, query, table, rows, ents, grad)
+            return *found, None, None
         grad_query, grad_table = torch.zeros_like(query), torch.zeros_like(table)
         chunk = _pair_chunk(table)
         for lo in range(0, len(order), chunk):
