@@ -1,0 +1,47 @@
+"""Evaluate a trained run with the zero-shot blend (``evaluation.zero_shot_blend``, weights per
+side and relation fit on validation), the prompts taken from a zero-shot config, for runs
+trained without a ``zero_shot:`` section (docs/results.md, "Honest multimodal gains").
+
+    python bench/blend_eval.py RUN configs/wn9-img/zero-shot-minilm.yaml [--split valid,test]
+        [--set KEY=VALUE ...]
+
+Prints one JSON line per split: the both-sides metrics of ``vlkge evaluate --json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+import yaml
+
+WEIGHTS = "[1,2,5,10,20,50,1000]"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run")
+    parser.add_argument("zero_shot_config")
+    parser.add_argument("--split", default="valid,test")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args()
+    with open(args.zero_shot_config, encoding="utf-8") as fh:
+        prompts = yaml.safe_load(fh)["zero_shot"]
+    sets = [f"evaluation.zero_shot_blend.weights={WEIGHTS}"]
+    sets += [f"zero_shot.{key}={json.dumps(prompts[key])}" for key in prompts]
+    sets += args.set
+    for split in args.split.split(","):
+        command = [sys.executable, "-m", "vlkge", "evaluate", args.run, "--split", split, "--json"]
+        for item in sets:
+            command += ["--set", item]
+        out = subprocess.run(command, capture_output=True, text=True, check=False)
+        if out.returncode:
+            sys.exit(f"{split}: vlkge evaluate failed: {out.stderr.strip().splitlines()[-1:]}")
+        metrics = json.loads(out.stdout)
+        print(split, json.dumps(metrics.get(split, metrics).get("both", metrics)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
