@@ -52,10 +52,15 @@ def _check_private(folder: Path) -> None:
         raise OSError(f"{folder} is not private to this user")
 
 
+def find_compiler() -> str | None:
+    """The C++ compiler on PATH the library is built with, if any."""
+    return shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+
+
 @functools.cache
 def library() -> ctypes.CDLL | None:
     """The built library, or ``None`` (no C++ compiler, or the build failed: logged)."""
-    compiler = shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+    compiler = find_compiler()
     if compiler is None:
         return None
     flags = (*FLAGS, *ISA_FLAGS.get(torch.backends.cpu.get_cpu_capability(), ()))
