@@ -17,7 +17,8 @@ from vlkge.evaluation.ranking import ScoreFn
 
 
 def blended(score_fn: ScoreFn, other_fn: ScoreFn, weights: dict[str, torch.Tensor]) -> ScoreFn:
-    """``score_fn + weights[side][r] * other_fn`` (``weights``: per side ``[R]``)."""
+    """``score_fn + weights[side][r] * other_fn`` (``weights``: per side ``[R]``); also the
+    hubness calibration's form (:func:`~vlkge.evaluation.calibration.calibrated`)."""
 
     def score(
         side: str,
@@ -29,8 +30,8 @@ def blended(score_fn: ScoreFn, other_fn: ScoreFn, weights: dict[str, torch.Tenso
         weight = weights[side][relation.cpu()].unsqueeze(1)
         if not weight.any():  # no query of this chunk blends: skip the second scorer
             return scores
-        other = other_fn(side, anchor, relation, span)
-        return scores + weight.to(scores.device, scores.dtype) * other.to(
+        other = other_fn(side, anchor, relation, span)  # weighted in its own (float32) type
+        return scores + (weight.to(other.device, other.dtype) * other).to(
             scores.device, scores.dtype
         )
 

@@ -23,6 +23,7 @@ import logging
 
 import torch
 
+from vlkge.evaluation.blend import blended
 from vlkge.evaluation.ranking import ScoreFn
 
 log = logging.getLogger(__name__)
@@ -88,22 +89,19 @@ def _finite_std(chunks: list[torch.Tensor]) -> float:
 def calibrated(
     score_fn: ScoreFn, penalties: dict[str, torch.Tensor], weights: dict[str, torch.Tensor]
 ) -> ScoreFn:
-    """``score_fn`` minus ``weights[side][r] * penalties[side][r]`` (``weights``: ``[R]``)."""
+    """``score_fn`` minus ``weights[side][r] * penalties[side][r]`` (``weights``: ``[R]``): the
+    weighted sum of :func:`~vlkge.evaluation.blend.blended` with the negated penalties."""
 
-    def score(
+    def negated_penalty(
         side: str,
         anchor: torch.Tensor,
         relation: torch.Tensor,
         span: tuple[int, int] | None = None,
     ) -> torch.Tensor:
-        scores = score_fn(side, anchor, relation, span)
-        rel = relation.cpu()
-        penalty = penalties[side][rel] * weights[side][rel].unsqueeze(1)
-        if span is not None:
-            penalty = penalty[:, span[0] : span[1]]
-        return scores - penalty.to(scores.device, scores.dtype)
+        penalty = -penalties[side][relation.cpu()]
+        return penalty if span is None else penalty[:, span[0] : span[1]]
 
-    return score
+    return blended(score_fn, negated_penalty, weights)
 
 
 def fit_weights(
