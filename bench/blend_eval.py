@@ -3,9 +3,11 @@ side and relation fit on validation), the prompts taken from a zero-shot config,
 trained without a ``zero_shot:`` section (docs/results.md, "Honest multimodal gains").
 
     python bench/blend_eval.py RUN configs/wn9-img/zero-shot-minilm.yaml [--split valid,test]
-        [--set KEY=VALUE ...]
+        [--set KEY=VALUE ...] [--json-out FILE]
 
-Prints one JSON line per split: the both-sides metrics of ``vlkge evaluate --json``.
+Prints one JSON line per split: the both-sides metrics of ``vlkge evaluate --json``;
+``--json-out`` writes each split's whole metrics (sides and per relation, the layout of a run's
+``metrics.json``), which ``bench/relation_chart.py`` draws.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import argparse
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import yaml
 
@@ -26,12 +29,14 @@ def main() -> None:
     parser.add_argument("zero_shot_config")
     parser.add_argument("--split", default="valid,test")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--json-out", type=Path, help="every split's whole metrics")
     args = parser.parse_args()
     with open(args.zero_shot_config, encoding="utf-8") as fh:
         prompts = yaml.safe_load(fh)["zero_shot"]
     sets = [f"evaluation.zero_shot_blend.weights={WEIGHTS}"]
     sets += [f"zero_shot.{key}={json.dumps(prompts[key])}" for key in prompts]
     sets += args.set
+    found = {}
     for split in args.split.split(","):
         command = [sys.executable, "-m", "vlkge", "evaluate", args.run, "--split", split, "--json"]
         for item in sets:
@@ -39,8 +44,10 @@ def main() -> None:
         out = subprocess.run(command, capture_output=True, text=True, check=False)
         if out.returncode:
             sys.exit(f"{split}: vlkge evaluate failed: {out.stderr.strip().splitlines()[-1:]}")
-        metrics = json.loads(out.stdout)
-        print(split, json.dumps(metrics.get(split, metrics).get("both", metrics)), flush=True)
+        found[split] = json.loads(out.stdout).get(split)
+        print(split, json.dumps(found[split]["both"]), flush=True)
+        if args.json_out:  # after each split: a later failure keeps the finished ones
+            args.json_out.write_text(json.dumps(found, indent=1) + "\n")
 
 
 if __name__ == "__main__":

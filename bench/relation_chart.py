@@ -4,8 +4,9 @@
     python bench/relation_chart.py RUN BASELINE --out docs/figures/wn9-per-relation.png \
         [--labels "VL-DistMult" "DistMult"] [--split test]
 
-Reads both runs' ``metrics.json`` (as written by ``vlkge train``) and draws them with the
-report's own figure (:func:`vlkge.reports.plots.relation_bars`).
+Reads both runs' ``metrics.json`` (as written by ``vlkge train``; RUN or BASELINE may also be
+such a file itself, e.g. ``bench/blend_eval.py --json-out``'s) and draws them with the report's
+own figure (:func:`vlkge.reports.plots.relation_bars`).
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ def main() -> None:
     parser.add_argument("--split", default="test")
     args = parser.parse_args()
     ours, theirs = (
-        json.loads((folder / "metrics.json").read_text())[args.split]["per_relation"]
-        for folder in (args.run, args.baseline)
+        json.loads((path if path.is_file() else path / "metrics.json").read_text())[args.split][
+            "per_relation"
+        ]
+        for path in (args.run, args.baseline)
     )
     uri = relation_bars(ours, theirs, tuple(args.labels))
     args.out.parent.mkdir(parents=True, exist_ok=True)
