@@ -3,7 +3,10 @@ or code-running files."""
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +18,14 @@ from vlkge import checkpoint
 from vlkge.checkpoint import (
     MODEL_ENTRIES,
     RESUME_ENTRIES,
+    CheckpointWriter,
     load_checkpoint,
     restore_model,
     save_checkpoint,
 )
 from vlkge.cli import main
 from vlkge.errors import VlkgeError
+from vlkge.files import DiskFull
 
 
 def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
@@ -272,3 +277,43 @@ def test_sharded_checkpoints_are_assembled_and_checked(tmp_path):
     save_checkpoint(tmp_path / names[1], {"model": {"table": torch.zeros(3, 5)}})
     with pytest.raises(VlkgeError, match="the shards of 'table' do not fit"):
         checkpoint.whole_model(path, manifest)
+
+
+# --- the background writer -------------------------------------------------------------------
+def test_the_writer_keeps_the_submitted_state_and_the_order(tmp_path, monkeypatch):
+    release, real, written = threading.Event(), checkpoint.torch.save, []
+
+    def slow(payload, handle):
+        release.wait(10)
+        written.append(int(payload["epoch"]))
+        real(payload, handle)
+
+    monkeypatch.setattr(checkpoint.torch, "save", slow)
+    writer, table = CheckpointWriter(), torch.zeros(3)
+    writer.submit(tmp_path / "last.pt", {"epoch": 1, "model": {"w": table}})
+    table += 1  # training goes on while the file is written: the file keeps the old values
+    writer.submit(tmp_path / "best.pt", {"epoch": 2, "model": {"w": table}})
+    assert written == []  # both submits returned with the first write still blocked
+    release.set()
+    writer.wait()
+    assert written == [1, 2]
+    assert torch.equal(load_checkpoint(tmp_path / "last.pt")["model"]["w"], torch.zeros(3))
+    assert torch.equal(load_checkpoint(tmp_path / "best.pt")["model"]["w"], torch.ones(3))
+
+
+def test_a_failed_background_write_is_raised_once(tmp_path, monkeypatch):
+    def fails(payload, handle):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    writer = CheckpointWriter()
+    monkeypatch.setattr(checkpoint.torch, "save", fails)
+    writer.submit(tmp_path / "last.pt", {"epoch": 1})
+    with pytest.raises(DiskFull, match="last.pt: not written, the disk is full"):
+        writer.wait()
+    writer.wait()  # reported: nothing left to raise
+    writer.submit(tmp_path / "last.pt", {"epoch": 2})
+    writer.settle()  # waits, the error dropped (a message about another error reads the files)
+    monkeypatch.undo()
+    writer.submit(tmp_path / "last.pt", {"epoch": 3})
+    writer.wait()
+    assert load_checkpoint(tmp_path / "last.pt") == {"epoch": 3}

@@ -8,7 +8,8 @@ Run folder layout::
     checkpoints/     last.pt (rolling, with optimiser and random state), best.pt (model only)
     metrics.json     written by the run once training ends (see vlkge.training.run)
 
-Checkpoints are written atomically, so a killed run resumes from the last one. Ctrl-C or
+Checkpoints are written atomically, in the background while the next epoch runs
+(:class:`vlkge.checkpoint.CheckpointWriter`), so a killed run resumes from the last one. Ctrl-C or
 SIGTERM stops at the next batch boundary and saves ``last.pt`` there
 (:mod:`vlkge.training.interrupt`); resuming is exact, mid-epoch included
 (:meth:`Trainer.train_epoch`). A full disk stops the run in one line, the last checkpoint kept.
@@ -32,10 +33,10 @@ from tqdm.auto import tqdm
 from vlkge import distributed
 from vlkge.checkpoint import (
     RESUME_ENTRIES,
+    CheckpointWriter,
     load_checkpoint,
     restore_model,
     restoring,
-    save_checkpoint,
 )
 from vlkge.data.graph import KnowledgeGraph
 from vlkge.errors import Interrupted, VlkgeError
@@ -95,6 +96,7 @@ class Trainer:
         self.device = self.regime.device = model_device(model)
         self.precision = cfg["precision"]
         self.scaler = grad_scaler(self.device, self.precision)
+        self.writer = CheckpointWriter()
 
     @property
     def last_path(self) -> Path:
@@ -245,6 +247,7 @@ class Trainer:
 
     def _saved(self) -> str:
         """What the last checkpoint on disk holds, for messages about a stopped run."""
+        self.writer.settle()
         if not self.last_path.is_file():
             return "No checkpoint was written yet"
         done = load_checkpoint(self.last_path, {"epoch": int})["epoch"]
@@ -260,6 +263,7 @@ class Trainer:
                 f"stopped at once in epoch {self.epoch + 1}. {self._saved()}; {resume}", signum
             )
         self._save(self.last_path, self.state())
+        self.writer.wait()
         where = (
             f"in epoch {self.epoch + 1} after {self.partial['batches']} of "
             f"{self.regime.num_batches()} batches"
@@ -360,9 +364,11 @@ class Trainer:
                     bar.set_postfix(loss=f"{loss:.4f}", best=f"{self.best['metric']:.4f}")
                     bar.update(1)
                     self.interrupt.check()
-                    if self.on_epoch is not None and self.on_epoch(entry):
-                        log.info("stopped after epoch %d by the caller", self.epoch)
-                        break
+                    if self.on_epoch is not None:
+                        self.writer.wait()  # the caller may read the run folder
+                        if self.on_epoch(entry):
+                            log.info("stopped after epoch %d by the caller", self.epoch)
+                            break
             except KeyboardInterrupt:
                 raise self._interrupted() from None
             finally:
@@ -372,16 +378,18 @@ class Trainer:
         if not validate:
             self._save(self.best_path, {"epoch": self.epoch, "model": self.model.state_dict()})
         self._save(self.last_path, self.state())
+        self.writer.wait()
         distributed.barrier()  # the other ranks read best.pt next
         return dict(self.best)
 
     def _save(self, path: Path, payload: dict) -> None:
-        """Rank 0 writes ``path``; with sharded tables every rank writes its shard beside
-        the manifest (:func:`vlkge.training.sharded.save`)."""
+        """Rank 0 writes ``path`` in the background (:class:`vlkge.checkpoint.CheckpointWriter`);
+        with sharded tables every rank writes its shard beside the manifest, at once
+        (:func:`vlkge.training.sharded.save`)."""
         if self.rows is not None:
             sharded.save(path, payload, self.rows)
         elif self.main:
-            save_checkpoint(path, payload)
+            self.writer.submit(path, payload)
 
     def _validate(self, split: str) -> dict:
         """Rank 0 evaluates ``split`` (``"both"`` metrics); in a data-parallel run the other
