@@ -78,3 +78,34 @@ def test_corruption_scores_equal_triple_scores(backbone, reciprocal):
         if reciprocal and corrupt_head[row]:  # (?, r, t) is scored as (t, r_inverse, ?)
             corrupted = torch.stack([corrupted[:, 2], corrupted[:, 1] + 3, corrupted[:, 0]], dim=1)
         torch.testing.assert_close(neg[row], model.score_triples(corrupted))
+
+
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+def test_corruption_gradients_equal_triple_gradients_and_stay_dense(backbone):
+    """The positives' gather has a sparse gradient on the CPU; summed with the candidates'
+    it must be the gradient of plain triple scores, dense (the fused optimisers need that)."""
+    generator = torch.Generator().manual_seed(2)
+    triples = torch.stack(
+        [torch.randint(11, (6,), generator=generator), torch.randint(3, (6,), generator=generator),
+         torch.randint(11, (6,), generator=generator)],
+        dim=1,
+    )  # fmt: skip
+    corrupt_head = torch.tensor([True, False, True, True, False, False])
+    candidates = torch.randint(11, (6, 4), generator=generator)
+    grads = []
+    for fused in (True, False):
+        model = make_model(backbone, False)
+        if fused:
+            pos, neg = model.score_corruptions(triples, corrupt_head, candidates, model.entities())
+        else:
+            pos = model.score_triples(triples)
+            corrupted = triples.unsqueeze(1).repeat(1, 4, 1)
+            side = torch.where(corrupt_head, 0, 2)
+            corrupted[torch.arange(6), :, side] = candidates
+            neg = model.score_triples(corrupted.reshape(-1, 3)).view(6, 4)
+        (pos.sum() + (neg * torch.linspace(0.5, 2, 4)).sum()).backward()
+        grads.append({n: p.grad for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    for name, grad in grads[0].items():
+        assert grad.layout == torch.strided, name
+        torch.testing.assert_close(grad, grads[1][name])
