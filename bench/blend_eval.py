@@ -3,7 +3,7 @@ side and relation fit on validation), the prompts taken from a zero-shot config,
 trained without a ``zero_shot:`` section (docs/results.md, "Honest multimodal gains").
 
     python bench/blend_eval.py RUN configs/wn9-img/zero-shot-minilm.yaml [--split valid,test]
-        [--set KEY=VALUE ...] [--json-out FILE]
+        [--weights "[1,2,5]"] [--set KEY=VALUE ...] [--json-out FILE]
 
 Prints one JSON line per split: the both-sides metrics of ``vlkge evaluate --json``;
 ``--json-out`` writes each split's whole metrics (sides and per relation, the layout of a run's
@@ -28,12 +28,13 @@ def main() -> None:
     parser.add_argument("run")
     parser.add_argument("zero_shot_config")
     parser.add_argument("--split", default="valid,test")
+    parser.add_argument("--weights", default=WEIGHTS, help=f"the grid of w (default {WEIGHTS})")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--json-out", type=Path, help="every split's whole metrics")
     args = parser.parse_args()
     with open(args.zero_shot_config, encoding="utf-8") as fh:
         prompts = yaml.safe_load(fh)["zero_shot"]
-    sets = [f"evaluation.zero_shot_blend.weights={WEIGHTS}"]
+    sets = [f"evaluation.zero_shot_blend.weights={args.weights}"]
     sets += [f"zero_shot.{key}={json.dumps(prompts[key])}" for key in prompts]
     sets += args.set
     found = {}
