@@ -82,8 +82,8 @@ def test_corruption_scores_equal_triple_scores(backbone, reciprocal):
 
 @pytest.mark.parametrize("backbone", sorted(BACKBONES))
 def test_corruption_gradients_equal_triple_gradients_and_stay_dense(backbone):
-    """The positives' gather has a sparse gradient on the CPU; summed with the candidates'
-    it must be the gradient of plain triple scores, dense (the fused optimisers need that)."""
+    """The shared gather of the positives' ends, summed with the candidates' gradients, is
+    the gradient of plain triple scores, and dense (the fused optimisers need that)."""
     generator = torch.Generator().manual_seed(2)
     triples = torch.stack(
         [torch.randint(11, (6,), generator=generator), torch.randint(3, (6,), generator=generator),

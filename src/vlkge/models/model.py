@@ -117,11 +117,9 @@ class KGEModel(nn.Module):
         """Negative sampling's scores: the ``[B, 3]`` positives ``[B]`` and their corruptions
         ``[B, N]`` (the head replaced by each of ``candidates`` where ``corrupt_head``, else the
         tail), from one gather of the positives' ends that the corruptions' anchors share (one
-        gradient of the table where there would be four). On the CPU that gather's gradient is
-        sparse, added into the candidates' dense one: no second zeroed table-sized gradient and
-        no table-sized sum a step (about 6% of a RotatE step on WN9-IMG, docs/results.md)."""
+        gradient of the table where there would be four)."""
         h, r, t = triples.unbind(-1)
-        ends = F.embedding(torch.cat([h, t]), table, sparse=table.device.type == "cpu")
+        ends = F.embedding(torch.cat([h, t]), table)
         heads, tails = ends[: len(triples)], ends[len(triples) :]
         pos = self.interaction.score(heads, self.relations(r), tails)
         anchors = torch.where(corrupt_head.unsqueeze(1), tails, heads)
