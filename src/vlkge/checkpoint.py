@@ -64,10 +64,11 @@ class CheckpointWriter:
 
     def __init__(self) -> None:
         self._threads: list[threading.Thread] = []
-        self._errors: list[BaseException] = []
+        self._error: BaseException | None = None  # the first failed write's, not raised yet
 
     def submit(self, path: str | Path, payload: dict[str, Any]) -> None:
         self._join(keep=1)
+        self._raise()
         previous = self._threads[-1] if self._threads else None
         thread = threading.Thread(
             target=self._write, args=(previous, path, _copied(payload)), name="vlkge-checkpoint"
@@ -78,30 +79,30 @@ class CheckpointWriter:
     def wait(self) -> None:
         """Return once every submitted file is written; raise the first failed write's error."""
         self._join(keep=0)
+        self._raise()
 
     def settle(self) -> None:
         """Wait for every write, its errors dropped: for a message about the files on disk
         written while another error is raised."""
-        for thread in self._threads:
-            thread.join()
-        self._threads.clear()
-        self._errors.clear()
+        self._join(keep=0)
+        self._error = None
 
     def _join(self, keep: int) -> None:
         while len(self._threads) > keep:
             self._threads.pop(0).join()
-        if self._errors:
-            error = self._errors.pop(0)
-            self._errors.clear()
+
+    def _raise(self) -> None:
+        error, self._error = self._error, None
+        if error is not None:
             raise error
 
     def _write(self, previous: threading.Thread | None, path, payload) -> None:
         if previous is not None:
-            previous.join()
+            previous.join()  # one write at a time: no two threads set _error at once
         try:
             save_checkpoint(path, payload)
-        except BaseException as exc:  # raised in the caller's thread by _join
-            self._errors.append(exc)
+        except BaseException as exc:  # raised in the caller's thread by _raise
+            self._error = self._error or exc
 
 
 def _copied(value: Any) -> Any:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import shutil
 import warnings
 from collections.abc import Callable
 from typing import ClassVar
@@ -178,7 +177,7 @@ class Kernels:
     @classmethod
     def configure(cls, setting: str | bool) -> None:
         """``auto``: compile when a C++ compiler is on PATH; ``True``/``False`` force it."""
-        found = shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+        found = native.find_compiler()  # the one compiler inductor and the library use
         cls.enabled = bool(found) if setting == "auto" else bool(setting)
 
     @classmethod

@@ -53,7 +53,8 @@ def _check_private(folder: Path) -> None:
 
 
 def find_compiler() -> str | None:
-    """The C++ compiler on PATH the library is built with, if any."""
+    """The C++ compiler on PATH, if any: the library is built with it, and compiled kernels
+    (``kernels.Kernels.configure``) are enabled by it."""
     return shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
 
 
