@@ -116,7 +116,8 @@ def start_training(run: Path, data: Path, tmp_path: Path) -> subprocess.Popen:
 
 def wait_for_epochs(process: subprocess.Popen, run: Path, epochs: int) -> None:
     deadline = time.monotonic() + 120
-    while len(trace(run)) < epochs:
+    # checkpoints are written in the background, after their epoch's trace line
+    while len(trace(run)) < epochs or not (run / "checkpoints" / "last.pt").is_file():
         if process.poll() is not None:
             pytest.fail(f"training ended early ({process.returncode}): {process.stderr.read()}")
         if time.monotonic() > deadline:

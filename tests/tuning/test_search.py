@@ -52,8 +52,11 @@ def wait_mid_trial(out: Path, skip: set[int], timeout: float = 120) -> tuple[int
         for trial in running:
             if trial.number in skip or "run" not in trial.user_attrs:
                 continue
-            done = len(read_trace(out / trial.user_attrs["run"] / "trace.jsonl"))
-            if 1 <= done <= KILL_EPOCHS - 3:
+            run = out / trial.user_attrs["run"]
+            done = len(read_trace(run / "trace.jsonl"))
+            # an epoch's trace line comes before its checkpoint is on disk (it is written in
+            # the background): a kill between the two restarts the trial from scratch
+            if 1 <= done <= KILL_EPOCHS - 3 and (run / "checkpoints" / "last.pt").is_file():
                 return int(trial.system_attrs[WORKER].split(":")[1]), trial.number
     raise AssertionError("no trial was caught in the middle of its training")
 
