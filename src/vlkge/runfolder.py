@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 import logging
 import os
@@ -26,7 +27,12 @@ log = logging.getLogger(__name__)
 CONFIG = "config.yaml"
 LOCK = ".lock"  # held by the process writing the run (hidden, like its temporary files)
 #: keys whose value is a path wherever it is set
-PATH_KEYS = (("dataset", "data_dir"), ("features", "cache_dir"), ("report", "zero_shot"))
+PATH_KEYS = (
+    ("dataset", "data_dir"),
+    ("features", "cache_dir"),
+    ("report", "zero_shot"),
+    ("evaluation", "run_blend", "run"),
+)
 
 
 def _has_checkpoint(folder: Path) -> bool:
@@ -122,9 +128,10 @@ def absolute_paths(cfg: dict) -> dict:
         return os.path.abspath(os.path.expanduser(value))
 
     out = copy.deepcopy(cfg)
-    for section, key in PATH_KEYS:
-        if out[section][key]:
-            out[section][key] = absolute(out[section][key])
+    for *sections, key in PATH_KEYS:
+        parent = functools.reduce(dict.__getitem__, sections, out)
+        if parent[key]:
+            parent[key] = absolute(parent[key])
     dataset = out["dataset"]["name"]
     if dataset.lower() not in DATASETS and Path(dataset).is_dir():
         out["dataset"]["name"] = absolute(dataset)

@@ -50,6 +50,7 @@ NON_NEGATIVE = {
     "evaluation.calibration.bank",
     "evaluation.calibration.weights",
     "evaluation.zero_shot_blend.weights",
+    "evaluation.run_blend.weights",
     "training.adversarial_temperature",
     "training.regularizer.weight",
     "training.optimizer.weight_decay",
@@ -91,6 +92,7 @@ AT_MOST: dict[str, int | float] = {
     "evaluation.calibration.temperature": 1e3,
     "evaluation.calibration.bank": 2**24,
     "evaluation.zero_shot_blend.weights": 1e6,
+    "evaluation.run_blend.weights": 1e6,
     "evaluation.max_scores": 2**40,
     "evaluation.max_memory_mb": 2**30,  # 1 PiB
     "report.samples": 1000,
@@ -105,6 +107,7 @@ NULLABLE_TYPES: dict[str, type] = {
     "features.width": int,
     "report.zero_shot": str,
     "evaluation.max_memory_mb": float,
+    "evaluation.run_blend.run": str,
 }
 SUBSETS: dict[str, tuple] = {
     "model.modalities": ("image", "text"),
@@ -122,6 +125,7 @@ ITEMS: dict[str, type] = {
     "evaluation.exclude_relations": str,
     "evaluation.calibration.weights": float,
     "evaluation.zero_shot_blend.weights": float,
+    "evaluation.run_blend.weights": float,
 }
 # keys whose value is a free mapping with data-dependent keys (relation names): a file or
 # ``--set key={...}`` replaces the whole mapping, ``--set key.entry=value`` sets one entry;

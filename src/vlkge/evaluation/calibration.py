@@ -114,7 +114,7 @@ def fit_weights(
     grid = sorted(ranks_by_weight)
     out = {}
     for side in next(iter(ranks_by_weight.values())):
-        best = torch.zeros(num_relations)
+        best = torch.zeros(num_relations, dtype=torch.float64)  # the grid values, exactly
         for r in relations.unique().tolist():
             mask = relations == r
             mrr = [float((1.0 / ranks_by_weight[w][side][mask].double()).mean()) for w in grid]

@@ -53,6 +53,7 @@ class Evaluator:
         self.seen = kg.seen_in_train() if self.only_unseen else None
         self.calibration = cfg.get("calibration") or {"weights": []}
         self.zero_shot_blend = cfg.get("zero_shot_blend") or {"weights": []}
+        self.run_blend = cfg.get("run_blend") or {"run": None}
 
     @functools.cached_property
     def index(self) -> TripleIndex:
@@ -142,18 +143,21 @@ class Evaluator:
         summary = {"split": split, "temperature": settings["temperature"], "weights": chosen}
         return calibrated(score_fn, penalties, weights), summary
 
-    def blend(self, score_fn: ScoreFn, other_fn: ScoreFn) -> tuple[ScoreFn, dict | None]:
+    def blend(
+        self, score_fn: ScoreFn, other_fn: ScoreFn, key: str = "zero_shot_blend"
+    ) -> tuple[ScoreFn, dict | None]:
         """``score_fn + w * other_fn`` (:mod:`vlkge.evaluation.blend`) with ``w`` per relation
-        and side fit on ``evaluation.zero_shot_blend.split`` from its ``weights``, and a
-        summary for ``metrics.json``; ``score_fn`` itself (and ``None``) when it is off."""
-        settings = self.zero_shot_blend
+        and side fit on ``evaluation.<key>.split`` from its ``weights`` (``key``:
+        ``zero_shot_blend`` or ``run_blend``), and a summary for ``metrics.json``;
+        ``score_fn`` itself (and ``None``) when the zero-shot blend is off."""
+        settings = getattr(self, key)
         if not settings["weights"]:
             return score_fn, None
         split = settings["split"]
         weights, chosen = self._fit(
             lambda w: blended(score_fn, other_fn, w), settings["weights"], split
         )
-        log.info("zero-shot blend fit on %s: %s", split, chosen)
+        log.info("%s fit on %s: %s", key, split, chosen)
         return blended(score_fn, other_fn, weights), {"split": split, "weights": chosen}
 
     def _fit(

@@ -29,6 +29,7 @@ from vlkge.models.factory import build_model, warn_large_margin
 from vlkge.models.features import Features, cache_encoders, feature_cache_dir, load_features
 from vlkge.models.model import KGEModel
 from vlkge.models.sharded import entity_shard
+from vlkge.precision import model_device
 from vlkge.runfolder import CONFIG, absolute_paths, new_run, require_run_folder, write_metrics
 from vlkge.training.sharded import restore_best, shard_if_asked, shard_of
 from vlkge.training.trainer import EpochCallback, Trainer, show_progress
@@ -168,6 +169,13 @@ def evaluate_run(
         zero_shot = configured_scorer(cfg, kg, progress=progress).scorer()
         with torch.no_grad():
             scorer, out["zero_shot_blend"] = evaluator.blend(scorer, zero_shot)
+    if evaluator.run_blend["run"]:
+        evaluator.triples(evaluator.run_blend["split"])  # no such split: before loading
+        partner = blend_partner(kg, evaluator.run_blend["run"], model_device(model))
+        with torch.no_grad():
+            other = model_scorer(partner, evaluator.precision)
+            scorer, out["run_blend"] = evaluator.blend(scorer, other, "run_blend")
+        out["run_blend"]["run"] = str(evaluator.run_blend["run"])
     for split in splits:
         start = time.perf_counter()
         with torch.no_grad():
@@ -183,6 +191,23 @@ def evaluate_run(
         )
     out["ties"] = evaluator.ties
     return out
+
+
+def blend_partner(kg: KnowledgeGraph, folder: str, device: torch.device) -> KGEModel:
+    """The selected model of ``evaluation.run_blend.run``, which must have been trained on
+    ``kg`` (the same entities and relations, in the same order), on ``device``."""
+    try:
+        _, other_kg, partner = load_run(folder)
+    except VlkgeError as exc:
+        raise ConfigError(f"evaluation.run_blend.run: {exc}") from None
+    if other_kg.entities != kg.entities or other_kg.relations != kg.relations:
+        raise ConfigError(
+            f"evaluation.run_blend.run: {folder} was trained on {other_kg.name} "
+            f"({other_kg.num_entities} entities, {other_kg.num_relations} relations), not on "
+            f"this run's graph {kg.name} ({kg.num_entities} entities, {kg.num_relations} "
+            "relations)"
+        )
+    return partner.to(device)
 
 
 def train(

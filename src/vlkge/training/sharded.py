@@ -55,6 +55,8 @@ def check_shardable(cfg: dict) -> None:
     for key in ("calibration", "zero_shot_blend"):
         if cfg["evaluation"][key]["weights"]:
             raise ConfigError(f"distributed.shard_tables does not support evaluation.{key}")
+    if cfg["evaluation"]["run_blend"]["run"]:
+        raise ConfigError("distributed.shard_tables does not support evaluation.run_blend")
     if cfg["precision"] == "fp16":
         raise ConfigError("distributed.shard_tables supports precision fp32 and bf16, not fp16")
 

@@ -1,0 +1,110 @@
+"""Late fusion with a second trained run (``evaluation.run_blend``): the blended metrics against
+a brute-force ranking of ``score_A + w * score_B``, set in a config or by ``vlkge evaluate``,
+and a partner that is missing or trained on another graph is one line (exit 2)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tests.conftest import TOY_TEST, TOY_TRAIN, TOY_VALID
+from vlkge.cli import main
+from vlkge.config import load_config
+from vlkge.evaluation.evaluator import model_scorer
+from vlkge.training.run import load_run, train
+
+BASE = ["training.progress=false", "report.after_train=false", "tracking.tensorboard=false"]
+#: the partner: DistMult trained 1-vs-all on Nations, far better than the weak first run
+PARTNER = ["model.backbone=distmult", "model.dim=16", "training.regime=1vsall", "training.loss=ce"]
+PARTNER += ["training.epochs=6", "training.batch_size=64", "seed=1"]
+#: TransE after one epoch of negative sampling: the partner's scores pay on some relations
+WEAK = ["model.dim=8", "training.epochs=1", "training.negatives.num=2"]
+
+
+@pytest.fixture
+def runs(tmp_path):
+    """The folder holding the partner run ``b`` on Nations, and the other run's overrides."""
+    common = ["dataset.name=nations", *BASE]
+    train(load_config(overrides=[*common, *PARTNER]), tmp_path / "b")
+    return tmp_path, [*common, *WEAK]
+
+
+def brute_force_mrr(run_a, run_b, weights: dict) -> float:
+    """Test MRR of ``score_A + w[side][r] * score_B``: every candidate scored, the known
+    answers of the query's own direction removed, ties at the mean of their ranks."""
+    _, kg, model_a = load_run(run_a)
+    _, _, model_b = load_run(run_b)
+    a, b = model_scorer(model_a), model_scorer(model_b)
+    known = {tuple(t) for s in ("train", "valid", "test") for t in kg.splits[s].tolist()}
+    reciprocal = []
+    for h, r, t in kg.splits["test"].tolist():
+        name = kg.relations[r]
+        for side, anchor, answer in (("tail", h, t), ("head", t, h)):
+            w = weights.get(side, {}).get(name, 0.0)
+            args = (side, torch.tensor([anchor]), torch.tensor([r]))
+            with torch.no_grad():
+                scores = (a(*args) + w * b(*args))[0].double()
+            others = [
+                e
+                for e in range(kg.num_entities)
+                if e != answer and ((h, r, e) if side == "tail" else (e, r, t)) not in known
+            ]
+            rest = scores[others]
+            rank = 1 + (rest > scores[answer]).sum().item() + (rest == scores[answer]).sum() / 2
+            reciprocal.append(1.0 / float(rank))
+    return sum(reciprocal) / len(reciprocal)
+
+
+def test_a_trained_run_blends_its_partner_as_the_formula_ranks(runs, capsys, monkeypatch):
+    tmp_path, common = runs
+    partner = tmp_path / "b"
+    cfg = load_config(overrides=[*common, "evaluation.run_blend.run=b"])
+    monkeypatch.chdir(tmp_path)  # a relative path is resolved against the current folder
+    metrics = train(cfg, tmp_path / "a")
+    monkeypatch.undo()  # ... once: the run folder holds the absolute path
+    summary = metrics["run_blend"]
+    assert summary["run"] == str(partner) and summary["split"] == "valid"
+    saved = load_config(tmp_path / "a" / "config.yaml")
+    assert saved["evaluation"]["run_blend"]["run"] == str(partner)
+    grid = {0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0}
+    chosen = [w for side in summary["weights"].values() for w in side.values()]
+    assert chosen and set(chosen) <= grid  # the partner pays on some relations
+    expected = brute_force_mrr(tmp_path / "a", partner, summary["weights"])
+    assert metrics["test"]["both"]["mrr"] == pytest.approx(expected, abs=1e-9)
+
+    assert main(["evaluate", str(tmp_path / "a"), "--json"]) == 0  # reproduced from the folder
+    again = json.loads(capsys.readouterr().out)
+    assert again["run_blend"] == summary
+    assert again["test"]["both"]["mrr"] == pytest.approx(expected, abs=1e-9)
+
+
+def test_evaluate_sets_it_and_a_run_blended_with_itself_ranks_as_alone(runs, capsys):
+    tmp_path, common = runs
+    run = str(tmp_path / "b")
+    assert main(["evaluate", run, "--json"]) == 0
+    alone = json.loads(capsys.readouterr().out)
+    assert main(["evaluate", run, "--json", "--set", f"evaluation.run_blend.run={run}"]) == 0
+    both = json.loads(capsys.readouterr().out)
+    assert "run_blend" not in alone and both["run_blend"]["run"] == run
+    assert both["test"]["both"] == pytest.approx(alone["test"]["both"])  # (1 + w) x the same
+
+
+def test_a_missing_partner_or_one_of_another_graph_is_one_line(runs, make_dataset, capsys):
+    tmp_path, common = runs
+    run = str(tmp_path / "b")
+    missing = tmp_path / "nowhere"
+    assert main(["evaluate", run, "--set", f"evaluation.run_blend.run={missing}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"vlkge: error: evaluation.run_blend.run: {missing}: no such run folder"
+
+    other = make_dataset(
+        tmp_path / "kg2", train=[*TOY_TRAIN, ("a", "sees", "z")], valid=TOY_VALID, test=TOY_TEST
+    )
+    other_run = [f"dataset.name={other}", *BASE, *WEAK]
+    train(load_config(overrides=other_run), tmp_path / "other")
+    assert main(["evaluate", run, "--set", f"evaluation.run_blend.run={tmp_path / 'other'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"{tmp_path / 'other'} was trained on" in err
+    assert "not on this run's graph" in err
