@@ -68,7 +68,7 @@ def test_a_trained_run_blends_its_partner_as_the_formula_ranks(runs, capsys, mon
     assert summary["run"] == str(partner) and summary["split"] == "valid"
     saved = load_config(tmp_path / "a" / "config.yaml")
     assert saved["evaluation"]["run_blend"]["run"] == str(partner)
-    grid = {0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0}
+    grid = set(cfg["evaluation"]["run_blend"]["weights"])  # the default grid
     chosen = [w for side in summary["weights"].values() for w in side.values()]
     assert chosen and set(chosen) <= grid  # the partner pays on some relations
     expected = brute_force_mrr(tmp_path / "a", partner, summary["weights"])
