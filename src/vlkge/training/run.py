@@ -164,18 +164,18 @@ def evaluate_run(
         scorer, calibration = evaluator.calibrate(model_scorer(model, evaluator.precision))
     if calibration is not None:
         out["calibration"] = calibration
-    if evaluator.zero_shot_blend["weights"]:  # the encoder is built (imported) only then
-        evaluator.triples(evaluator.zero_shot_blend["split"])  # no such split: before encoding
-        zero_shot = configured_scorer(cfg, kg, progress=progress).scorer()
-        with torch.no_grad():
-            scorer, out["zero_shot_blend"] = evaluator.blend(scorer, zero_shot)
-    if evaluator.run_blend["run"]:
+    if evaluator.run_blend["run"]:  # the trained partner first, the untrained baseline last
         evaluator.triples(evaluator.run_blend["split"])  # no such split: before loading
         partner = blend_partner(kg, evaluator.run_blend["run"], model_device(model))
         with torch.no_grad():
             other = model_scorer(partner, evaluator.precision)
             scorer, out["run_blend"] = evaluator.blend(scorer, other, "run_blend")
         out["run_blend"]["run"] = str(evaluator.run_blend["run"])
+    if evaluator.zero_shot_blend["weights"]:  # the encoder is built (imported) only then
+        evaluator.triples(evaluator.zero_shot_blend["split"])  # no such split: before encoding
+        zero_shot = configured_scorer(cfg, kg, progress=progress).scorer()
+        with torch.no_grad():
+            scorer, out["zero_shot_blend"] = evaluator.blend(scorer, zero_shot)
     for split in splits:
         start = time.perf_counter()
         with torch.no_grad():
