@@ -98,6 +98,13 @@ def test_a_missing_partner_or_one_of_another_graph_is_one_line(runs, make_datase
     assert main(["evaluate", run, "--set", f"evaluation.run_blend.run={missing}"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"vlkge: error: evaluation.run_blend.run: {missing}: no such run folder"
+    config = tmp_path / "text.yaml"  # a training run checks before its first epoch
+    config.write_text(f"evaluation: {{run_blend: {{run: {missing}}}}}\n")
+    out = tmp_path / "never"
+    command = ["train", "--config", str(config), "--out", str(out), "--set", "dataset.name=nations"]
+    assert main(command) == 2
+    assert capsys.readouterr().err.strip() == err
+    assert not (out / "trace.jsonl").exists()
 
     other = make_dataset(
         tmp_path / "kg2", train=[*TOY_TRAIN, ("a", "sees", "z")], valid=TOY_VALID, test=TOY_TEST

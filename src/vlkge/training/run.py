@@ -256,6 +256,11 @@ def _train_in(
     main = distributed.is_main()
     kg, model = prepare(cfg, features)
     check_splits(cfg, kg)
+    if cfg["evaluation"]["run_blend"]["run"]:  # hours of training before it is loaded
+        try:
+            require_run_folder(cfg["evaluation"]["run_blend"]["run"])
+        except VlkgeError as exc:
+            raise ConfigError(f"evaluation.run_blend.run: {exc}") from None
     if main or entity_shard(model) is not None:  # sharded: every rank serves its rows
         warn_large_margin(model, kg.train, cfg["training"]["loss"], report=main)
     shard_if_asked(cfg, model)  # on the host: the device holds only this rank's rows
