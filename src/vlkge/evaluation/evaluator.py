@@ -53,7 +53,7 @@ class Evaluator:
         self.seen = kg.seen_in_train() if self.only_unseen else None
         self.calibration = cfg.get("calibration") or {"weights": []}
         self.zero_shot_blend = cfg.get("zero_shot_blend") or {"weights": []}
-        self.run_blend = cfg.get("run_blend") or {"run": None}
+        self.run_blend = cfg.get("run_blend") or {"run": None, "weights": []}
 
     @functools.cached_property
     def index(self) -> TripleIndex:
@@ -149,7 +149,7 @@ class Evaluator:
         """``score_fn + w * other_fn`` (:mod:`vlkge.evaluation.blend`) with ``w`` per relation
         and side fit on ``evaluation.<key>.split`` from its ``weights`` (``key``:
         ``zero_shot_blend`` or ``run_blend``), and a summary for ``metrics.json``;
-        ``score_fn`` itself (and ``None``) when the zero-shot blend is off."""
+        ``score_fn`` itself (and ``None``) when its grid is empty."""
         settings = getattr(self, key)
         if not settings["weights"]:
             return score_fn, None

@@ -6,9 +6,11 @@ Also loads a finished run folder back (config, graph, best model) for ``evaluate
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -164,7 +166,7 @@ def evaluate_run(
         scorer, calibration = evaluator.calibrate(model_scorer(model, evaluator.precision))
     if calibration is not None:
         out["calibration"] = calibration
-    if evaluator.run_blend["run"]:  # the trained partner first, the untrained baseline last
+    if evaluator.run_blend["run"] and evaluator.run_blend["weights"]:  # trained partner first
         evaluator.triples(evaluator.run_blend["split"])  # no such split: before loading
         partner = blend_partner(kg, evaluator.run_blend["run"], model_device(model))
         with torch.no_grad():
@@ -193,13 +195,20 @@ def evaluate_run(
     return out
 
 
+@contextlib.contextmanager
+def partner_errors() -> Iterator[None]:
+    """A partner run that cannot be loaded: its one-line error, naming the key."""
+    try:
+        yield
+    except VlkgeError as exc:
+        raise ConfigError(f"evaluation.run_blend.run: {exc}") from None
+
+
 def blend_partner(kg: KnowledgeGraph, folder: str, device: torch.device) -> KGEModel:
     """The selected model of ``evaluation.run_blend.run``, which must have been trained on
     ``kg`` (the same entities and relations, in the same order), on ``device``."""
-    try:
+    with partner_errors():
         _, other_kg, partner = load_run(folder)
-    except VlkgeError as exc:
-        raise ConfigError(f"evaluation.run_blend.run: {exc}") from None
     if other_kg.entities != kg.entities or other_kg.relations != kg.relations:
         raise ConfigError(
             f"evaluation.run_blend.run: {folder} was trained on {other_kg.name} "
@@ -257,10 +266,8 @@ def _train_in(
     kg, model = prepare(cfg, features)
     check_splits(cfg, kg)
     if cfg["evaluation"]["run_blend"]["run"]:  # hours of training before it is loaded
-        try:
+        with partner_errors():
             require_run_folder(cfg["evaluation"]["run_blend"]["run"])
-        except VlkgeError as exc:
-            raise ConfigError(f"evaluation.run_blend.run: {exc}") from None
     if main or entity_shard(model) is not None:  # sharded: every rank serves its rows
         warn_large_margin(model, kg.train, cfg["training"]["loss"], report=main)
     shard_if_asked(cfg, model)  # on the host: the device holds only this rank's rows
