@@ -5,6 +5,7 @@ and a partner that is missing or trained on another graph is one line (exit 2)."
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -115,3 +116,28 @@ def test_a_missing_partner_or_one_of_another_graph_is_one_line(runs, make_datase
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and f"{tmp_path / 'other'} was trained on" in err
     assert "not on this run's graph" in err
+
+
+def test_a_partner_leaves_the_process_settings_of_the_run_it_joins(runs, capsys):
+    """The partner's num_threads (and seed, kernels) are not applied: a run evaluated with 1
+    thread stays at 1 thread after a partner saved with 3 is loaded, as a server keeps the
+    first of its runs' settings."""
+    from vlkge.serving.state import load_served_runs
+
+    tmp_path, _ = runs
+    run = tmp_path / "b"
+    partner = tmp_path / "c"
+    shutil.copytree(run, partner)
+    config = partner / "config.yaml"
+    config.write_text(config.read_text().replace("\nnum_threads: null\n", "\nnum_threads: 3\n"))
+    assert load_config(config)["num_threads"] == 3
+    before = torch.get_num_threads()
+    try:
+        command = ["evaluate", str(run), "--set", "num_threads=1"]
+        assert main([*command, "--set", f"evaluation.run_blend.run={partner}"]) == 0
+        assert torch.get_num_threads() == 1
+        load_served_runs([run, partner])
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    capsys.readouterr()

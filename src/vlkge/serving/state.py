@@ -350,7 +350,8 @@ def load_served_runs(folders: list[str | Path]) -> dict[str, ServedRun]:
 
     runs: dict[str, ServedRun] = {}
     for folder in folders:
-        cfg, kg, model = load_run(folder)
+        # the first run's threads, seed and kernels hold for the server; later ones keep them
+        cfg, kg, model = load_run(folder, configure=not runs)
         path = Path(folder).resolve()
         metrics = read_run(path).metrics if (path / "metrics.json").is_file() else None
         slug = re.sub(r"[^A-Za-z0-9._-]+", "-", path.name).strip("-.") or "run"

@@ -72,19 +72,8 @@ def check_splits(cfg: dict, kg: KnowledgeGraph) -> None:
             )
 
 
-def prepare(
-    cfg: dict,
-    features: Features | None = None,
-    quiet: bool = False,
-    kg: KnowledgeGraph | None = None,
-) -> tuple[KnowledgeGraph, KGEModel]:
-    """The graph and a freshly initialised model (seeded).
-
-    A multimodal model (``model.modalities``) reads its frozen features from
-    ``features.cache_dir`` unless a ``features`` dict is given; ``quiet``: a trained run's
-    graph, whose findings its training reported (:func:`vlkge.data.datasets.load_graph`);
-    ``kg``: a graph already in memory instead of ``dataset`` (a benchmark's synthetic one).
-    """
+def configure_process(cfg: dict) -> None:
+    """Apply a run's process-wide settings: threads, denormals, allocator, seed, kernels."""
     if cfg["num_threads"]:
         torch.set_num_threads(cfg["num_threads"])
     # sparse gradients of large tables are full of denormal floats, which run 10x slower on
@@ -93,6 +82,26 @@ def prepare(
     keep_freed_memory()
     seed_everything(cfg["seed"])
     configure_kernels(cfg["compile"])
+
+
+def prepare(
+    cfg: dict,
+    features: Features | None = None,
+    quiet: bool = False,
+    kg: KnowledgeGraph | None = None,
+    configure: bool = True,
+) -> tuple[KnowledgeGraph, KGEModel]:
+    """The graph and a freshly initialised model (seeded).
+
+    A multimodal model (``model.modalities``) reads its frozen features from
+    ``features.cache_dir`` unless a ``features`` dict is given; ``quiet``: a trained run's
+    graph, whose findings its training reported (:func:`vlkge.data.datasets.load_graph`);
+    ``kg``: a graph already in memory instead of ``dataset`` (a benchmark's synthetic one);
+    ``configure``: apply the config's process-wide settings first (:func:`configure_process`;
+    off for a second model built beside the first, whose settings must stay).
+    """
+    if configure:
+        configure_process(cfg)
     kg = load_graph(cfg["dataset"], quiet) if kg is None else kg
     model_cfg = cfg["model"]
     towers = None
@@ -208,7 +217,7 @@ def blend_partner(kg: KnowledgeGraph, folder: str, device: torch.device) -> KGEM
     """The selected model of ``evaluation.run_blend.run``, which must have been trained on
     ``kg`` (the same entities and relations, in the same order), on ``device``."""
     with partner_errors():
-        _, other_kg, partner = load_run(folder)
+        _, other_kg, partner = load_run(folder, configure=False)  # this run's threads stay
     if other_kg.entities != kg.entities or other_kg.relations != kg.relations:
         raise ConfigError(
             f"evaluation.run_blend.run: {folder} was trained on {other_kg.name} "
@@ -319,10 +328,14 @@ INFERENCE_KEYS = (
 
 
 def load_run(
-    run_dir: str | Path, checkpoint: str = "best", overrides: list[str] | tuple = ()
+    run_dir: str | Path,
+    checkpoint: str = "best",
+    overrides: list[str] | tuple = (),
+    configure: bool = True,
 ) -> tuple[dict, KnowledgeGraph, KGEModel]:
     """Config, graph and model (weights from ``checkpoints/<checkpoint>.pt``) of a run folder;
-    ``overrides`` (``key=value``) may change the :data:`INFERENCE_KEYS` of its config."""
+    ``overrides`` (``key=value``) may change the :data:`INFERENCE_KEYS` of its config;
+    ``configure``: apply its threads, seed and kernels to the process (see :func:`prepare`)."""
     run_dir = require_run_folder(run_dir)
     for text in overrides:
         key = text.split("=", 1)[0].strip()
@@ -334,7 +347,7 @@ def load_run(
                 "num_threads and precision"
             )
     cfg = config_mod.load_config(run_dir / CONFIG, overrides)
-    kg, model = prepare(cfg, quiet=True)
+    kg, model = prepare(cfg, quiet=True, configure=configure)
     path = run_dir / "checkpoints" / f"{checkpoint}.pt"
     load_weights(model, path)
     model.eval()
