@@ -189,6 +189,25 @@ def test_templates_are_encoded_once_and_shared():
     assert encoder.seen.count("kind of cat") == 1 and bank.encoded == 5
 
 
+def test_every_candidate_is_the_stored_table_and_a_shared_template_one_product(monkeypatch):
+    """All entities in id order: the prompt table itself, not a gathered copy per query; the
+    relations of one template: one lookup per chunk, not one per relation."""
+    kg = toy_graph()
+    bank = PromptBank(BagOfWords(), entity_names(kg))
+    every = torch.arange(kg.num_entities)
+    first = bank.vectors("kind of {}", every)
+    assert bank.vectors("kind of {}", every).data_ptr() == first.data_ptr()
+    some = bank.vectors("kind of {}", torch.tensor([4, 1]))
+    assert torch.equal(some, first[[4, 1]])  # a subset is still gathered
+    shared = relation_templates(kg, {}, "{}")
+    scorer = ZeroShotScorer(torch.eye(kg.num_entities, len(VOCAB)), bank, shared, shared)
+    calls = []
+    lookup = bank.vectors
+    monkeypatch.setattr(bank, "vectors", lambda t, ids: calls.append(t) or lookup(t, ids))
+    scorer("tail", torch.arange(6), torch.tensor([0, 1, 0, 1, 0, 1]))
+    assert calls == ["{}"]
+
+
 def test_pools_limit_the_encoded_candidates():
     kg = toy_graph()
     feats = features_of(kg, {"dog": "kind of animal", "leaf": "part of plant", "cat": "dog"})

@@ -140,6 +140,8 @@ class PromptBank:
         self._rows: dict[str, torch.Tensor] = {}  # template -> position per entity (-1: none)
         self._vectors: dict[str, torch.Tensor] = {}
         self._stored: dict[str, torch.Tensor] | None = None  # the cache's, read on first use
+        self._every = torch.arange(len(self.names))
+        self._in_order: set[str] = set()  # templates whose rows are every entity, by id
         self.encoded = 0  # prompts encoded so far (identical texts once)
 
     def _features(self, texts: list[str], template: str) -> torch.Tensor:
@@ -157,7 +159,10 @@ class PromptBank:
         return torch.stack([self._stored[text] for text in texts])
 
     def vectors(self, template: str, ids: torch.Tensor) -> torch.Tensor:
-        """``[len(ids), w]`` prompt features of ``template`` filled with entities ``ids``."""
+        """``[len(ids), w]`` prompt features of ``template`` filled with entities ``ids``; for
+        every entity in id order, the stored table itself (read-only: no copy per query)."""
+        if self._whole(template, ids):
+            return self._vectors[template]
         rows = self._rows.get(template)
         if rows is None:
             rows = self._rows[template] = torch.full((len(self.names),), -1, dtype=torch.long)
@@ -172,7 +177,15 @@ class PromptBank:
             old = self._vectors[template]
             rows[missing] = torch.arange(len(missing)) + len(old)
             self._vectors[template] = new if len(old) == 0 else torch.cat([old, new])
+            if torch.equal(rows, self._every):
+                self._in_order.add(template)
+        if self._whole(template, ids):
+            return self._vectors[template]
         return self._vectors[template][rows[ids]]
+
+    def _whole(self, template: str, ids: torch.Tensor) -> bool:
+        """``ids`` is every entity in id order, and so are ``template``'s stored rows."""
+        return template in self._in_order and torch.equal(ids, self._every)
 
 
 class ZeroShotScorer:
@@ -188,6 +201,9 @@ class ZeroShotScorer:
         self.anchors = anchors
         self.prompts = prompts
         self.templates = {"tail": list(tail_templates), "head": list(head_templates)}
+        # per side, the distinct templates and each relation's: relations sharing a template
+        # (FB15k-237's 237 share one) are scored in one product against all candidates
+        self.groups = {side: _distinct(names) for side, names in self.templates.items()}
         self.count = anchors.shape[0]
 
     def scorer(self, pool: torch.Tensor | None = None) -> ScoreFn:
@@ -206,27 +222,43 @@ class ZeroShotScorer:
                 raise ValueError(f"side must be head or tail, not {side!r}")
             out = torch.full((len(anchor), self.count), float("-inf"))
             queries = self.anchors[anchor]
-            for r in relation.unique().tolist():
-                rows = (relation == r).nonzero().squeeze(1)
-                ids = every
-                if pool is not None and side == "tail":
+            if pool is not None and side == "tail":  # candidates differ per relation
+                for r in relation.unique().tolist():
                     ids = pool[r].nonzero().squeeze(1)
                     if len(ids) == 0:
                         continue
-                prompts = self.prompts.vectors(self.templates[side][r], ids)
-                if prompts.shape[1] != queries.shape[1]:
-                    raise VlkgeError(
-                        f"entity features are {queries.shape[1]}-d but prompt features "
-                        f"{prompts.shape[1]}-d: both must come from one encoder"
-                    )
-                out[rows.unsqueeze(1), ids.unsqueeze(0)] = queries[rows] @ prompts.T
+                    rows = (relation == r).nonzero().squeeze(1)
+                    prompts = self._prompts(self.templates[side][r], ids, queries)
+                    out[rows.unsqueeze(1), ids.unsqueeze(0)] = queries[rows] @ prompts.T
+            else:
+                distinct, of_relation = self.groups[side]
+                keys = of_relation[relation]
+                for k in keys.unique().tolist():
+                    rows = (keys == k).nonzero().squeeze(1)
+                    out[rows] = queries[rows] @ self._prompts(distinct[k], every, queries).T
             return out if span is None else out[:, span[0] : span[1]]  # a block, not bounded
 
         return score
 
+    def _prompts(self, template: str, ids: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+        prompts = self.prompts.vectors(template, ids)
+        if prompts.shape[1] != queries.shape[1]:
+            raise VlkgeError(
+                f"entity features are {queries.shape[1]}-d but prompt features "
+                f"{prompts.shape[1]}-d: both must come from one encoder"
+            )
+        return prompts
+
     def __call__(self, side: str, anchor: torch.Tensor, relation: torch.Tensor) -> torch.Tensor:
         """Scores against every entity (no candidate pool)."""
         return self.scorer()(side, anchor, relation)
+
+
+def _distinct(templates: list[str]) -> tuple[list[str], torch.Tensor]:
+    """The distinct ``templates`` (first seen first) and each one's position among them."""
+    distinct = list(dict.fromkeys(templates))
+    position = {template: i for i, template in enumerate(distinct)}
+    return distinct, torch.tensor([position[t] for t in templates], dtype=torch.long)
 
 
 def zero_shot_features(
