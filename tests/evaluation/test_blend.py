@@ -13,7 +13,8 @@ from tests.evaluation.test_zero_shot import TEMPLATES, BagOfWords, write_toy
 from vlkge.config import load_config
 from vlkge.errors import ConfigError
 from vlkge.evaluation import zero_shot as zero_shot_mod
-from vlkge.evaluation.blend import blended
+from vlkge.evaluation.blend import blended, remembered
+from vlkge.evaluation.calibration import fit_weights
 from vlkge.evaluation.evaluator import Evaluator
 
 
@@ -72,6 +73,59 @@ def test_the_fit_picks_per_relation_the_weight_with_the_best_validation_mrr():
         uniform = {side: torch.full((kg.num_relations,), w) for side in ("head", "tail")}
         mrr = evaluator.evaluate_scores(blended(model, other, uniform), "valid")["both"]["mrr"]
         assert mrr < 0.9
+
+
+def counted(score_fn):
+    """``score_fn`` and the list of the calls it answered."""
+    calls = []
+
+    def score(side, anchor, relation, span=None):
+        calls.append((side, tuple(anchor.tolist()), span))
+        return score_fn(side, anchor, relation, span)
+
+    return score, calls
+
+
+def test_remembered_answers_a_repeated_call_from_memory_until_forgotten():
+    base, calls = counted(dense_scorer(random_scores()))
+    fn, forget = remembered(base)
+    anchor, relation = torch.tensor([1, 2]), torch.tensor([0, 1])
+    first = fn("tail", anchor, relation)
+    assert fn("tail", anchor.clone(), relation.clone()) is first and len(calls) == 1
+    fn("head", anchor, relation)
+    fn("tail", anchor, relation, (2, 5))
+    fn("tail", anchor, torch.tensor([1, 1]))
+    assert len(calls) == 4
+    forget()
+    assert torch.equal(fn("tail", anchor, relation), first) and len(calls) == 5
+
+
+def test_the_fit_scores_each_part_once_per_piece_and_matches_a_pass_per_weight():
+    kg = graph()
+    n = kg.num_entities
+    model, model_calls = counted(dense_scorer(torch.randn(kg.num_relations, n, n)))
+    other, other_calls = counted(dense_scorer(torch.randn(kg.num_relations, n, n)))
+    grid = [0.5, 1.0, 3.0]
+    # max_scores = E: pieces of one triple, so the memory never holds the whole split
+    evaluator = Evaluator(
+        kg, settings(f"evaluation.zero_shot_blend.weights={grid}", f"evaluation.max_scores={n}")
+    )
+    fn, summary = evaluator.blend(model, other)
+    queries = 2 * len(evaluator.triples("valid"))
+    assert len(model_calls) == len(other_calls) == queries  # not once per weight
+    every = {}
+    for w in (0.0, *grid):
+        uniform = {side: torch.full((kg.num_relations,), w) for side in ("head", "tail")}
+        every[w] = Evaluator(kg, settings()).rank(blended(model, other, uniform), "valid")
+    weights = fit_weights(every, evaluator.triples("valid")[:, 1], kg.num_relations)
+    chosen = {
+        side: {kg.relations[r]: float(w) for r, w in enumerate(weights[side]) if w}
+        for side in ("head", "tail")
+    }
+    assert summary["weights"] == chosen
+    anchor, relation = torch.tensor([0, 3]), torch.tensor([1, 0])
+    expected = blended(model, other, weights)("tail", anchor, relation)
+    assert torch.equal(fn("tail", anchor, relation), expected)
 
 
 def test_off_by_default_and_bad_settings_are_one_line_naming_the_key():

@@ -12,7 +12,8 @@ from vlkge.data.graph import KnowledgeGraph
 from vlkge.data.triples import LabeledTriples
 from vlkge.errors import ConfigError
 from vlkge.evaluation import calibration as cal
-from vlkge.evaluation.calibration import calibrated, fit_weights, hub_penalties
+from vlkge.evaluation.blend import blended
+from vlkge.evaluation.calibration import fit_weights, hub_penalties, penalty_scorer
 from vlkge.evaluation.evaluator import Evaluator
 from vlkge.evaluation.zero_shot import zero_shot
 
@@ -63,7 +64,7 @@ def test_calibrated_scores_subtract_the_weighted_penalty_also_within_a_span():
     scores = random_scores(1)
     penalties = {"tail": torch.rand(R, E), "head": torch.rand(R, E)}
     weights = {"tail": torch.tensor([0.0, 2.0]), "head": torch.tensor([1.0, 0.5])}
-    fn = calibrated(dense_scorer(scores), penalties, weights)
+    fn = blended(dense_scorer(scores), penalty_scorer(penalties), weights)
     anchor, relation = torch.tensor([0, 4, 6]), torch.tensor([1, 0, 1])
     for side in ("tail", "head"):
         base = dense_scorer(scores)(side, anchor, relation)

@@ -7,9 +7,14 @@ and ``w`` is chosen per (relation, side) from a grid by the validation split's M
 hubness calibration (:mod:`vlkge.evaluation.calibration`): ``w = 0`` (the first scorer alone)
 is always a candidate, and a very large ``w`` is the second scorer with the first breaking its
 ties.
+
+Fitting ``w`` ranks the validation split once per grid value; :func:`remembered` lets those
+passes score each part once (:meth:`vlkge.evaluation.evaluator.Evaluator.fit_blend`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 
@@ -18,7 +23,7 @@ from vlkge.evaluation.ranking import ScoreFn
 
 def blended(score_fn: ScoreFn, other_fn: ScoreFn, weights: dict[str, torch.Tensor]) -> ScoreFn:
     """``score_fn + weights[side][r] * other_fn`` (``weights``: per side ``[R]``); also the
-    hubness calibration's form (:func:`~vlkge.evaluation.calibration.calibrated`)."""
+    hubness calibration's form (:func:`~vlkge.evaluation.calibration.penalty_scorer`)."""
 
     def score(
         side: str,
@@ -36,3 +41,27 @@ def blended(score_fn: ScoreFn, other_fn: ScoreFn, weights: dict[str, torch.Tenso
         )
 
     return score
+
+
+def remembered(score_fn: ScoreFn) -> tuple[ScoreFn, Callable[[], None]]:
+    """``score_fn`` answering repeated calls (same side, anchors, relations and span) from
+    memory, and the function that empties that memory: the passes of a weight fit over one
+    chunk of queries score each part once instead of once per weight."""
+    memory: dict[tuple, torch.Tensor] = {}
+
+    def score(
+        side: str,
+        anchor: torch.Tensor,
+        relation: torch.Tensor,
+        span: tuple[int, int] | None = None,
+    ) -> torch.Tensor:
+        key = (side, span, _bytes(anchor), _bytes(relation))
+        if key not in memory:
+            memory[key] = score_fn(side, anchor, relation, span)
+        return memory[key]
+
+    return score, memory.clear
+
+
+def _bytes(ids: torch.Tensor) -> bytes:
+    return ids.cpu().numpy().tobytes()

@@ -23,7 +23,6 @@ import logging
 
 import torch
 
-from vlkge.evaluation.blend import blended
 from vlkge.evaluation.ranking import ScoreFn
 
 log = logging.getLogger(__name__)
@@ -86,11 +85,9 @@ def _finite_std(chunks: list[torch.Tensor]) -> float:
     return (m2 / (count - 1)) ** 0.5 if count > 1 else 0.0
 
 
-def calibrated(
-    score_fn: ScoreFn, penalties: dict[str, torch.Tensor], weights: dict[str, torch.Tensor]
-) -> ScoreFn:
-    """``score_fn`` minus ``weights[side][r] * penalties[side][r]`` (``weights``: ``[R]``): the
-    weighted sum of :func:`~vlkge.evaluation.blend.blended` with the negated penalties."""
+def penalty_scorer(penalties: dict[str, torch.Tensor]) -> ScoreFn:
+    """A ``ScoreFn`` of the negated penalties (``penalties[side][r]`` per candidate): blended
+    with a model's scorer by :func:`~vlkge.evaluation.blend.blended`, the calibration."""
 
     def negated_penalty(
         side: str,
@@ -101,7 +98,7 @@ def calibrated(
         penalty = -penalties[side][relation.cpu()]
         return penalty if span is None else penalty[:, span[0] : span[1]]
 
-    return blended(score_fn, negated_penalty, weights)
+    return negated_penalty
 
 
 def fit_weights(

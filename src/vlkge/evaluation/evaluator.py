@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
 
 import torch
 
 from vlkge.data.graph import KnowledgeGraph
 from vlkge.data.index import TripleIndex
 from vlkge.errors import ConfigError
-from vlkge.evaluation.blend import blended
-from vlkge.evaluation.calibration import calibrated, fit_weights, hub_penalties
+from vlkge.evaluation.blend import blended, remembered
+from vlkge.evaluation.calibration import fit_weights, hub_penalties, penalty_scorer
 from vlkge.evaluation.metrics import report, role_report
 from vlkge.evaluation.ranking import ScoreFn, rank_triples
 from vlkge.models.model import KGEModel
@@ -89,14 +88,22 @@ class Evaluator:
             triples = triples[~(self.seen[triples[:, 0]] & self.seen[triples[:, 2]])]
         return triples
 
-    def rank(self, score_fn: ScoreFn, split: str, progress: bool = False) -> dict:
-        triples = self.triples(split)
-        if self.seen is not None and len(triples) == 0:
-            log.warning(
-                "evaluation.only_unseen: no %s triple touches an entity unseen in training "
-                "(is this an inductive dataset?); the metrics are empty",
-                split,
-            )
+    def rank(
+        self,
+        score_fn: ScoreFn,
+        split: str,
+        progress: bool = False,
+        triples: torch.Tensor | None = None,
+    ) -> dict:
+        """Ranks of the evaluated triples of ``split`` (or of ``triples``, some of them)."""
+        if triples is None:
+            triples = self.triples(split)
+            if self.seen is not None and len(triples) == 0:
+                log.warning(
+                    "evaluation.only_unseen: no %s triple touches an entity unseen in training "
+                    "(is this an inductive dataset?); the metrics are empty",
+                    split,
+                )
         return rank_triples(
             score_fn,
             triples,
@@ -136,12 +143,10 @@ class Evaluator:
             settings["temperature"],
             settings["bank"],
         )
-        weights, chosen = self._fit(
-            lambda w: calibrated(score_fn, penalties, w), settings["weights"], split
-        )
+        scorer, chosen = self.fit_blend(score_fn, penalty_scorer(penalties), settings)
         log.info("calibration fit on %s: %s", split, chosen)
         summary = {"split": split, "temperature": settings["temperature"], "weights": chosen}
-        return calibrated(score_fn, penalties, weights), summary
+        return scorer, summary
 
     def blend(
         self, score_fn: ScoreFn, other_fn: ScoreFn, key: str = "zero_shot_blend"
@@ -153,30 +158,41 @@ class Evaluator:
         settings = getattr(self, key)
         if not settings["weights"]:
             return score_fn, None
-        split = settings["split"]
-        weights, chosen = self._fit(
-            lambda w: blended(score_fn, other_fn, w), settings["weights"], split
-        )
-        log.info("%s fit on %s: %s", key, split, chosen)
-        return blended(score_fn, other_fn, weights), {"split": split, "weights": chosen}
+        scorer, chosen = self.fit_blend(score_fn, other_fn, settings)
+        log.info("%s fit on %s: %s", key, settings["split"], chosen)
+        return scorer, {"split": settings["split"], "weights": chosen}
 
-    def _fit(
-        self, make: Callable[[dict[str, torch.Tensor]], ScoreFn], grid: list, split: str
-    ) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, float]]]:
-        """Per side and relation, the weight of ``grid`` (and 0) whose scorer ``make(weights)``
-        has the best MRR on ``split``: the weights (``[R]`` per side) and, by relation name,
-        the chosen nonzero ones."""
-        num_relations = self.kg.num_relations
-        ranks = {}
-        for weight in sorted({0.0, *map(float, grid)}):
-            uniform = {side: torch.full((num_relations,), weight) for side in self.sides}
-            ranks[weight] = self.rank(make(uniform), split)
-        weights = fit_weights(ranks, self.triples(split)[:, 1], num_relations)
+    def fit_blend(
+        self, score_fn: ScoreFn, other_fn: ScoreFn, settings: dict
+    ) -> tuple[ScoreFn, dict[str, dict[str, float]]]:
+        """``blended(score_fn, other_fn, w)`` with, per side and relation, the weight of
+        ``settings["weights"]`` (and 0) whose ranks have the best MRR on ``settings["split"]``,
+        and the chosen nonzero weights by relation name. The split is ranked in pieces of
+        ``max_scores / E`` triples, every weight's pass over a piece reading the two scorers'
+        scores of the first pass from memory (:func:`~vlkge.evaluation.blend.remembered`:
+        one scoring per part instead of one per weight, one piece's scores held)."""
+        split, num_relations = settings["split"], self.kg.num_relations
+        grid = sorted({0.0, *map(float, settings["weights"])})
+        uniform = {w: {s: torch.full((num_relations,), w) for s in self.sides} for w in grid}
+        first, forget_first = remembered(score_fn)
+        other, forget_other = remembered(other_fn)
+        triples = self.triples(split)
+        pieces = {w: [] for w in grid}
+        for piece in triples.split(max(1, self.max_scores // self.kg.num_entities)):
+            for w in grid:
+                pieces[w].append(self.rank(blended(first, other, uniform[w]), split, triples=piece))
+            forget_first()
+            forget_other()
+        ranks = {
+            w: {s: torch.cat([p[s] for p in found]) for s in self.sides}
+            for w, found in pieces.items()
+        }
+        weights = fit_weights(ranks, triples[:, 1], num_relations)
         chosen = {
             side: {self.kg.relations[r]: float(w) for r, w in enumerate(weights[side]) if w}
             for side in self.sides
         }
-        return weights, chosen
+        return blended(score_fn, other_fn, weights), chosen
 
     @torch.no_grad()
     def evaluate(self, model: KGEModel, split: str, progress: bool = False) -> dict:
