@@ -5,9 +5,8 @@ Usage::
 
     python bench/zero_shot_chunk.py CONFIG [--chunks 10] [--chunk 256] [--side tail]
 
-The zero-shot scorer is called once per chunk of queries, per weight of a blend's grid
-(``evaluation.zero_shot_blend``): on FB15k-237 a blend's fit scores the validation split eight
-times. The prompts must be in the feature cache (a first ``vlkge zero-shot`` run puts them
+The zero-shot scorer is called once per chunk of queries of every evaluated split, and of the
+validation split in a blend's fit (``evaluation.zero_shot_blend``). The prompts must be in the feature cache (a first ``vlkge zero-shot`` run puts them
 there), so that only scoring is timed. Compare two commits by running this file of the newer
 one with ``PYTHONPATH=<older checkout>/src`` (docs/results.md, "FB15k-237").
 """

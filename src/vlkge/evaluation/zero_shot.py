@@ -220,9 +220,9 @@ class ZeroShotScorer:
         ) -> torch.Tensor:
             if side not in ("head", "tail"):
                 raise ValueError(f"side must be head or tail, not {side!r}")
-            out = torch.full((len(anchor), self.count), float("-inf"))
             queries = self.anchors[anchor]
             if pool is not None and side == "tail":  # candidates differ per relation
+                out = torch.full((len(anchor), self.count), float("-inf"))
                 for r in relation.unique().tolist():
                     ids = pool[r].nonzero().squeeze(1)
                     if len(ids) == 0:
@@ -233,9 +233,14 @@ class ZeroShotScorer:
             else:
                 distinct, of_relation = self.groups[side]
                 keys = of_relation[relation]
-                for k in keys.unique().tolist():
-                    rows = (keys == k).nonzero().squeeze(1)
-                    out[rows] = queries[rows] @ self._prompts(distinct[k], every, queries).T
+                found = keys.unique().tolist()
+                if len(found) == 1:  # one template for the chunk: one product, no copy
+                    out = queries @ self._prompts(distinct[found[0]], every, queries).T
+                else:  # every row is written by its template's product
+                    out = torch.empty(len(anchor), self.count)
+                    for k in found:
+                        rows = (keys == k).nonzero().squeeze(1)
+                        out[rows] = queries[rows] @ self._prompts(distinct[k], every, queries).T
             return out if span is None else out[:, span[0] : span[1]]  # a block, not bounded
 
         return score
