@@ -104,18 +104,22 @@ def child(library: str, dataset: str, dim: int, repeats: int, threads: int, devi
 
 
 def run_child(*args: str) -> dict:
+    """One library's evaluation in a subprocess; a failure is returned as ``{"error": ...}``
+    (the end of its stderr), so the other datasets still run."""
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "result.json"
-        subprocess.run(
+        proc = subprocess.run(
             [sys.executable, __file__, "--child", *args, "--result", str(out)],
-            check=True,
             capture_output=True,
             text=True,
         )
+        if proc.returncode != 0:
+            tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+            return {"error": f"exit {proc.returncode}:\n{tail}"}
         return json.loads(out.read_text())
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="*", default=list(DATASETS))
     parser.add_argument("--dim", type=int, default=200)
@@ -130,7 +134,7 @@ def main() -> None:
         library, dataset = args.child
         result = child(library, dataset, args.dim, args.repeats, args.threads, args.device)
         args.result.write_text(json.dumps(result))
-        return
+        return 0
     rows = []
     print(f"DistMult d {args.dim}, {args.threads} threads, {args.device}, best of {args.repeats}")
     memory = "peak_gpu_mb" if args.device != "cpu" else "peak_rss_mb"  # GPU: torch's allocator
@@ -145,15 +149,22 @@ def main() -> None:
         ours = run_child("vlkge", dataset, *common)
         theirs = run_child("pykeen", dataset, *common)
         rows.append({"vlkge": ours, "pykeen": theirs})
-        print(
-            f"| {dataset} | {ours['entities']:,} | {ours['test_triples']:,} | "
-            f"{ours['mrr']:.4f} / {theirs['mrr']:.4f} | {ours['eval_s']:.2f} | "
-            f"{theirs['eval_s']:.2f} | {theirs['eval_s'] / ours['eval_s']:.1f}x | "
-            f"{ours[memory]:.0f} | {theirs[memory]:.0f} |"
-        )
-    if args.json_out:
-        args.json_out.write_text(json.dumps(rows, indent=2))
+        if "error" in ours or "error" in theirs:
+            for library, done in (("vlkge", ours), ("pykeen", theirs)):
+                if "error" in done:
+                    print(f"| {dataset} | {library} failed: {done['error']}")
+        else:
+            print(
+                f"| {dataset} | {ours['entities']:,} | {ours['test_triples']:,} | "
+                f"{ours['mrr']:.4f} / {theirs['mrr']:.4f} | {ours['eval_s']:.2f} | "
+                f"{theirs['eval_s']:.2f} | {theirs['eval_s'] / ours['eval_s']:.1f}x | "
+                f"{ours[memory]:.0f} | {theirs[memory]:.0f} |",
+                flush=True,
+            )
+        if args.json_out:  # after every dataset: a run stopped early keeps what it measured
+            args.json_out.write_text(json.dumps(rows, indent=2))
+    return 1 if any("error" in row[lib] for row in rows for lib in row) else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
