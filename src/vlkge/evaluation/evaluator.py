@@ -11,6 +11,7 @@ import logging
 
 import torch
 
+from vlkge.allocator import release_freed_memory
 from vlkge.data.graph import KnowledgeGraph
 from vlkge.data.index import TripleIndex
 from vlkge.errors import ConfigError
@@ -143,6 +144,7 @@ class Evaluator:
             settings["temperature"],
             settings["bank"],
         )
+        release_freed_memory()  # the bank's score matrices: the peak of a long evaluation
         scorer, chosen = self.fit_blend(score_fn, penalty_scorer(penalties), settings)
         log.info("calibration fit on %s: %s", split, chosen)
         summary = {"split": split, "temperature": settings["temperature"], "weights": chosen}
