@@ -56,14 +56,16 @@ def main() -> None:
             moduli = ((query_re[b] - table_re) ** 2 + (query_im[b] - table_im) ** 2).sqrt()
             target = gamma - moduli[t[b]].sum()
             partial = moduli[:, : groups * args.group].view(len(table), groups, -1).sum(2)
-            needed.append(_share_needed((gamma - partial.cumsum(1)) < target, groups))
+            prefix = partial.cumsum(1)
+            needed.append(_share_needed((gamma - prefix) < target, groups))
             terms = (query_mod[b] - table_mod)[:, : groups * args.group].abs()
             bound = terms.view(len(table), groups, -1).sum(2)
-            rest = bound.sum(1, keepdim=True) - bound.cumsum(1)  # the moduli bound of the rest
-            whole = bound.sum(1)
-            dropped.append((gamma - whole < target).float().mean())
-            share = _share_needed((gamma - (partial.cumsum(1) + rest)) < target, groups, False)
-            with_moduli.append(torch.where(gamma - whole < target, 0.0, share).mean())
+            whole = bound.sum(1, keepdim=True)
+            rest = whole - bound.cumsum(1)  # the moduli bound of the groups still to come
+            drop = (gamma - whole.squeeze(1)) < target
+            dropped.append(drop.float().mean())
+            share = _share_needed((gamma - (prefix + rest)) < target, groups, False)
+            with_moduli.append(torch.where(drop, 0.0, share).mean())
     share = torch.stack(needed)
     print(
         f"{args.run}: {len(share)} {args.split} tail queries, {len(table)} candidates, "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 import sys
 
@@ -22,8 +23,9 @@ _M_MMAP_MAX = -4
 _done = False
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
-    """glibc, or ``None`` (another platform or libc: musl has no ``mallopt``)."""
+    """glibc, loaded once, or ``None`` (another platform or libc: musl has no ``mallopt``)."""
     if not sys.platform.startswith("linux"):
         return None
     try:
