@@ -124,3 +124,27 @@ def test_sharded_multimodal_models_draw_only_the_rank_rows(backbone, monkeypatch
         for key, value in sharded.state_dict().items():
             if not any(key.startswith(f"entities.{name}.") for name in tables):
                 assert torch.equal(value, state[key]), key
+
+
+@pytest.mark.parametrize("backbone", ["distmult", "complex"])
+def test_model_dropout_reaches_every_learned_entity_row(backbone):
+    """``model.dropout`` drops a structural-only model's rows and a VL ComplEx's free imaginary
+    rows in training (so both arms of a grid can be tuned over it), and nothing in evaluation."""
+    p = 0.5
+    built, _ = model(f"model.backbone={backbone}", "model.dim=64", f"model.dropout={p}")
+    kg = fused_toy.toy_graph()
+    cfg = {**fused_toy.model_cfg(backbone), "dropout": p}
+    fused = build_model(cfg, kg, fused_toy.feats_for_model(kg))
+    tables = [(built.entities, built.entities.weight)]
+    if backbone == "complex":
+        free = fused.entities.imaginary.free
+        tables.append((free, free.weight))
+    for table, weight in tables:
+        table.train()
+        torch.manual_seed(0)
+        rows = table()
+        kept = rows != 0
+        assert 0 < kept.float().mean() < 1  # about half the values zeroed
+        assert torch.allclose(rows[kept], weight[kept] / (1 - p))
+        table.eval()
+        assert torch.equal(table(), weight)

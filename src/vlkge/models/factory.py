@@ -57,7 +57,7 @@ def build_entities(
         if not structural:
             raise ConfigError("model.structural: false needs at least one of model.modalities")
         every = torch.ones(kg.num_entities, dtype=torch.bool)  # rows are entity ids
-        return entity_rows(every, entity_parts * dim, shard)
+        return entity_rows(every, entity_parts * dim, shard, model_cfg["dropout"])
     if features is None:
         raise VlkgeError(
             f"model.modalities is {modalities} but no features were given "

@@ -43,7 +43,8 @@ class ImaginaryPart(nn.Module):
     ``free``: ``BoolTensor[E]``, the entities with a free row (seen with a structural part, or
     with a text); ``image``: those with an image feature (the gated path where not free);
     ``text``: those with a text feature (for new entities' ``mean_text``); ``shard = (rank,
-    world)``: the free table holds only the rank's rows (:func:`~.sharded.entity_rows`).
+    world)``: the free table holds only the rank's rows (:func:`~.sharded.entity_rows`);
+    ``dropout``: the free rows' dropout in training (``model.dropout``, as the real part's).
     """
 
     def __init__(
@@ -54,6 +55,7 @@ class ImaginaryPart(nn.Module):
         width: int,
         paper_compat: bool = False,
         shard: tuple[int, int] | None = None,
+        dropout: float = 0.0,
     ):
         super().__init__()
         free, image, text = free.bool().cpu(), image.bool().cpu(), text.bool().cpu()
@@ -64,7 +66,7 @@ class ImaginaryPart(nn.Module):
         self.register_buffer("gated", gated, persistent=False)
         self.register_buffer("text_rows", rows[text & free], persistent=False)
         self.any_free, self.any_gated = bool(free.any()), bool(gated.any())
-        self.free = entity_rows(free, width, shard)
+        self.free = entity_rows(free, width, shard, dropout)
         self.map = nn.Linear(width, width, bias=False)
         self.gate = nn.Parameter(torch.tensor(0.0 if paper_compat else GATE_INIT))
         if paper_compat:  # the reference's zero init: P and g never receive a gradient
@@ -122,7 +124,7 @@ class ComplexEntities(Representation):
         :class:`ImaginaryPart`)."""
         free = real.has("structural") | real.has("text")
         imaginary = ImaginaryPart(
-            free, real.has("image"), real.has("text"), real.width, paper_compat, shard
+            free, real.has("image"), real.has("text"), real.width, paper_compat, shard, real.dropout
         )
         return cls(real, imaginary)
 

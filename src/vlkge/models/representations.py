@@ -47,15 +47,22 @@ class Representation(nn.Module):
         )
 
 
-class Embedding(Representation):
-    """A learned table of ``count`` rows (Xavier-uniform unless an ``init`` is given)."""
+def dropped(rows: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """``rows`` with dropout ``p`` in training (``model.dropout``, docs/method.md)."""
+    return F.dropout(rows, p) if p and training else rows
 
-    def __init__(self, count: int, width: int, init=None):
+
+class Embedding(Representation):
+    """A learned table of ``count`` rows (Xavier-uniform unless an ``init`` is given); the rows
+    it returns in training are dropped out with probability ``dropout``."""
+
+    def __init__(self, count: int, width: int, init=None, dropout: float = 0.0):
         super().__init__()
-        self.count, self.width = count, width
+        self.count, self.width, self.dropout = count, width, dropout
         self.weight = nn.Parameter(torch.empty(count, width))
         (init or nn.init.xavier_uniform_)(self.weight.data)
 
     def forward(self, index: torch.Tensor | None = None) -> torch.Tensor:
         # F.embedding's backward accumulates rows much faster than advanced indexing's
-        return self.weight if index is None else F.embedding(index, self.weight)
+        rows = self.weight if index is None else F.embedding(index, self.weight)
+        return dropped(rows, self.dropout, self.training)

@@ -28,7 +28,7 @@ from torch import nn
 
 from vlkge import distributed
 from vlkge.errors import VlkgeError
-from vlkge.models.representations import Embedding, Representation
+from vlkge.models.representations import Embedding, Representation, dropped
 
 #: values per block when drawing the other ranks' rows of a table (16 MiB of float32,
 #: :meth:`ShardedEmbedding.drawn`)
@@ -56,9 +56,17 @@ class Fetched:
 class ShardedEmbedding(Representation):
     """The rows ``bounds[rank] <= row < bounds[rank + 1]`` of a ``count x width`` table."""
 
-    def __init__(self, count: int, width: int, bounds: list[int], rank: int, rows: torch.Tensor):
+    def __init__(
+        self,
+        count: int,
+        width: int,
+        bounds: list[int],
+        rank: int,
+        rows: torch.Tensor,
+        dropout: float = 0.0,
+    ):
         super().__init__()
-        self.count, self.width = count, width
+        self.count, self.width, self.dropout = count, width, dropout
         self.bounds, self.rank = bounds, rank
         self.lo, self.hi = bounds[rank], bounds[rank + 1]
         self.register_buffer("weight", rows)
@@ -70,10 +78,12 @@ class ShardedEmbedding(Representation):
     def of(cls, table: Embedding, bounds: list[int], rank: int) -> ShardedEmbedding:
         """This rank's rows of a whole ``table``."""
         rows = table.weight.detach()[bounds[rank] : bounds[rank + 1]].clone()
-        return cls(table.count, table.width, bounds, rank, rows)
+        return cls(table.count, table.width, bounds, rank, rows, table.dropout)
 
     @classmethod
-    def drawn(cls, count: int, width: int, bounds: list[int], rank: int) -> ShardedEmbedding:
+    def drawn(
+        cls, count: int, width: int, bounds: list[int], rank: int, dropout: float = 0.0
+    ) -> ShardedEmbedding:
         """This rank's rows of ``Embedding(count, width)`` (Xavier-uniform) without the whole
         table: every row's values are drawn from the global generator in the table's order, the
         other ranks' into a scratch block of :data:`DRAW_BLOCK` values, so the rows are bit for bit
@@ -90,7 +100,7 @@ class ShardedEmbedding(Representation):
         skip(lo)
         mine = torch.empty(hi - lo, width).uniform_(-bound, bound)
         skip(count - hi)
-        return cls(count, width, bounds, rank, mine)
+        return cls(count, width, bounds, rank, mine, dropout)
 
     def owners(self, ids: torch.Tensor) -> torch.Tensor:
         return torch.searchsorted(self.ends, ids, right=True)
@@ -109,24 +119,26 @@ class ShardedEmbedding(Representation):
         if torch.is_grad_enabled():
             rows.requires_grad_(True)
             self.fetched.append(Fetched(ids, rows, counts, served))
-        return F.embedding(inverse, rows).reshape(*index.shape, self.width)
+        out = F.embedding(inverse, rows).reshape(*index.shape, self.width)
+        return dropped(out, self.dropout, self.training)
 
     def extra_repr(self) -> str:
         return f"count={self.count}, width={self.width}, rows={self.lo}..{self.hi}"
 
 
 def entity_rows(
-    mask: torch.Tensor, width: int, shard: tuple[int, int] | None
+    mask: torch.Tensor, width: int, shard: tuple[int, int] | None, dropout: float = 0.0
 ) -> Embedding | ShardedEmbedding:
     """A learned table with a row for each entity in ``mask`` (in entity order): whole, or
     with ``shard = (rank, world)`` only the rows of the rank's entities, drawn as one process
-    draws them (:meth:`ShardedEmbedding.drawn`), so the table is never whole on a rank."""
+    draws them (:meth:`ShardedEmbedding.drawn`), so the table is never whole on a rank; rows
+    dropped out in training with probability ``dropout``."""
     count = int(mask.sum())
     if shard is None:
-        return Embedding(count, width)
+        return Embedding(count, width, dropout=dropout)
     rank, world = shard
     bounds = _row_bounds(mask, entity_bounds(len(mask), world))
-    return ShardedEmbedding.drawn(count, width, bounds, rank)
+    return ShardedEmbedding.drawn(count, width, bounds, rank, dropout)
 
 
 def _row_bounds(mask: torch.Tensor, bounds: list[int]) -> list[int]:
