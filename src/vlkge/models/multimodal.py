@@ -43,6 +43,7 @@ from vlkge.models.representations import (
     NewFeatures,
     Representation,
     check_imaginary,
+    dropped,
 )
 from vlkge.models.sharded import entity_rows
 
@@ -243,8 +244,7 @@ class FusedEntityRepresentation(Representation):
         parts += [self.projections[name](tables[name]) for name in self.modalities]
         if self.normalize_parts:
             parts = [F.normalize(p, dim=-1) for p in parts]
-        if self.dropout and self.training:
-            parts = [F.dropout(p, self.dropout) for p in parts]
+        parts = [dropped(p, self.dropout, self.training) for p in parts]
         return fuse(parts, present, counted, self.fusion, getattr(self, "fusion_logits", None))
 
     # --- entities outside the graph -----------------------------------------------------------
