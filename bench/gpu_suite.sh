@@ -37,7 +37,15 @@
 #
 # Knobs (environment): DEVICE (cuda), QUICK (0), THREADS (4 CPU threads a process, as on the
 # H100), EPOCHS (5: the median of epochs 2-5), SUITE_BUDGET (530 s), ONLY (step names),
-# PROFILE_RUNS, OUT, PYTHON (python3), SITE (/tmp/site: where the wheels are installed).
+# NS_MODELS and OVA_MODELS (the backbones of each training step: all four), PROFILE_RUNS, OUT,
+# PYTHON (python3), SITE (/tmp/site: where the wheels are installed). A rerun of a few steps
+# after a change, for example:
+#
+#        ONLY="tests train-negative-sampling train-1vsall" OVA_MODELS="transe rotate" \
+#            SUITE_BUDGET=300 bash bench/gpu_suite.sh
+#
+# Step `tests` (only when ONLY names it) runs the tests that take a CUDA device where one is
+# present (the sampler on the model's device, the all-entity distance kernels).
 set -uo pipefail # not -e: a failed step is logged and the next one runs
 
 export PYTHONUNBUFFERED=1
@@ -105,15 +113,16 @@ main() {
     export http_proxy=http://127.0.0.1:9 https_proxy=http://127.0.0.1:9 no_proxy=
     export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 
-    local models=(transe distmult complex rotate) epochs=$EPOCHS
-    local ns=(--models "${models[@]}" --dim 768 --negatives 100 --batch-size 512)
-    local ova=(--models "${models[@]}" --dim 200 --batch-size 256)
+    local ns_models=(${NS_MODELS:-transe distmult complex rotate}) epochs=$EPOCHS
+    local ova_models=(${OVA_MODELS:-transe distmult complex rotate})
+    local ns=(--models "${ns_models[@]}" --dim 768 --negatives 100 --batch-size 512)
+    local ova=(--models "${ova_models[@]}" --dim 200 --batch-size 256)
     local ev=(--datasets wn9-img wn18rr fb15k-237 --dim 200 --repeats 2) prof=()
     if [[ $QUICK == 1 ]]; then # plumbing only: tiny widths, two epochs, what a CPU finishes
         # (on one CPU thread PyKEEN's 1-vs-all TransE takes 2 minutes, its FB15k-237 ranking
         # longer: there the rehearsal keeps the fast models and the two smaller datasets)
         epochs=2
-        ns=(--models "${models[@]}" --dim 32 --negatives 8 --batch-size 512)
+        ns=(--models "${ns_models[@]}" --dim 32 --negatives 8 --batch-size 512)
         ova=(--models distmult complex --dim 16 --batch-size 256)
         ev=(--datasets wn9-img wn18rr --dim 16 --repeats 1)
         prof=(--set model.dim=32 --set training.negatives.num=8)
@@ -161,15 +170,19 @@ json.dump(env, open(sys.argv[1], "w"), indent=2)
 print(json.dumps({k: env[k] for k in ("torch", "gpu", "capability", "versions")}))
 print(env["nvidia_smi"])
 EOF
+    if [[ " $ONLY " == *" tests "* ]]; then
+        step tests 90 "$PYTHON" -m pytest -q -p no:cacheprovider \
+            tests/training/test_sampler.py tests/models/test_backbones.py -k "device or all_entity"
+    fi
     step train-negative-sampling 190 "$PYTHON" "${train[@]}" "${ns[@]}" \
         --json-out "$OUT/train-negative-sampling.json"
     step eval 120 "$PYTHON" bench/eval_compare.py --threads "$THREADS" --device "$DEVICE" \
         "${ev[@]}" --json-out "$OUT/eval.json"
+    step train-1vsall 170 "$PYTHON" "${train[@]}" --regime 1vsall "${ova[@]}" \
+        --json-out "$OUT/train-1vsall.json"
     # shellcheck disable=SC2086 # PROFILE_RUNS is a list
     step profile 90 "$PYTHON" bench/gpu_profile.py --device "$DEVICE" --threads "$THREADS" \
         --runs $PROFILE_RUNS "${prof[@]}" --json-out "$OUT/profile.json"
-    step train-1vsall 170 "$PYTHON" "${train[@]}" --regime 1vsall "${ova[@]}" \
-        --json-out "$OUT/train-1vsall.json"
 
     local IFS=,
     echo "{${STEPS[*]}, \"total_seconds\": $(($(date +%s) - START))}" >"$OUT/steps.json"

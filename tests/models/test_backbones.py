@@ -133,6 +133,30 @@ def test_candidate_distance_gradients(kind, path, monkeypatch):
     assert base.Kernels.enabled == compiled  # no silent fallback to eager
 
 
+@pytest.mark.parametrize("compiled", [False, True])
+@pytest.mark.parametrize("kind", ["l1", "modulus"])
+def test_all_entity_distance_gradients(kind, compiled, monkeypatch):
+    """Distances to every entity with gradients (TransE and RotatE trained 1-vs-all): compiled,
+    a backward that forms each padded block of queries' terms on the fly; eager, cdist or
+    autograd over blocks. Both give plain autograd's values and gradients and pass gradcheck."""
+    monkeypatch.setattr(base.Kernels, "enabled", compiled)
+    monkeypatch.setattr(base, "ALL_QUERY_ROWS", 4)  # two blocks, the second padded
+    monkeypatch.setattr(base, "ALL_TILE_BYTES", 8 * 8 * 8)  # tiles of 8 entities, then 4
+    g = torch.Generator().manual_seed(5)
+    query = torch.randn(6, 8, dtype=torch.float64, generator=g, requires_grad=True)
+    table = torch.randn(20, 8, dtype=torch.float64, generator=g, requires_grad=True)
+    out = base.distances(query, table, None, kind)
+    weights = torch.randn(out.shape, dtype=torch.float64, generator=g)
+    got = torch.autograd.grad(out, (query, table), weights)
+    expected = _plain_distance(query.unsqueeze(1) - table.unsqueeze(0), kind)
+    wanted = torch.autograd.grad(expected, (query, table), weights)
+    assert torch.allclose(out, expected)
+    for mine, theirs in zip(got, wanted, strict=True):
+        assert torch.allclose(mine, theirs)
+    assert torch.autograd.gradcheck(lambda q, t: base.distances(q, t, None, kind), (query, table))
+    assert base.Kernels.enabled == compiled  # no silent fallback to eager
+
+
 def test_complex_matches_torch_complex():
     backbone = ComplEx()
     h, r, t = vectors(backbone, 7, 7)

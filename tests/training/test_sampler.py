@@ -58,3 +58,35 @@ def test_coin_is_fair():
 def test_too_many_negatives_is_a_config_error():
     with pytest.raises(ConfigError, match="negatives.num"):
         NegativeSampler(10, 10)
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("pool", [False, True])
+def test_a_sampler_on_the_models_device_draws_the_same_negatives(device, pool):
+    """Moved to the model's device (as training does), the sampler tests and redraws there but
+    takes every random number from the same CPU generator: one seed, the same negatives."""
+    g = torch.Generator().manual_seed(3)
+    entities, relations = 40, 3
+    triples = torch.stack(
+        [
+            torch.randint(entities, (300,), generator=g),
+            torch.randint(relations, (300,), generator=g),
+            torch.randint(entities, (300,), generator=g),
+        ],
+        1,
+    )
+    index = TripleIndex(triples, entities, relations)
+    pools = NegativeSampler.relation_pools(triples) if pool else None
+    here = NegativeSampler(entities, 6, "both", index, pools)
+    there = here.to(device)
+    assert there is not here and here.device.type == "cpu" and there.device.type == device
+    assert there.known.codes.device.type == device and here.known.codes.device.type == "cpu"
+    if pool:
+        assert there.pools["head"].values.device.type == device
+    expected = here.sample(triples[:64], torch.Generator().manual_seed(7))
+    got = there.sample(triples[:64].to(device), torch.Generator().manual_seed(7))
+    for a, b in zip(expected, got, strict=True):
+        assert b.device.type == device and torch.equal(a, b.cpu())

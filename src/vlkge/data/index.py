@@ -7,9 +7,19 @@ dense entities-by-entities structure is ever built. Lookups for a whole batch ar
 
 from __future__ import annotations
 
+import copy
 import functools
 
 import torch
+
+
+def _moved(index, device: torch.device | str):
+    """A shallow copy of ``index`` with its tensors (and its nested indexes') on ``device``."""
+    out = copy.copy(index)
+    for name, value in vars(index).items():
+        if isinstance(value, (torch.Tensor, Neighbours)):
+            setattr(out, name, value.to(device))
+    return out
 
 
 class Neighbours:
@@ -25,6 +35,10 @@ class Neighbours:
         self.offsets = torch.zeros(len(self.keys) + 1, dtype=torch.long)
         self.offsets[1:] = torch.cumsum(counts, 0)
         self.values = values
+
+    def to(self, device: torch.device | str) -> Neighbours:
+        """This map on ``device`` (a copy; lookups then take and return tensors there)."""
+        return _moved(self, device)
 
     def locate(self, query: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Start offset and number of values of each query key (0 values if unknown)."""
@@ -43,10 +57,13 @@ class Neighbours:
         start, counts = self.locate(query)
         if len(query) == 1:  # one query (a served prediction): a slice, no index arithmetic
             first, count = int(start[0]), int(counts[0])
-            return torch.zeros(count, dtype=torch.long), self.values[first : first + count].clone()
-        rows = torch.repeat_interleave(torch.arange(len(query)), counts)
+            zero = torch.zeros(count, dtype=torch.long, device=query.device)
+            return zero, self.values[first : first + count].clone()
+        rows = torch.repeat_interleave(torch.arange(len(query), device=query.device), counts)
         first = torch.cumsum(counts, 0) - counts
-        within = torch.arange(len(rows)) - torch.repeat_interleave(first, counts)
+        within = torch.arange(len(rows), device=query.device) - torch.repeat_interleave(
+            first, counts
+        )
         return rows, self.values[torch.repeat_interleave(start, counts) + within]
 
     def counts(self, query: torch.Tensor) -> torch.Tensor:
@@ -73,6 +90,10 @@ class KnownTriples:
         keys.mul_(self.num_relations).add_(relation.remainder_(self.num_relations))
         del relation
         return torch.sort(keys).values
+
+    def to(self, device: torch.device | str) -> KnownTriples:
+        """This index on ``device`` (a copy; tests then take and return tensors there)."""
+        return _moved(self, device)
 
     def encode(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return (h * self.num_relations + r) * self.num_entities + t

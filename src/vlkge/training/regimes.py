@@ -160,6 +160,9 @@ class NegativeSampling(Regime):
         self.sampler, self.loss_name, self.temperature = sampler, loss, temperature
 
     def loss(self, model, batch, generator):
+        if self.sampler.device != self.device:  # once: sample where the model scores
+            self.sampler = self.sampler.to(self.device)
+        batch = to_device(batch, self.device)  # the global batch: every rank draws the same
         corrupt_head, negatives = self.sampler.sample(batch, generator)
         batch, corrupt_head, negatives = self.local(batch, corrupt_head, negatives)
         if self.shard is None:

@@ -6,12 +6,18 @@ repeat (still rejecting known true triples): the WikiArt-MKG-v2 protocol.
 Vectorised rejection: draw every candidate at once, mark those that are known positives or
 repeat an earlier candidate of the same row, redraw only those, until none is left.
 
+The index of known triples and the pools can live on the model's device (:meth:`NegativeSampler.to`):
+then the tests run there, while every random number still comes from the CPU generator, so a
+seed draws the same negatives on any device (docs/method.md, "Negative sampling").
+
 Small dense graphs can leave a query fewer than 2N admissible entities (Nations has queries
 with more true answers than non-answers). Such rows draw with replacement from what is
 admissible; a query with no admissible entity at all keeps unfiltered negatives.
 """
 
 from __future__ import annotations
+
+import copy
 
 import torch
 
@@ -46,6 +52,17 @@ class NegativeSampler:
             )
         self.num_entities, self.num, self.side, self.known = num_entities, num, side, known
         self.pools, self.replacement = pools, replacement
+        self.device = torch.device("cpu")
+
+    def to(self, device: torch.device | str) -> NegativeSampler:
+        """This sampler with its index and pools on ``device``, where it then takes positives
+        and returns negatives (on a GPU: no host-side sorting and searching per step)."""
+        out = copy.copy(self)
+        out.device = torch.device(device)
+        out.known = None if self.known is None else self.known.to(device)
+        if self.pools is not None:
+            out.pools = {side: pool.to(device) for side, pool in self.pools.items()}
+        return out
 
     @staticmethod
     def relation_pools(train: torch.Tensor) -> dict[str, Neighbours]:
@@ -67,8 +84,10 @@ class NegativeSampler:
     def _draw(self, relation: torch.Tensor, corrupt_head: torch.Tensor, generator) -> torch.Tensor:
         """One uniform candidate per entry of ``relation`` (any shape)."""
         if self.pools is None:
-            return torch.randint(self.num_entities, relation.shape, generator=generator)
+            drawn = torch.randint(self.num_entities, relation.shape, generator=generator)
+            return drawn.to(relation.device)
         u = torch.rand(relation.shape, generator=generator, dtype=torch.float64)
+        u = u.to(relation.device)
         out = torch.empty_like(relation)
         for side, rows in (("head", corrupt_head), ("tail", ~corrupt_head)):
             pool = self.pools[side]
@@ -83,9 +102,9 @@ class NegativeSampler:
         """For ``[B, 3]`` positives return ``(corrupt_head [B] bool, negatives [B, N] ids)``."""
         size = len(positives)
         if self.side == "both":
-            corrupt_head = torch.rand(size, generator=generator) < 0.5
+            corrupt_head = (torch.rand(size, generator=generator) < 0.5).to(positives.device)
         else:
-            corrupt_head = torch.full((size,), self.side == "head")
+            corrupt_head = torch.full((size,), self.side == "head", device=positives.device)
         relation = positives[:, 1:2].expand(size, self.num)
         head_rows = corrupt_head.unsqueeze(1).expand(size, self.num)
         negatives = self._draw(relation, head_rows, generator)
