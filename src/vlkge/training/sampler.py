@@ -8,7 +8,7 @@ repeat an earlier candidate of the same row, redraw only those, until none is le
 
 The index of known triples and the pools can live on the model's device (:meth:`NegativeSampler.to`):
 then the tests run there, while every random number still comes from the CPU generator, so a
-seed draws the same negatives on any device (docs/method.md, "Negative sampling").
+seed draws the same negatives on any device (docs/method.md, "Training").
 
 Small dense graphs can leave a query fewer than 2N admissible entities (Nations has queries
 with more true answers than non-answers). Such rows draw with replacement from what is
