@@ -9,6 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vlkge.data import index as index_module
 from vlkge.data.index import KnownTriples, Neighbours, TripleIndex
 
 
@@ -189,3 +190,30 @@ def test_large_ids_do_not_overflow(merged):
     assert not index.contains(torch.tensor(n - 1), torch.tensor(m - 1), torch.tensor(n - 1))
     _, tails = index.known("tail", torch.tensor([n - 1]), torch.tensor([m - 1]))
     assert set(tails.tolist()) == {n - 2}
+
+
+def test_membership_prefilter_passes_every_known_triple_and_few_others():
+    """`contains` searches only the codes that pass the hashed prefilter: every known triple
+    passes it, about one other code in 16 does, and the answers equal a Python set's."""
+    g = torch.Generator().manual_seed(0)
+    num_entities, num_relations = 50, 4
+    triples = torch.stack(
+        [
+            torch.randint(n, (300,), generator=g)
+            for n in (num_entities, num_relations, num_entities)
+        ],
+        1,
+    )
+    known = KnownTriples(triples, num_entities, num_relations)
+    h, r, t = torch.cartesian_prod(
+        torch.arange(num_entities), torch.arange(num_relations), torch.arange(num_entities)
+    ).unbind(-1)
+    truth = {tuple(x) for x in triples.tolist()}
+    expected = torch.tensor(
+        [(a, b, c) in truth for a, b, c in zip(h.tolist(), r.tolist(), t.tolist(), strict=True)]
+    )
+    assert torch.equal(known.contains(h, r, t), expected)
+    bits = known.slots.numel().bit_length() - 1
+    passed = known.slots[index_module._hashed(known.encode(h, r, t), bits)]
+    assert passed[expected].all()
+    assert 0 < passed[~expected].float().mean() < 0.15

@@ -15,8 +15,11 @@ from vlkge.training.sampler import NegativeSampler
     seed=st.integers(0, 10_000),
     num=st.integers(1, 8),
     side=st.sampled_from(["both", "head", "tail"]),
+    outside=st.booleans(),
 )
-def test_negatives_are_distinct_and_unknown(seed, num, side):
+def test_negatives_are_distinct_and_unknown(seed, num, side, outside):
+    """Also for positives that are not themselves known (negatives filtered against another
+    split), whose query's one known answer is then some other entity."""
     g = torch.Generator().manual_seed(seed)
     entities, relations = 12, 2
     known = torch.stack(
@@ -30,6 +33,10 @@ def test_negatives_are_distinct_and_unknown(seed, num, side):
     index = TripleIndex(known, entities, relations)
     sampler = NegativeSampler(entities, num, side, index)
     positives = known[:10]
+    if outside:
+        positives = torch.stack(
+            [torch.randint(n, (10,), generator=g) for n in (entities, relations, entities)], 1
+        )
     corrupt_head, negatives = sampler.sample(positives, g)
     if side != "both":
         assert bool(corrupt_head.all()) == (side == "head") and bool((~corrupt_head).all()) == (

@@ -22,6 +22,19 @@ def _moved(index, device: torch.device | str):
     return out
 
 
+#: slots of :attr:`KnownTriples.slots` per known triple (a power of two at least this), and
+#: the largest table, 2 ** 28 slots of one byte
+PREFILTER_SLOTS, PREFILTER_MAX_BITS = 16, 28
+#: Fibonacci hashing's multiplier (2 ** 64 / golden ratio, as a signed int64)
+_GOLDEN = -7046029254386353131
+
+
+def _hashed(codes: torch.Tensor, bits: int) -> torch.Tensor:
+    """Slot of each int64 code in a table of ``2 ** bits``: the top bits of code x golden
+    ratio (multiplication wraps around, as int64 tensors do on every device)."""
+    return (codes * _GOLDEN >> (64 - bits)) & ((1 << bits) - 1)
+
+
 class Neighbours:
     """A CSR map from integer keys to lists of entity ids."""
 
@@ -98,13 +111,30 @@ class KnownTriples:
     def encode(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return (h * self.num_relations + r) * self.num_entities + t
 
+    @functools.cached_property
+    def slots(self) -> torch.Tensor:
+        """A membership prefilter: ``slots[hash(code)]`` is true for every known triple's code
+        and, with ``PREFILTER_SLOTS`` slots per triple, for about one other code in 16. A
+        lookup there is a gather, ten times faster than a binary search in ``codes``, and
+        only the few codes that pass it are searched."""
+        bits = max(10, min(PREFILTER_MAX_BITS, (PREFILTER_SLOTS * len(self.codes)).bit_length()))
+        slots = torch.zeros(1 << bits, dtype=torch.bool, device=self.codes.device)
+        slots[_hashed(self.codes, bits)] = True
+        return slots
+
     def contains(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Boolean: is each (h, r, t) a known triple? Shapes broadcast."""
         code = self.encode(h, r, t)
         if len(self.codes) == 0:
             return torch.zeros_like(code, dtype=torch.bool)
-        pos = torch.searchsorted(self.codes, code).clamp_max(len(self.codes) - 1)
-        return self.codes[pos] == code
+        flat = code.reshape(-1)
+        bits = self.slots.numel().bit_length() - 1
+        maybe = self.slots[_hashed(flat, bits)].nonzero().squeeze(1)
+        candidates = flat[maybe]
+        pos = torch.searchsorted(self.codes, candidates).clamp_max(len(self.codes) - 1)
+        found = torch.zeros_like(flat, dtype=torch.bool)
+        found[maybe] = self.codes[pos] == candidates
+        return found.view(code.shape)
 
     def counts(self, side: str, anchor: torch.Tensor, relation: torch.Tensor) -> torch.Tensor:
         """How many known answers each query has: tails of ``(anchor, relation, ?)`` when
