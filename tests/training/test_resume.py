@@ -14,7 +14,8 @@ LAST, RUN = Path("run/checkpoints/last.pt"), Path("run")
 
 def test_free_keys_and_old_checkpoints_pass():
     saved = load_config(overrides=["training.epochs=3"])
-    check_resumable(saved, load_config(overrides=["training.epochs=9", "device=cpu"]), LAST, RUN)
+    free = ["training.epochs=9", "device=cpu", "evaluation.splits=[valid]"]
+    check_resumable(saved, load_config(overrides=free), LAST, RUN)
     check_resumable(None, load_config(overrides=["model.dim=4"]), LAST, RUN)
 
 

@@ -12,10 +12,12 @@ from vlkge import config as config_mod
 from vlkge.errors import VlkgeError
 
 #: config keys a resumed run may change from those its checkpoint was saved with: how it shows
-#: progress and reports, where it runs, and ``training.epochs`` (raising it extends a run)
+#: progress and reports, where it runs, ``training.epochs`` (raising it extends a run) and
+#: which splits the final evaluation scores (nothing of training or of its validation)
 RESUME_FREE_KEYS = (
     "training.progress",
     "training.epochs",
+    "evaluation.splits",
     "tracking.",
     "report.",
     "device",
