@@ -321,12 +321,21 @@ def _all_distances(query: torch.Tensor, table: torch.Tensor, kind: str) -> torch
     return out
 
 
-def _all_grads_block(query: torch.Tensor, table: torch.Tensor, grad: torch.Tensor, kind: str):
-    """For a block of queries, the gradients of ``sum_qe grad_qe dist(query_q, table_e)``
-    with respect to the queries and the table: two sums over ``[Q, E, D]`` terms that a
-    compiled loop forms on the fly."""
-    local = DISTANCES[kind][1](query[:, None] - table[None]) * grad.unsqueeze(-1)
-    return local.sum(1), local.sum(0).neg()
+def _all_local(query: torch.Tensor, table: torch.Tensor, grad: torch.Tensor, kind: str):
+    """``grad_qe * d dist(query_q, table_e) / d query_q``: ``[Q, E, D]`` terms that a compiled
+    reduction forms on the fly (one reduction a function: two reductions of one shared
+    expression made inductor store it, 1.3 GB and 3.5x slower for RotatE on FB15k-237)."""
+    return DISTANCES[kind][1](query[:, None] - table[None]) * grad.unsqueeze(-1)
+
+
+def _all_grad_query(query, table, grad, kind: str) -> torch.Tensor:
+    """A block of queries' gradient of ``sum_qe grad_qe dist(query_q, table_e)``."""
+    return _all_local(query, table, grad, kind).sum(1)
+
+
+def _all_grad_table(query, table, grad, kind: str) -> torch.Tensor:
+    """The table's gradient of the same sum over a block of queries."""
+    return _all_local(query, table, grad, kind).sum(0).neg()
 
 
 class _AllDistance(torch.autograd.Function):
@@ -349,9 +358,9 @@ class _AllDistance(torch.autograd.Function):
         grad_query, grad_table = torch.empty_like(query), torch.zeros_like(table)
         for start in range(0, len(query), rows):
             q, g = query[start : start + rows], grad[start : start + rows]
-            found = Kernels.call(
-                _all_grads_block, ctx.kind, _padded(q, rows), table, _padded(g, rows)
-            )
-            grad_query[start : start + rows] = found[0][: len(q)]
-            grad_table += found[1]
+            block = (_padded(q, rows), table, _padded(g, rows))
+            grad_query[start : start + rows] = Kernels.call(_all_grad_query, ctx.kind, *block)[
+                : len(q)
+            ]
+            grad_table += Kernels.call(_all_grad_table, ctx.kind, *block)
         return grad_query, grad_table, None
