@@ -104,6 +104,20 @@ def _plain_distance(diff: torch.Tensor, kind: str) -> torch.Tensor:
     return diff.abs().sum(-1) if kind == "l1" else diff.norm(dim=-1)
 
 
+def _assert_matches_autograd(mine, plain, query, table, g) -> None:
+    """``mine(query, table)`` gives ``plain``'s values and (randomly weighted) gradients, and
+    passes gradcheck."""
+    out = mine(query, table)
+    weights = torch.randn(out.shape, dtype=torch.float64, generator=g)
+    got = torch.autograd.grad(out, (query, table), weights)
+    expected = plain(query, table)
+    wanted = torch.autograd.grad(expected, (query, table), weights)
+    assert torch.allclose(out, expected)
+    for a, b in zip(got, wanted, strict=True):
+        assert torch.allclose(a, b)
+    assert torch.autograd.gradcheck(mine, (query, table))
+
+
 @pytest.mark.parametrize("path", ["eager", "compiled", "compiled, no native backward"])
 @pytest.mark.parametrize("kind", ["l1", "l2", "modulus"])
 def test_candidate_distance_gradients(kind, path, monkeypatch):
@@ -121,15 +135,13 @@ def test_candidate_distance_gradients(kind, path, monkeypatch):
     table = torch.randn(20, 8, dtype=torch.float64, generator=g, requires_grad=True)
     ids = torch.randint(20, (6, 7), generator=g)
     ids[0, :3] = 5  # repeats within a row, as sampling with replacement draws them
-    out = base.distances(query, table, ids, kind)
-    weights = torch.randn(out.shape, dtype=torch.float64, generator=g)
-    got = torch.autograd.grad(out, (query, table), weights)
-    expected = _plain_distance(query.unsqueeze(1) - table[ids], kind)
-    wanted = torch.autograd.grad(expected, (query, table), weights)
-    assert torch.allclose(out, expected)
-    for mine, theirs in zip(got, wanted, strict=True):
-        assert torch.allclose(mine, theirs)
-    assert torch.autograd.gradcheck(lambda q, t: base.distances(q, t, ids, kind), (query, table))
+    _assert_matches_autograd(
+        lambda q, t: base.distances(q, t, ids, kind),
+        lambda q, t: _plain_distance(q.unsqueeze(1) - t[ids], kind),
+        query,
+        table,
+        g,
+    )
     assert base.Kernels.enabled == compiled  # no silent fallback to eager
 
 
@@ -145,15 +157,13 @@ def test_all_entity_distance_gradients(kind, compiled, monkeypatch):
     g = torch.Generator().manual_seed(5)
     query = torch.randn(6, 8, dtype=torch.float64, generator=g, requires_grad=True)
     table = torch.randn(20, 8, dtype=torch.float64, generator=g, requires_grad=True)
-    out = base.distances(query, table, None, kind)
-    weights = torch.randn(out.shape, dtype=torch.float64, generator=g)
-    got = torch.autograd.grad(out, (query, table), weights)
-    expected = _plain_distance(query.unsqueeze(1) - table.unsqueeze(0), kind)
-    wanted = torch.autograd.grad(expected, (query, table), weights)
-    assert torch.allclose(out, expected)
-    for mine, theirs in zip(got, wanted, strict=True):
-        assert torch.allclose(mine, theirs)
-    assert torch.autograd.gradcheck(lambda q, t: base.distances(q, t, None, kind), (query, table))
+    _assert_matches_autograd(
+        lambda q, t: base.distances(q, t, None, kind),
+        lambda q, t: _plain_distance(q.unsqueeze(1) - t.unsqueeze(0), kind),
+        query,
+        table,
+        g,
+    )
     assert base.Kernels.enabled == compiled  # no silent fallback to eager
 
 

@@ -10,6 +10,12 @@ from vlkge.errors import ConfigError
 from vlkge.training.sampler import NegativeSampler
 
 
+def random_triples(count: int, entities: int, relations: int, g: torch.Generator) -> torch.Tensor:
+    return torch.stack(
+        [torch.randint(n, (count,), generator=g) for n in (entities, relations, entities)], 1
+    )
+
+
 @settings(max_examples=25, deadline=None)
 @given(
     seed=st.integers(0, 10_000),
@@ -22,21 +28,12 @@ def test_negatives_are_distinct_and_unknown(seed, num, side, outside):
     split), whose query's one known answer is then some other entity."""
     g = torch.Generator().manual_seed(seed)
     entities, relations = 12, 2
-    known = torch.stack(
-        [
-            torch.randint(entities, (30,), generator=g),
-            torch.randint(relations, (30,), generator=g),
-            torch.randint(entities, (30,), generator=g),
-        ],
-        1,
-    )
+    known = random_triples(30, entities, relations, g)
     index = TripleIndex(known, entities, relations)
     sampler = NegativeSampler(entities, num, side, index)
     positives = known[:10]
     if outside:
-        positives = torch.stack(
-            [torch.randint(n, (10,), generator=g) for n in (entities, relations, entities)], 1
-        )
+        positives = random_triples(10, entities, relations, g)
     corrupt_head, negatives = sampler.sample(positives, g)
     if side != "both":
         assert bool(corrupt_head.all()) == (side == "head") and bool((~corrupt_head).all()) == (
@@ -77,14 +74,7 @@ def test_a_sampler_on_the_models_device_draws_the_same_negatives(device, pool):
     takes every random number from the same CPU generator: one seed, the same negatives."""
     g = torch.Generator().manual_seed(3)
     entities, relations = 40, 3
-    triples = torch.stack(
-        [
-            torch.randint(entities, (300,), generator=g),
-            torch.randint(relations, (300,), generator=g),
-            torch.randint(entities, (300,), generator=g),
-        ],
-        1,
-    )
+    triples = random_triples(300, entities, relations, g)
     index = TripleIndex(triples, entities, relations)
     pools = NegativeSampler.relation_pools(triples) if pool else None
     here = NegativeSampler(entities, 6, "both", index, pools)
