@@ -191,3 +191,20 @@ def test_a_trained_run_reports_the_blend_and_evaluate_sets_it(
     assert "zero_shot.templates" in err and "nope" in err and "\n" not in err
     assert main(["evaluate", run, "--set", "evaluation.zero_shot_blend.weights=[-2]"]) == 2
     assert "evaluation.zero_shot_blend.weights[0] must not be negative" in capsys.readouterr().err
+
+
+def test_train_refuses_a_template_of_another_graph_before_training(tmp_path, make_dataset, capsys):
+    """A recipe carried over from another graph whose prompts name a relation this graph lacks
+    stops `vlkge train` at once, in one line, with no epoch trained and no run folder left
+    behind (it used to fail in the final evaluation, after the whole training)."""
+    from vlkge.cli import main
+
+    folder = write_toy(tmp_path / "toy", make_dataset)
+    out = tmp_path / "run"
+    args = ["train", "--set", f"dataset.name={folder}", "--set", "dataset.setting=inductive"]
+    args += ["--set", "evaluation.zero_shot_blend.weights=[1,50]", "--out", str(out)]
+    args += ["--set", "zero_shot.templates={_instance_hypernym: 'an instance of {}'}"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "zero_shot.templates: unknown relation '_instance_hypernym'" in err and "\n" not in err
+    assert not (out / "checkpoints").exists()

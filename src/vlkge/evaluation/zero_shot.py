@@ -105,6 +105,20 @@ def relation_templates(
     return [templates.get(r, default) for r in kg.relations]
 
 
+def prompt_templates(cfg: dict, kg: KnowledgeGraph) -> tuple[list[str], list[str]]:
+    """The tail and the head template of every relation of ``kg`` (``zero_shot.templates``;
+    ``head_templates``, else the tail one; else ``default_template``), checked: the commands
+    call it before they encode or train anything, so a name that is not a relation of this
+    graph stops them at once."""
+    settings = cfg["zero_shot"]
+    tails = relation_templates(kg, settings["templates"], settings["default_template"])
+    relation_templates(
+        kg, settings["head_templates"], settings["default_template"], "zero_shot.head_templates"
+    )
+    heads = [settings["head_templates"].get(r, tails[i]) for i, r in enumerate(kg.relations)]
+    return tails, heads
+
+
 def anchor_table(
     features: dict[str, tuple[torch.Tensor, torch.Tensor]], order: Sequence[str], count: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -329,11 +343,7 @@ def build_scorer(
     settings = cfg["zero_shot"]
     order = list(settings["anchor_modalities"])
     anchors, source = anchor_table(features, order, kg.num_entities)
-    tails = relation_templates(kg, settings["templates"], settings["default_template"])
-    relation_templates(  # checks the names and templates
-        kg, settings["head_templates"], settings["default_template"], "zero_shot.head_templates"
-    )
-    heads = [settings["head_templates"].get(r, tails[i]) for i, r in enumerate(kg.relations)]
+    tails, heads = prompt_templates(cfg, kg)
     cache = FeatureCache(feature_cache_dir(cfg, kg))
     bank = PromptBank(encoder, entity_names(kg, settings["name_source"]), cache)
     return ZeroShotScorer(anchors, bank, tails, heads), source
@@ -423,9 +433,7 @@ def run_zero_shot(
     out_dir, cfg = Path(out_dir), absolute_paths(cfg)
     with new_run(out_dir, cfg):
         kg = load_graph(cfg["dataset"])
-        for key in ("templates", "head_templates"):  # fail before encoding anything
-            settings = cfg["zero_shot"]
-            relation_templates(kg, settings[key], settings["default_template"], f"zero_shot.{key}")
+        prompt_templates(cfg, kg)
         if encoder is None:
             encoder = configured_encoder(cfg)
         if features is None:

@@ -24,7 +24,7 @@ from vlkge.data.datasets import load_graph
 from vlkge.data.graph import KnowledgeGraph
 from vlkge.errors import ConfigError, VlkgeError, echo
 from vlkge.evaluation.evaluator import Evaluator, model_scorer
-from vlkge.evaluation.zero_shot import configured_scorer
+from vlkge.evaluation.zero_shot import configured_scorer, prompt_templates
 from vlkge.files import write_text
 from vlkge.models.backbones.kernels import configure_kernels
 from vlkge.models.factory import build_model, warn_large_margin
@@ -277,6 +277,8 @@ def _train_in(
     if cfg["evaluation"]["run_blend"]["run"]:  # hours of training before it is loaded
         with partner_errors():
             require_run_folder(cfg["evaluation"]["run_blend"]["run"])
+    if cfg["evaluation"]["zero_shot_blend"]["weights"]:  # likewise before it is built
+        prompt_templates(cfg, kg)
     if main or entity_shard(model) is not None:  # sharded: every rank serves its rows
         warn_large_margin(model, kg.train, cfg["training"]["loss"], report=main)
     shard_if_asked(cfg, model)  # on the host: the device holds only this rank's rows
