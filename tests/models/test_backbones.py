@@ -167,6 +167,29 @@ def test_all_entity_distance_gradients(kind, compiled, monkeypatch):
     assert base.Kernels.enabled == compiled  # no silent fallback to eager
 
 
+def test_a_compile_failure_in_the_all_entity_backward_finishes_it_eagerly(monkeypatch):
+    """A compile that fails in the backward's first block switches the rest of it to eager
+    blocks of bounded size; the gradients are still autograd's."""
+
+    def broken(*args):
+        raise RuntimeError("no compiler")
+
+    monkeypatch.setattr(base.Kernels, "enabled", True)
+    monkeypatch.setattr(base.Kernels, "cache", {("_all_grad_query", "l1"): broken})
+    monkeypatch.setattr(base, "ALL_QUERY_ROWS", 4)
+    monkeypatch.setattr(base, "EAGER_BLOCK_ELEMENTS", 20 * 8 * 2)  # eager blocks of 2 queries
+    g = torch.Generator().manual_seed(6)
+    query = torch.randn(7, 8, dtype=torch.float64, generator=g, requires_grad=True)
+    table = torch.randn(20, 8, dtype=torch.float64, generator=g, requires_grad=True)
+    weights = torch.randn(7, 20, dtype=torch.float64, generator=g)
+    got = torch.autograd.grad(base.distances(query, table, None, "l1"), (query, table), weights)
+    plain = _plain_distance(query.unsqueeze(1) - table.unsqueeze(0), "l1")
+    wanted = torch.autograd.grad(plain, (query, table), weights)
+    for a, b in zip(got, wanted, strict=True):
+        assert torch.allclose(a, b)
+    assert not base.Kernels.enabled
+
+
 def test_complex_matches_torch_complex():
     backbone = ComplEx()
     h, r, t = vectors(backbone, 7, 7)

@@ -354,13 +354,18 @@ class _AllDistance(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         query, table = ctx.saved_tensors
-        rows = ALL_QUERY_ROWS
         grad_query, grad_table = torch.empty_like(query), torch.zeros_like(table)
-        for start in range(0, len(query), rows):
+        start = 0
+        while start < len(query):
+            # compiled: fixed blocks; once a compile failed, eager blocks of bounded size
+            rows = ALL_QUERY_ROWS
+            if not Kernels.enabled:
+                rows = _block_rows(table.numel(), EAGER_BLOCK_ELEMENTS)
             q, g = query[start : start + rows], grad[start : start + rows]
             block = (_padded(q, rows), table, _padded(g, rows))
             grad_query[start : start + rows] = Kernels.call(_all_grad_query, ctx.kind, *block)[
                 : len(q)
             ]
             grad_table += Kernels.call(_all_grad_table, ctx.kind, *block)
+            start += rows
         return grad_query, grad_table, None
