@@ -1,8 +1,10 @@
 """Every YAML under configs/ loads and validates (a misspelt key fails here), and carries a
-header saying what it runs and how."""
+header saying what it runs and how; so does every point of the equal grids under bench/grids/."""
 
 from __future__ import annotations
 
+import itertools
+import json
 import re
 from pathlib import Path
 
@@ -98,3 +100,23 @@ def test_configs_only_override_what_differs_from_known_sections():
     defaults = load_config()
     for path in CONFIGS:
         assert set(load_yaml(path)) <= set(defaults), path
+
+
+GRIDS = sorted((ROOT / "bench" / "grids").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", GRIDS, ids=[p.name for p in GRIDS])
+def test_every_point_of_every_grid_loads_and_both_arms_get_the_same_budget(path):
+    """What `bench/honest_grid.py` would train: each arm's config with its overrides and each
+    point of its grid (its own, else the shared one), of equal size for every arm."""
+    spec = load_yaml(path)
+    sizes = set()
+    for arm in spec["arms"].values():
+        grid = arm.get("grid") or spec["grid"]
+        points = list(itertools.product(*grid.values()))
+        sizes.add(len(points))
+        for values in points:
+            overrides = {**arm.get("set", {}), **dict(zip(grid, values, strict=True))}
+            sets = [f"{key}={json.dumps(value)}" for key, value in overrides.items()]
+            load_config(ROOT / arm["config"], sets)
+    assert len(sizes) == 1, f"unequal budgets: {sizes}"
