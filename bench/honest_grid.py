@@ -109,6 +109,17 @@ def grid_points(grid: dict | None) -> list[dict]:
     return [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
 
 
+def arm_points(spec: dict) -> dict[str, list[dict]]:
+    """Each arm's grid points (its own ``grid``, else the shared one); ``ValueError`` when the
+    arms' budgets differ."""
+    points = {arm: grid_points(a.get("grid", spec.get("grid"))) for arm, a in spec["arms"].items()}
+    if len({len(p) for p in points.values()}) > 1:
+        raise ValueError(
+            f"unequal budgets: { ({a: len(p) for a, p in points.items()}) } grid points"
+        )
+    return points
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("grid", type=Path)
@@ -118,18 +129,17 @@ def main() -> None:
     parser.add_argument("--reverse", action="store_true", help="train the grid points last first")
     args = parser.parse_args()
     spec = yaml.safe_load(args.grid.read_text())
-    arm_points = {
-        arm: grid_points(a.get("grid", spec.get("grid"))) for arm, a in spec["arms"].items()
-    }
-    if len({len(points) for points in arm_points.values()}) > 1:
-        sys.exit(f"unequal budgets: { ({a: len(p) for a, p in arm_points.items()}) } grid points")
+    try:
+        points_of = arm_points(spec)
+    except ValueError as exc:
+        sys.exit(str(exc))
     seeds = spec.get("seeds") or [42]
     results_path = args.out / "results.json"
     for arm, arm_spec in spec["arms"].items():
         if args.arms and arm not in args.arms:
             continue
         fixed = arm_spec.get("set") or {}
-        points = arm_points[arm]
+        points = points_of[arm]
         rows: list[dict] = [{}] * len(points)
         order = range(len(points) - 1, -1, -1) if args.reverse else range(len(points))
         for i in order:

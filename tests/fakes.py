@@ -1,6 +1,6 @@
 """A tiny deterministic vision-language encoder shared by the tests: letter counts of a text
 and the mean colour of an image, each through a seeded linear map; and a writer of small
-dataset folders with names, texts and images (one corrupt, one missing)."""
+dataset folders with names, texts and images (one corrupt, one missing); random triples."""
 
 from __future__ import annotations
 
@@ -11,6 +11,13 @@ import torch
 from torch import nn
 
 from vlkge.encoders.base import Encoder
+
+
+def random_triples(count: int, entities: int, relations: int, g: torch.Generator) -> torch.Tensor:
+    """``[count, 3]`` uniform (head, relation, tail) ids, repeats allowed."""
+    return torch.stack(
+        [torch.randint(n, (count,), generator=g) for n in (entities, relations, entities)], 1
+    )
 
 
 class MeanColour:

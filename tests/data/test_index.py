@@ -9,6 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.fakes import random_triples
 from vlkge.data import index as index_module
 from vlkge.data.index import KnownTriples, Neighbours, TripleIndex
 
@@ -197,13 +198,7 @@ def test_membership_prefilter_passes_every_known_triple_and_few_others():
     passes it, about one other code in 16 does, and the answers equal a Python set's."""
     g = torch.Generator().manual_seed(0)
     num_entities, num_relations = 50, 4
-    triples = torch.stack(
-        [
-            torch.randint(n, (300,), generator=g)
-            for n in (num_entities, num_relations, num_entities)
-        ],
-        1,
-    )
+    triples = random_triples(300, num_entities, num_relations, g)
     known = KnownTriples(triples, num_entities, num_relations)
     h, r, t = torch.cartesian_prod(
         torch.arange(num_entities), torch.arange(num_relations), torch.arange(num_entities)

@@ -5,15 +5,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.fakes import random_triples
 from vlkge.data.index import TripleIndex
 from vlkge.errors import ConfigError
 from vlkge.training.sampler import NegativeSampler
-
-
-def random_triples(count: int, entities: int, relations: int, g: torch.Generator) -> torch.Tensor:
-    return torch.stack(
-        [torch.randint(n, (count,), generator=g) for n in (entities, relations, entities)], 1
-    )
 
 
 @settings(max_examples=25, deadline=None)
