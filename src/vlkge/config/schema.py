@@ -21,6 +21,7 @@ CHOICES: dict[str, tuple] = {
     "compile": ("auto", True, False),
     "precision": ("fp32", "bf16", "fp16"),
     "tracking.tensorboard": ("auto", True, False),
+    "zero_shot.scorer": ("prompts", "lexical"),
 }
 POSITIVE = {
     "num_threads",
@@ -50,6 +51,7 @@ NON_NEGATIVE = {
     "evaluation.calibration.bank",
     "evaluation.calibration.weights",
     "evaluation.zero_shot_blend.weights",
+    "evaluation.lexical_blend.weights",
     "evaluation.run_blend.weights",
     "training.adversarial_temperature",
     "training.regularizer.weight",
@@ -92,6 +94,7 @@ AT_MOST: dict[str, int | float] = {
     "evaluation.calibration.temperature": 1e3,
     "evaluation.calibration.bank": 2**24,
     "evaluation.zero_shot_blend.weights": 1e6,
+    "evaluation.lexical_blend.weights": 1e6,
     "evaluation.run_blend.weights": 1e6,
     "evaluation.max_scores": 2**40,
     "evaluation.max_memory_mb": 2**30,  # 1 PiB
@@ -125,6 +128,7 @@ ITEMS: dict[str, type] = {
     "evaluation.exclude_relations": str,
     "evaluation.calibration.weights": float,
     "evaluation.zero_shot_blend.weights": float,
+    "evaluation.lexical_blend.weights": float,
     "evaluation.run_blend.weights": float,
 }
 # keys whose value is a free mapping with data-dependent keys (relation names): a file or

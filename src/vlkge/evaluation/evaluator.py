@@ -53,6 +53,7 @@ class Evaluator:
         self.seen = kg.seen_in_train() if self.only_unseen else None
         self.calibration = cfg.get("calibration") or {"weights": []}
         self.zero_shot_blend = cfg.get("zero_shot_blend") or {"weights": []}
+        self.lexical_blend = cfg.get("lexical_blend") or {"weights": []}
         self.run_blend = cfg.get("run_blend") or {"run": None, "weights": []}
 
     @functools.cached_property
@@ -155,7 +156,7 @@ class Evaluator:
     ) -> tuple[ScoreFn, dict | None]:
         """``score_fn + w * other_fn`` (:mod:`vlkge.evaluation.blend`) with ``w`` per relation
         and side fit on ``evaluation.<key>.split`` from its ``weights`` (``key``:
-        ``zero_shot_blend`` or ``run_blend``), and a summary for ``metrics.json``;
+        ``zero_shot_blend``, ``lexical_blend`` or ``run_blend``), and a summary for ``metrics.json``;
         ``score_fn`` itself (and ``None``) when its grid is empty."""
         settings = getattr(self, key)
         if not settings["weights"]:

@@ -53,6 +53,7 @@ from vlkge.data.datasets import load_graph
 from vlkge.data.graph import KnowledgeGraph
 from vlkge.errors import ConfigError, VlkgeError, echo
 from vlkge.evaluation.evaluator import Evaluator
+from vlkge.evaluation.lexical import LexicalScorer
 from vlkge.evaluation.ranking import ScoreFn
 from vlkge.files import write_text
 from vlkge.runfolder import CONFIG, absolute_paths, new_run, require_run_folder, write_metrics
@@ -351,20 +352,32 @@ def build_scorer(
 
 def load_zero_shot(
     run_dir: str | Path, encoder=None, progress: bool = False
-) -> tuple[dict, KnowledgeGraph, ZeroShotScorer]:
+) -> tuple[dict, KnowledgeGraph, ZeroShotScorer | LexicalScorer]:
     """Config, graph and scorer of a ``vlkge zero-shot`` run folder (for reports), with its
     features from the run's feature cache; ``encoder`` replaces ``encoder.name``."""
     run_dir = require_run_folder(run_dir)
     cfg = config_mod.load_config(run_dir / CONFIG)
     kg = load_graph(cfg["dataset"], quiet=True)
+    if cfg["zero_shot"]["scorer"] == "lexical":
+        return cfg, kg, lexical_scorer(cfg, kg)
     return cfg, kg, configured_scorer(cfg, kg, encoder, progress)
+
+
+def lexical_scorer(cfg: dict, kg: KnowledgeGraph) -> LexicalScorer:
+    """The lexical baseline (:mod:`vlkge.evaluation.lexical`) over the entities' names
+    (``zero_shot.name_source``) and all their manifest texts, for ``vlkge zero-shot`` with
+    ``zero_shot.scorer: lexical`` and ``evaluation.lexical_blend``."""
+    texts = kg.manifest.texts if kg.manifest is not None else {}
+    names = entity_names(kg, cfg["zero_shot"]["name_source"])
+    return LexicalScorer(names, [" ".join(texts.get(e) or ()) for e in kg.entities])
 
 
 def configured_scorer(
     cfg: dict, kg: KnowledgeGraph, encoder=None, progress: bool = False
 ) -> ZeroShotScorer:
-    """The baseline of ``cfg``'s ``zero_shot:`` section (anchors from the feature cache), for
-    reports and ``evaluation.zero_shot_blend``; ``encoder`` replaces ``encoder.name``."""
+    """The prompt baseline of ``cfg``'s ``zero_shot:`` section (anchors from the feature
+    cache), for reports and ``evaluation.zero_shot_blend``; ``encoder`` replaces
+    ``encoder.name``."""
     encoder = configured_encoder(cfg) if encoder is None else encoder
     features = zero_shot_features(cfg, kg, encoder, progress)
     return build_scorer(cfg, kg, encoder, features)[0]
@@ -382,17 +395,30 @@ def zero_shot(
     cfg: dict,
     kg: KnowledgeGraph,
     encoder,
-    features: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    features: dict[str, tuple[torch.Tensor, torch.Tensor]] | None,
     splits: Sequence[str] | None = None,
     progress: bool = False,
 ) -> dict:
-    """Metrics (``metrics.json`` layout) of the zero-shot baseline on ``splits`` (default:
-    ``evaluation.splits``), with ``features`` the entities' anchor features."""
-    order = list(cfg["zero_shot"]["anchor_modalities"])
-    scorer, source = build_scorer(cfg, kg, encoder, features)
+    """Metrics (``metrics.json`` layout) of the baseline of ``zero_shot.scorer`` on ``splits``
+    (default: ``evaluation.splits``); for the prompt baseline ``features`` are the entities'
+    anchor features (the lexical one reads neither them nor ``encoder``)."""
+    start = time.perf_counter()
+    if cfg["zero_shot"]["scorer"] == "lexical":
+        scorer = lexical_scorer(cfg, kg)
+        summary = {"scorer": "lexical", "vocabulary": scorer.vocabulary, "pairs": scorer.pairs}
+    else:
+        order = list(cfg["zero_shot"]["anchor_modalities"])
+        scorer, source = build_scorer(cfg, kg, encoder, features)
+        summary = {
+            "scorer": "prompts",
+            "encoder": encoder.name,
+            "anchors": {
+                **{m: int((source == i).sum()) for i, m in enumerate(order)},
+                "none": int((source < 0).sum()),
+            },
+        }
     evaluator = Evaluator(kg, cfg["evaluation"])
     out: dict = {}
-    start = time.perf_counter()
     fitted = None  # the calibrated scorer (candidate pools are applied by the ranking)
     if evaluator.calibration["weights"]:
         fitted, out["calibration"] = evaluator.calibrate(scorer.scorer())
@@ -408,15 +434,9 @@ def zero_shot(
             both["hits@10"],
         )
     out["ties"] = evaluator.ties
-    out["zero_shot"] = {
-        "encoder": encoder.name,
-        "anchors": {
-            **{m: int((source == i).sum()) for i, m in enumerate(order)},
-            "none": int((source < 0).sum()),
-        },
-        "prompts_encoded": scorer.prompts.encoded,
-        "time_s": time.perf_counter() - start,
-    }
+    if isinstance(scorer, ZeroShotScorer):
+        summary["prompts_encoded"] = scorer.prompts.encoded
+    out["zero_shot"] = {**summary, "time_s": time.perf_counter() - start}
     return out
 
 
@@ -433,11 +453,12 @@ def run_zero_shot(
     out_dir, cfg = Path(out_dir), absolute_paths(cfg)
     with new_run(out_dir, cfg):
         kg = load_graph(cfg["dataset"])
-        prompt_templates(cfg, kg)
-        if encoder is None:
-            encoder = configured_encoder(cfg)
-        if features is None:
-            features = zero_shot_features(cfg, kg, encoder, progress)
+        if cfg["zero_shot"]["scorer"] == "prompts":
+            prompt_templates(cfg, kg)
+            if encoder is None:
+                encoder = configured_encoder(cfg)
+            if features is None:
+                features = zero_shot_features(cfg, kg, encoder, progress)
         write_text(out_dir / CONFIG, config_mod.dump(cfg))
         metrics = zero_shot(cfg, kg, encoder, features, progress=progress)
         write_metrics(out_dir, metrics)

@@ -40,7 +40,8 @@ class RunFolder:
         ("" for a structural run, or one from before the record): ``encoder.name`` only names
         the encoder that would fill a missing feature cache, not the one that filled it."""
         if self.zero_shot:
-            return str(self.metrics["zero_shot"].get("encoder", ""))
+            block = self.metrics["zero_shot"]  # the lexical baseline has no encoder
+            return str(block.get("encoder") or block.get("scorer", ""))
         widths: dict[str, list[str]] = {}
         for modality, source in (self.metrics.get("features") or {}).items():
             widths.setdefault(source["encoder"], []).append(f"{modality} {source['width']}-d")

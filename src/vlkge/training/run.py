@@ -24,7 +24,7 @@ from vlkge.data.datasets import load_graph
 from vlkge.data.graph import KnowledgeGraph
 from vlkge.errors import ConfigError, VlkgeError, echo
 from vlkge.evaluation.evaluator import Evaluator, model_scorer
-from vlkge.evaluation.zero_shot import configured_scorer, prompt_templates
+from vlkge.evaluation.zero_shot import configured_scorer, lexical_scorer, prompt_templates
 from vlkge.files import write_text
 from vlkge.models.backbones.kernels import configure_kernels
 from vlkge.models.factory import build_model, warn_large_margin
@@ -187,6 +187,11 @@ def evaluate_run(
         zero_shot = configured_scorer(cfg, kg, progress=progress).scorer()
         with torch.no_grad():
             scorer, out["zero_shot_blend"] = evaluator.blend(scorer, zero_shot)
+    if evaluator.lexical_blend["weights"]:  # last: the lexical baseline fills in
+        evaluator.triples(evaluator.lexical_blend["split"])
+        lexical = lexical_scorer(cfg, kg).scorer()
+        with torch.no_grad():
+            scorer, out["lexical_blend"] = evaluator.blend(scorer, lexical, "lexical_blend")
     for split in splits:
         start = time.perf_counter()
         with torch.no_grad():
@@ -320,7 +325,7 @@ def _train_in(
 #: runs, and the inference-only borrowing of unseen entities (no trained weight depends on them)
 INFERENCE_KEYS = (
     "evaluation.",
-    "zero_shot.",  # the baseline of evaluation.zero_shot_blend
+    "zero_shot.",  # the baselines of evaluation.zero_shot_blend and lexical_blend
     "model.neighbours",
     "model.neighbour_temperature",
     "device",

@@ -52,7 +52,7 @@ def check_shardable(cfg: dict) -> None:
             "distributed.shard_tables needs training.optimizer.weight_decay: 0 (decay would "
             "change every row at every step; use training.regularizer)"
         )
-    for key in ("calibration", "zero_shot_blend"):
+    for key in ("calibration", "zero_shot_blend", "lexical_blend"):
         if cfg["evaluation"][key]["weights"]:
             raise ConfigError(f"distributed.shard_tables does not support evaluation.{key}")
     if cfg["evaluation"]["run_blend"]["run"]:
