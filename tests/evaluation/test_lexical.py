@@ -86,6 +86,17 @@ def test_entities_without_words_score_zero_and_lengths_must_match():
         LexicalScorer(["x", "y"], ["z"])
 
 
+def test_a_graph_with_too_many_word_sharing_pairs_is_one_line(monkeypatch):
+    from vlkge.errors import VlkgeError
+    from vlkge.evaluation import lexical
+
+    monkeypatch.setattr(lexical, "MAX_PAIRS", 3)
+    with pytest.raises(VlkgeError, match=r"would multiply 4 \(text, name\) pairs"):
+        LexicalScorer(["dog", "dog"], ["a dog", "dogs"])  # 2 texts x 2 names share "dog"
+    monkeypatch.setattr(lexical, "MAX_PAIRS", 4)
+    assert LexicalScorer(["dog", "dog"], ["a dog", "dogs"]).pairs == 2  # the diagonal dropped
+
+
 def test_cli_zero_shot_lexical_builds_no_encoder(tmp_path, make_dataset, monkeypatch, capsys):
     def no_encoder(cfg):
         raise AssertionError("the lexical baseline built an encoder")

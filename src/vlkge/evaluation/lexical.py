@@ -28,6 +28,7 @@ from collections.abc import Sequence
 
 import torch
 
+from vlkge.errors import VlkgeError
 from vlkge.evaluation.ranking import ScoreFn
 
 #: words too common in definitions to say anything about a link
@@ -37,6 +38,8 @@ STOPWORDS = frozenset(
     "those to used usually was were when which who with".split()
 )
 _WORD = re.compile(r"[^\W\d_]+")
+#: the most (text, name) pairs sharing a word the matrix may be built from (about 4 GB)
+MAX_PAIRS = 300_000_000
 
 
 def words(text: str) -> list[str]:
@@ -73,6 +76,7 @@ class LexicalScorer:
             warnings.filterwarnings("ignore", message="Sparse", category=UserWarning)
             name_vec = _tfidf(name_words, vocab, idf)
             text_vec = _tfidf(text_words, vocab, idf)
+            _check_size(name_vec, text_vec)
             one_way = torch.sparse.mm(text_vec, name_vec.t()).coalesce()
             both = (one_way + one_way.t()).coalesce()
             rows, cols = both.indices()
@@ -118,6 +122,20 @@ class LexicalScorer:
     def __call__(self, side: str, anchor: torch.Tensor, relation: torch.Tensor) -> torch.Tensor:
         """Scores against every entity."""
         return self.scorer()(side, anchor, relation)
+
+
+def _check_size(name_vec: torch.Tensor, text_vec: torch.Tensor) -> None:
+    """One line, before anything large is allocated, for a graph whose texts and names share
+    too many words to hold their products (each shared word pairs every text with every name)."""
+    width = name_vec.shape[1]
+    in_names = torch.bincount(name_vec.indices()[1], minlength=width)
+    in_texts = torch.bincount(text_vec.indices()[1], minlength=width)
+    pairs = int((in_names * in_texts).sum())
+    if pairs > MAX_PAIRS:
+        raise VlkgeError(
+            f"the lexical baseline would multiply {pairs:,} (text, name) pairs sharing a word, "
+            f"more than {MAX_PAIRS:,}: this graph's texts are too alike or too many for it"
+        )
 
 
 def _tfidf(docs: list[list[str]], vocab: dict[str, int], idf: torch.Tensor) -> torch.Tensor:
