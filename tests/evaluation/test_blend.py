@@ -141,6 +141,30 @@ def test_off_by_default_and_bad_settings_are_one_line_naming_the_key():
         evaluator.blend(model, other)
 
 
+def toy_run(folder, *extra: str) -> list[str]:
+    """Overrides of a two-epoch inductive run on the toy graph of ``write_toy(folder)``, with
+    the toy's prompts, plus ``extra``."""
+    return [
+        f"dataset.name={folder}",
+        "dataset.setting=inductive",
+        *extra,
+        "model.dim=4",
+        "training.epochs=2",
+        "training.negatives.num=2",
+        "training.progress=false",
+        "report.after_train=false",
+        f"zero_shot.templates={json.dumps(TEMPLATES)}",
+    ]
+
+
+def check_toy_summary(summary: dict, grid: set[float]) -> None:
+    """A blend's ``metrics.json`` summary on the toy graph: fit on valid, both sides, only
+    the toy's relations, only weights of ``grid``."""
+    assert summary["split"] == "valid" and set(summary["weights"]) == {"head", "tail"}
+    for side in summary["weights"].values():
+        assert set(side) <= {"hyper", "part"} and set(side.values()) <= grid
+
+
 def test_a_trained_run_reports_the_blend_and_evaluate_sets_it(
     tmp_path, make_dataset, monkeypatch, capsys
 ):
@@ -155,25 +179,13 @@ def test_a_trained_run_reports_the_blend_and_evaluate_sets_it(
 
     monkeypatch.setattr(zero_shot_mod, "configured_encoder", tiny_encoder)
     folder = write_toy(tmp_path / "toy", make_dataset)
-    base = [
-        f"dataset.name={folder}",
-        "dataset.setting=inductive",
-        f"features.cache_dir={tmp_path / 'cache'}",
-        "model.dim=4",
-        "training.epochs=2",
-        "training.negatives.num=2",
-        "training.progress=false",
-        "report.after_train=false",
-        f"zero_shot.templates={json.dumps(TEMPLATES)}",
-    ]
+    base = toy_run(folder, f"features.cache_dir={tmp_path / 'cache'}")
     plain = train(load_config(overrides=base), tmp_path / "plain")
     assert "zero_shot_blend" not in plain and encoders == []  # off: no encoder built
     cfg = load_config(overrides=[*base, "evaluation.zero_shot_blend.weights=[1,50]"])
     metrics = train(cfg, tmp_path / "run")
     summary = metrics["zero_shot_blend"]
-    assert summary["split"] == "valid" and set(summary["weights"]) == {"head", "tail"}
-    for side in summary["weights"].values():
-        assert set(side) <= {"hyper", "part"} and set(side.values()) <= {1.0, 50.0}
+    check_toy_summary(summary, {1.0, 50.0})
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert saved["zero_shot_blend"] == summary
     assert "a cat" in encoders[0].seen  # the anchors' texts were encoded into the cache

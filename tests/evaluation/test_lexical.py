@@ -10,7 +10,8 @@ from collections import Counter
 import pytest
 import torch
 
-from tests.evaluation.test_zero_shot import TEMPLATES, write_toy
+from tests.evaluation.test_blend import check_toy_summary, toy_run
+from tests.evaluation.test_zero_shot import write_toy
 from vlkge.cli import main
 from vlkge.config import load_config
 from vlkge.evaluation import zero_shot as zero_shot_mod
@@ -121,17 +122,7 @@ def test_a_trained_run_reports_the_lexical_blend_and_evaluate_sets_it(
 ):
     from vlkge.training.run import train
 
-    folder = write_toy(tmp_path / "toy", make_dataset)
-    base = [
-        f"dataset.name={folder}",
-        "dataset.setting=inductive",
-        "model.dim=4",
-        "training.epochs=2",
-        "training.negatives.num=2",
-        "training.progress=false",
-        "report.after_train=false",
-        f"zero_shot.templates={json.dumps(TEMPLATES)}",
-    ]
+    base = toy_run(write_toy(tmp_path / "toy", make_dataset))
     plain = train(load_config(overrides=base), tmp_path / "plain")
     assert "lexical_blend" not in plain
     metrics = train(
@@ -139,9 +130,7 @@ def test_a_trained_run_reports_the_lexical_blend_and_evaluate_sets_it(
         tmp_path / "run",
     )
     summary = metrics["lexical_blend"]
-    assert summary["split"] == "valid" and set(summary["weights"]) == {"head", "tail"}
-    for side in summary["weights"].values():
-        assert set(side) <= {"hyper", "part"} and set(side.values()) <= {1.0, 50.0}
+    check_toy_summary(summary, {1.0, 50.0})
     assert main(["evaluate", str(tmp_path / "run"), "--json"]) == 0
     again = json.loads(capsys.readouterr().out)
     assert again["lexical_blend"] == summary
