@@ -297,6 +297,19 @@ def test_evaluate_run(nations_run, capsys):
     assert float(both[1]) >= saved["valid"]["both"]["mrr"] - 1e-4  # optimistic >= realistic
 
 
+def test_evaluate_runs_on_the_device_it_is_given(nations_run, capsys, monkeypatch):
+    """`--set device=...` moves the evaluation (the run's own device otherwise); one that is
+    not there is one line, exit 2."""
+    code, run_dir = nations_run
+    assert code == 0
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    code, _, err = run(capsys, "evaluate", str(run_dir), "--set", "device=cuda")
+    assert code == 2
+    assert err.strip().splitlines() == [
+        "vlkge: error: device cuda requested but CUDA is not available"
+    ]
+
+
 def test_predict_run(nations_run, capsys):
     code, run_dir = nations_run
     assert code == 0
