@@ -18,14 +18,33 @@ arms of unequal budgets):
 
 Grid runs evaluate the validation split only (``evaluation.splits=[valid]``). Per arm the grid
 point with the best validation MRR is selected; it is trained again with every other seed, and
-each selected run's test split is scored once (``vlkge evaluate --split test``). Every run is
-an ordinary run folder under ``--out``: a finished one is reused, an interrupted one resumed
-(``vlkge train --resume``), so the script can be stopped and started again at any point.
-Several processes can share one grid (``--reverse`` walks the points from the end): each run
-folder's lock keeps them from training the same run, and one that reaches a run another is
-training waits for its result.
-``--out/results.json`` holds every run's validation MRR and wall time, the selections and the
-seeds' test metrics (mean and standard deviation); ``--out/<arm>.yaml`` the selected overrides.
+each selected run's test split is scored once (``vlkge evaluate --split test``).
+
+An arm with ``partner: ARM`` is a late-fusion ensemble (``evaluation.run_blend``, docs/method.md)
+whose partner is the other arm's selected run of the same seed: it trains alone (its
+``evaluation.run_blend.run`` emptied), and its validation MRR (for the selection) and test
+metrics are those of ``vlkge evaluate`` with the partner blended in, so the partner arm is
+selected first and both arms train side by side. ``controls`` score the selected runs of an arm
+again with other evaluation overrides (``set``), optionally blended with a ``partner`` arm's run
+of another seed (``partner_offset``: the seed that many places further, cyclically): the same
+blends on the structural model, say, or two structural seeds fused:
+
+    controls:
+      structural+lexical:
+        arm: structural
+        set: {evaluation.lexical_blend.weights: [1, 10, 1000]}
+
+Every run is an ordinary run folder under ``--out``: a finished one is reused, an interrupted
+one resumed (``vlkge train --resume``), and every ``vlkge evaluate`` result is kept in its run
+folder, so the script can be stopped and started again at any point. ``--parallel N`` runs N
+vlkge processes at once (a GPU's idle time between small steps, or several cores): first the
+grid points of every arm, then the other seeds of every selection, then the evaluations.
+Several processes can also share one grid (``--reverse`` walks the points from the end): each
+run folder's lock keeps them from training the same run, and one that reaches a run another
+is training waits for its result.
+``--out/results.json`` holds every run's validation MRR and wall time, the selections, the
+seeds' test metrics (mean and standard deviation) and the controls'; ``--out/<arm>.yaml`` the
+selected overrides.
 """
 
 from __future__ import annotations
@@ -38,6 +57,7 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
@@ -86,13 +106,14 @@ def train(run: Path, config: str, overrides: dict, threads: int) -> dict:
     return json.loads((run / "metrics.json").read_text())
 
 
-def test_metrics(run: Path, threads: int) -> dict:
-    """The test split of a selected run, scored once and kept in ``test.json``."""
-    saved = run / "test.json"
+def evaluated(run: Path, split: str, overrides: dict, name: str, threads: int) -> dict:
+    """``vlkge evaluate`` of ``run`` on ``split`` with ``overrides``: the metrics over both
+    directions, computed once and kept in the run folder as ``name``."""
+    saved = run / name
     if not saved.is_file():
-        done = vlkge("evaluate", str(run), "--split", "test", "--json", threads=threads)
-        saved.write_text(done.stdout)
-    return json.loads(saved.read_text())["test"]["both"]
+        args = ("evaluate", str(run), "--split", split, *sets(overrides), "--json")
+        saved.write_text(vlkge(*args, threads=threads).stdout)
+    return json.loads(saved.read_text())[split]["both"]
 
 
 def update(path: Path, key: str, value: dict) -> None:
@@ -120,84 +141,184 @@ def arm_points(spec: dict) -> dict[str, list[dict]]:
     return points
 
 
+def summary(rows: list[dict]) -> dict:
+    """Mean and standard deviation of each test metric over the seeds' rows."""
+    return {
+        k: {
+            "mean": statistics.mean(r["test"][k] for r in rows),
+            "std": statistics.stdev(r["test"][k] for r in rows) if len(rows) > 1 else 0,
+        }
+        for k in KEYS
+    }
+
+
+def check_partners(spec: dict) -> None:
+    """``ValueError`` for a control of no arm, and for a partner (of an arm or a control) that
+    is no arm or has a partner itself (its selection would need one first)."""
+    arms, controls = spec["arms"], spec.get("controls") or {}
+    for name, control in controls.items():
+        if control.get("arm") not in arms:
+            raise ValueError(f"control {name}: arm {control.get('arm')!r} is not an arm")
+    for name, entry in [*arms.items(), *controls.items()]:
+        partner = entry.get("partner")
+        if partner is not None and (partner not in arms or arms[partner].get("partner")):
+            raise ValueError(f"{name}: partner {partner!r} is not an arm without a partner")
+
+
+class Grid:
+    """One grid file's runs under ``out``: what each is trained and evaluated with, run by
+    ``pool`` (``parallel`` vlkge processes at once)."""
+
+    def __init__(self, spec: dict, args: argparse.Namespace, pool: ThreadPoolExecutor):
+        self.spec, self.out, self.threads, self.pool = spec, args.out, args.threads, pool
+        self.seeds = spec.get("seeds") or [42]
+        self.device = {"device": args.device} if args.device else {}
+        self.points = arm_points(spec)
+        check_partners(spec)
+        self.best: dict[str, int] = {}  # arm -> its selected grid point
+        self.trained: dict[tuple[str, int], tuple[dict, float]] = {}  # (arm, point or seed)
+
+    def run(self, arm: str, seed: int, point: int | None = None) -> Path:
+        """The run folder of ``arm``'s grid ``point`` (seed 42), or of its selection's ``seed``."""
+        if point is None and seed != self.seeds[0]:
+            return self.out / arm / f"s{seed}"
+        return self.out / arm / f"p{self.best[arm] if point is None else point}"
+
+    def selected(self, arm: str) -> dict:
+        return {**(self.spec["arms"][arm].get("set") or {}), **self.points[arm][self.best[arm]]}
+
+    def train(self, arm: str, seed: int, point: int | None = None) -> tuple[dict, float]:
+        """The run's metrics (trained first when needed) and the seconds that took."""
+        spec = self.spec["arms"][arm]
+        fixed = spec.get("set") or {}
+        overrides = {**fixed, **(self.selected(arm) if point is None else self.points[arm][point])}
+        overrides |= {"seed": seed, "evaluation.splits": ["valid"], **self.device}
+        if spec.get("partner"):  # blended at evaluation, with the partner's run of its seed
+            overrides["evaluation.run_blend.run"] = None
+        start = time.perf_counter()
+        metrics = train(self.run(arm, seed, point), spec["config"], overrides, self.threads)
+        return metrics, round(time.perf_counter() - start, 1)
+
+    def train_all(self, jobs: list[tuple[str, int, int | None]]) -> None:
+        """Train ``(arm, seed, point)`` runs side by side; kept by ``(arm, point or seed)``."""
+        done = self.pool.map(lambda job: self.train(*job), jobs)
+        for (arm, seed, point), result in zip(jobs, done, strict=True):
+            self.trained[arm, seed if point is None else point] = result
+
+    def blended(self, partner: str | None, seed: int, offset: int = 0) -> dict:
+        """Evaluation overrides blending in ``partner``'s selected run of the seed ``offset``
+        places after ``seed``."""
+        if partner is None:
+            return dict(self.device)
+        other = self.seeds[(self.seeds.index(seed) + offset) % len(self.seeds)]
+        return {"evaluation.run_blend.run": str(self.run(partner, other)), **self.device}
+
+    def valid_mrr(self, arm: str, point: int) -> float:
+        partner = self.spec["arms"][arm].get("partner")
+        if partner is None:
+            return self.trained[arm, point][0]["valid"]["both"]["mrr"]
+        run, overrides = self.run(arm, self.seeds[0], point), self.blended(partner, self.seeds[0])
+        return evaluated(run, "valid", overrides, "valid.json", self.threads)["mrr"]
+
+    def select(self, arm: str) -> list[dict]:
+        """Pick ``arm``'s grid point of the best validation MRR (its partner's selection
+        first); the grid's rows."""
+        points = range(len(self.points[arm]))
+        valid = list(self.pool.map(lambda i: self.valid_mrr(arm, i), points))
+        self.best[arm] = max(points, key=lambda i: valid[i])
+        selection = {"config": self.spec["arms"][arm]["config"], "set": self.selected(arm)}
+        (self.out / f"{arm}.yaml").write_text(yaml.safe_dump(selection, sort_keys=False))
+        return [
+            {
+                "run": str(self.run(arm, self.seeds[0], i)),
+                "point": self.points[arm][i],
+                "valid_mrr": valid[i],
+                "best_epoch": self.trained[arm, i][0].get("best_epoch"),
+                "train_time_s": self.trained[arm, i][0].get("train_time_s"),
+                "wall_s": self.trained[arm, i][1],
+            }
+            for i in points
+        ]
+
+    def tested(self, name: str, control: dict, seed: int) -> dict:
+        """The seed's run of ``control["arm"]``'s selection scored once on test with the
+        control's ``set``, ``partner`` and ``partner_offset``, kept as ``<name>.json``."""
+        arm = control["arm"]
+        blend = self.blended(control.get("partner"), seed, control.get("partner_offset", 0))
+        overrides = {**blend, **(control.get("set") or {})}
+        test = evaluated(self.run(arm, seed), "test", overrides, f"{name}.json", self.threads)
+        done = self.trained[arm, self.best[arm] if seed == self.seeds[0] else seed][0]
+        return {
+            "run": str(self.run(arm, seed)),
+            "seed": seed,
+            "partner": blend.get("evaluation.run_blend.run"),
+            "valid_mrr": done["valid"]["both"]["mrr"],
+            "train_time_s": done.get("train_time_s"),
+            "test": {k: test[k] for k in KEYS},
+        }
+
+    def test_table(self, table: dict[str, tuple[str, dict]]) -> dict[str, list[dict]]:
+        """The rows of every seed of each ``key: (name, control)`` of ``table``, all at once."""
+        jobs = [(key, seed) for key in table for seed in self.seeds]
+        done = self.pool.map(lambda job: self.tested(*table[job[0]], job[1]), jobs)
+        rows: dict[str, list[dict]] = {key: [] for key in table}
+        for (key, _), row in zip(jobs, done, strict=True):
+            rows[key].append(row)
+        return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("grid", type=Path)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads of each process")
+    parser.add_argument("--parallel", type=int, default=1, help="vlkge processes at once")
+    parser.add_argument("--device", help="every run's device (default: its config's)")
     parser.add_argument("--arms", nargs="*", help="only these arms (default: all)")
     parser.add_argument("--reverse", action="store_true", help="train the grid points last first")
     args = parser.parse_args()
     spec = yaml.safe_load(args.grid.read_text())
-    try:
-        points_of = arm_points(spec)
-    except ValueError as exc:
-        sys.exit(str(exc))
-    seeds = spec.get("seeds") or [42]
-    results_path = args.out / "results.json"
-    for arm, arm_spec in spec["arms"].items():
-        if args.arms and arm not in args.arms:
-            continue
-        fixed = arm_spec.get("set") or {}
-        points = points_of[arm]
-        rows: list[dict] = [{}] * len(points)
-        order = range(len(points) - 1, -1, -1) if args.reverse else range(len(points))
-        for i in order:
-            point = points[i]
-            run = args.out / arm / f"p{i}"
-            overrides = {**fixed, "seed": seeds[0], **point, "evaluation.splits": ["valid"]}
-            start = time.perf_counter()
-            metrics = train(run, arm_spec["config"], overrides, args.threads)
-            rows[i] = {
-                "run": str(run),
-                "point": point,
-                "valid_mrr": metrics["valid"]["both"]["mrr"],
-                "best_epoch": metrics.get("best_epoch"),
-                "train_time_s": metrics.get("train_time_s"),
-                "wall_s": round(time.perf_counter() - start, 1),
+    arms = [a for a in spec["arms"] if not args.arms or a in args.arms]
+    arms.sort(key=lambda a: bool(spec["arms"][a].get("partner")))  # partners selected first
+    results = args.out / "results.json"
+    with ThreadPoolExecutor(args.parallel) as pool:
+        try:
+            grid = Grid(spec, args, pool)
+        except ValueError as exc:
+            sys.exit(str(exc))
+        seed, others = grid.seeds[0], grid.seeds[1:]
+        points = [(a, seed, i) for a in arms for i in range(len(grid.points[a]))]
+        grid.train_all(points[::-1] if args.reverse else points)
+        rows = {arm: grid.select(arm) for arm in arms}
+        grid.train_all([(a, s, None) for a in arms for s in others])
+        # the arms' own tests (with their partners; an arm's ``set`` is training's), then the
+        # controls': every seed of each at once
+        tables = [
+            {a: ("test", {"arm": a, "partner": spec["arms"][a].get("partner")}) for a in arms}
+        ]
+        tables.append(
+            {
+                f"control:{name}": (f"test-{name}", control)
+                for name, control in (spec.get("controls") or {}).items()
+                if control["arm"] in arms
             }
-        best = max(range(len(points)), key=lambda i: rows[i]["valid_mrr"])
-        selected = {**fixed, **points[best]}
-        (args.out / f"{arm}.yaml").write_text(
-            yaml.safe_dump({"config": arm_spec["config"], "set": selected}, sort_keys=False)
         )
-        seed_runs = []
-        for seed in seeds:
-            run = args.out / arm / f"p{best}" if seed == seeds[0] else args.out / arm / f"s{seed}"
-            metrics = train(
-                run,
-                arm_spec["config"],
-                {**selected, "seed": seed, "evaluation.splits": ["valid"]},
-                args.threads,
-            )
-            test = test_metrics(run, args.threads)
-            seed_runs.append(
-                {
-                    "run": str(run),
-                    "seed": seed,
-                    "valid_mrr": metrics["valid"]["both"]["mrr"],
-                    "train_time_s": metrics.get("train_time_s"),
-                    "test": {k: test[k] for k in KEYS},
-                }
-            )
-        summary = {
-            k: {
-                "mean": statistics.mean(r["test"][k] for r in seed_runs),
-                "std": statistics.stdev(r["test"][k] for r in seed_runs) if len(seeds) > 1 else 0,
-            }
-            for k in KEYS
-        }
-        update(
-            results_path,
-            arm,
-            {"grid": rows, "selected": selected, "seeds": seed_runs, "test": summary},
-        )
-        print(
-            f"{arm}: selected {selected}; test MRR {summary['mrr']['mean']:.4f} ± "
-            f"{summary['mrr']['std']:.4f} over seeds {seeds}",
-            flush=True,
-        )
-    update(results_path, "machine", {"cpus": os.cpu_count(), "load": os.getloadavg()})
+        for table in tables:
+            for key, seed_runs in grid.test_table(table).items():
+                arm = table[key][1]["arm"]
+                entry = {"grid": rows[arm], "selected": grid.selected(arm)}
+                update(
+                    results,
+                    key,
+                    {
+                        **(entry if key in arms else table[key][1]),
+                        "seeds": seed_runs,
+                        "test": summary(seed_runs),
+                    },
+                )
+                mrr = summary(seed_runs)["mrr"]
+                print(f"{key}: test MRR {mrr['mean']:.4f} ± {mrr['std']:.4f}", flush=True)
+    update(results, "machine", {"cpus": os.cpu_count(), "load": os.getloadavg(), **grid.device})
 
 
 if __name__ == "__main__":

@@ -1,0 +1,127 @@
+"""bench/honest_grid.py's walk, with vlkge replaced by a fake that writes what a run would: the
+selection on validation, the partner arm's run of the same seed blended in, the controls'
+partners a seed further, every result computed once and kept, side by side or one at a time."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.test_configs_shipped import honest_grid
+
+SPEC = {
+    "arms": {
+        "vl": {"config": "vl.yaml", "partner": "structural", "set": {"model.structural": False}},
+        "structural": {"config": "structural.yaml"},
+    },
+    "grid": {"model.dim": [8, 16], "training.regularizer.weight": [0.05, 0.1]},
+    "seeds": [42, 43, 44],
+    "controls": {
+        "two": {
+            "arm": "structural",
+            "partner": "structural",
+            "partner_offset": 1,
+            "set": {"evaluation.lexical_blend.weights": [1]},
+        }
+    },
+}
+
+
+def fake_vlkge(calls: list):
+    """A stand-in for the module's ``vlkge``: train writes metrics.json (valid MRR from the
+    width, the weight and the seed), evaluate prints metrics that name its overrides."""
+
+    def run(*args: str, threads: int):
+        calls.append(args)
+        sets = dict(args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "--set")
+        if args[0] == "train":
+            out = Path(args[-1])
+            out.mkdir(parents=True, exist_ok=True)
+            mrr = int(sets["model.dim"]) / 100 + float(sets["training.regularizer.weight"])
+            mrr += int(sets["seed"]) / 1e4
+            metrics = {"valid": {"both": {"mrr": mrr}}, "best_epoch": 3, "train_time_s": 1.0}
+            (out / "metrics.json").write_text(json.dumps(metrics))
+            (out / "overrides.json").write_text(json.dumps(sets))
+            return None
+        run_dir, split = args[1], args[3]
+        trained = json.loads((Path(run_dir) / "overrides.json").read_text())
+        partner = sets.get("evaluation.run_blend.run")
+        mrr = 0.5 + (0.1 if partner else 0) + int(trained["model.dim"]) / 1000
+        mrr += float(trained["training.regularizer.weight"]) / 10
+        both = {"mrr": mrr, "hits@1": 0.4, "hits@3": 0.5, "hits@10": 0.6}
+        payload = {split: {"both": both}, "partner": partner, "run": run_dir, "sets": sets}
+
+        class Done:
+            stdout = json.dumps(payload)
+
+        return Done()
+
+    return run
+
+
+@pytest.mark.parametrize("parallel", [1, 4])
+def test_grid_selects_on_validation_blends_partners_and_scores_controls(
+    tmp_path, monkeypatch, capsys, parallel
+):
+    grid = honest_grid()
+    calls: list = []
+    monkeypatch.setattr(grid, "vlkge", fake_vlkge(calls))
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(SPEC))
+    out = tmp_path / "out"
+    argv = ["honest_grid", str(path), "--out", str(out), "--parallel", str(parallel)]
+    monkeypatch.setattr(sys, "argv", [*argv, "--device", "cuda"])
+    grid.main()
+    results = json.loads((out / "results.json").read_text())
+
+    # structural: d 16 x 0.1 has the best validation MRR; vl: its valid.json (with the
+    # partner's seed-42 run blended in) prefers it as well
+    structural, vl = results["structural"], results["vl"]
+    assert structural["selected"] == {"model.dim": 16, "training.regularizer.weight": 0.1}
+    assert vl["selected"] == {"model.structural": False, **structural["selected"]}
+    assert [r["run"] for r in structural["seeds"]] == [
+        str(out / "structural" / n) for n in ("p3", "s43", "s44")
+    ]
+    # each VL seed is scored with the structural run of its own seed; trained without one
+    partners = [r["partner"] for r in vl["seeds"]]
+    assert partners == [r["run"] for r in structural["seeds"]]
+    assert (
+        json.loads((out / "vl" / "s43" / "overrides.json").read_text())["evaluation.run_blend.run"]
+        == "null"
+    )
+    valid = json.loads((out / "vl" / "p0" / "valid.json").read_text())
+    assert valid["partner"] == str(out / "structural" / "p3")
+    assert vl["test"]["mrr"]["mean"] == pytest.approx(0.626)
+    assert structural["test"]["mrr"] == {"mean": pytest.approx(0.526), "std": 0}
+    assert all(r["partner"] is None for r in structural["seeds"])
+
+    # the control: the structural seeds, each with the next seed's run and the control's set
+    control = results["control:two"]
+    assert [r["partner"] for r in control["seeds"]] == [
+        str(out / "structural" / n) for n in ("s43", "s44", "p3")
+    ]
+    kept = json.loads((out / "structural" / "s44" / "test-two.json").read_text())
+    assert kept["sets"]["evaluation.lexical_blend.weights"] == "[1]"
+    assert kept["sets"]["device"] == "cuda"
+    assert yaml.safe_load((out / "vl.yaml").read_text())["set"] == vl["selected"]
+    assert results["machine"]["device"] == "cuda"
+
+    # a second walk trains and evaluates nothing again
+    calls.clear()
+    grid.main()
+    assert calls == []
+    assert "control:two: test MRR 0.6260" in capsys.readouterr().out
+
+
+def test_grid_refuses_a_partner_that_is_no_arm(tmp_path, monkeypatch):
+    grid = honest_grid()
+    spec = {**SPEC, "controls": {"bad": {"arm": "structural", "partner": "text"}}}
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    monkeypatch.setattr(sys, "argv", ["honest_grid", str(path), "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="bad: partner 'text' is not an arm without a partner"):
+        grid.main()
