@@ -19,7 +19,7 @@ CHOICES: dict[str, tuple] = {
     "evaluation.filter": ("per_direction", "merged"),
     "evaluation.candidates": ("all", "relation_pool"),
     "compile": ("auto", True, False),
-    "precision": ("fp32", "bf16", "fp16"),
+    "precision": ("fp32", "tf32", "bf16", "fp16"),
     "tracking.tensorboard": ("auto", True, False),
     "zero_shot.scorer": ("prompts", "lexical"),
 }

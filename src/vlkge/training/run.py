@@ -31,7 +31,7 @@ from vlkge.models.factory import build_model, warn_large_margin
 from vlkge.models.features import Features, cache_encoders, feature_cache_dir, load_features
 from vlkge.models.model import KGEModel
 from vlkge.models.sharded import entity_shard
-from vlkge.precision import model_device
+from vlkge.precision import model_device, set_matmul_precision
 from vlkge.runfolder import CONFIG, absolute_paths, new_run, require_run_folder, write_metrics
 from vlkge.training.sharded import restore_best, shard_if_asked, shard_of
 from vlkge.training.trainer import EpochCallback, Trainer, show_progress
@@ -73,7 +73,8 @@ def check_splits(cfg: dict, kg: KnowledgeGraph) -> None:
 
 
 def configure_process(cfg: dict) -> None:
-    """Apply a run's process-wide settings: threads, denormals, allocator, seed, kernels."""
+    """Apply a run's process-wide settings: threads, denormals, allocator, seed, kernels, CUDA's
+    float32 products."""
     if cfg["num_threads"]:
         torch.set_num_threads(cfg["num_threads"])
     # sparse gradients of large tables are full of denormal floats, which run 10x slower on
@@ -82,6 +83,7 @@ def configure_process(cfg: dict) -> None:
     keep_freed_memory()
     seed_everything(cfg["seed"])
     configure_kernels(cfg["compile"])
+    set_matmul_precision(cfg["precision"])
 
 
 def prepare(
