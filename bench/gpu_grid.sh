@@ -3,8 +3,8 @@
 # network there): the texts' MiniLM features travel as a float16 matrix, are imported into the
 # feature cache, and bench/honest_grid.py trains and scores the whole grid (controls included)
 # with --parallel processes on the GPU. What comes back ($OUT): grid.log (everything printed,
-# timestamped), results.json (the grid's), runs.tgz (every run folder without its weights:
-# configs, traces, metrics, evaluations), gpu.log (nvidia-smi every 10 s), env.json.
+# timestamped), results.json (the grid's), runs.tgz (every run folder without its checkpoints:
+# configs, per-epoch traces, metrics, evaluations), gpu.log (nvidia-smi every 10 s), env.json.
 #
 # 1. Here, once per grid (after `vlkge encode --config <the VL arm's config>`):
 #
@@ -14,11 +14,18 @@
 #
 #        run(command="GRID=wn18rr bash bench/gpu_grid.sh", carry=[".gpu-grid"], timeout_s=600)
 #
-#    The grid stops itself after BUDGET seconds (540), so the call ends inside timeout_s and
-#    what finished comes back; a rerun on a warm machine picks up where it stopped.
+#    The grid stops itself after BUDGET seconds (530), so the call ends inside timeout_s and
+#    what finished comes back. A machine is given back 30 s after a call: a second call gets a
+#    fresh one, without the first one's runs.
 #
-# Rehearsal on a CPU (plumbing only; the grid file's epochs and widths are the real ones, so
-# point GRID_FILE at a smaller copy): DEVICE=cpu OUT=/tmp/gpu-grid GRID_FILE=... bash ...
+# Every run and evaluation gets SETS (default: device=cuda precision=tf32, the float32 products
+# on the tensor cores, for both arms alike); training also TRAIN_SETS (default: no rolling
+# last.pt, which nothing resumes on a machine that goes back; best.pt is still written). Where
+# the machine has CUDA MPS, its daemon lets the processes' kernels share the GPU instead of
+# taking turns (checked with one CUDA process first; without it the grid runs as it is).
+#
+# Rehearsal on a CPU (plumbing only; point GRID_FILE at a smaller copy of the grid):
+#     DEVICE=cpu SETS= GRID=x GRID_FILE=... OUT=/tmp/gpu-grid bash bench/gpu_grid.sh
 set -uo pipefail
 
 export PYTHONUNBUFFERED=1
@@ -26,14 +33,29 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu-grid-out}
 GRID=${GRID:-wn18rr}
 GRID_FILE=${GRID_FILE:-bench/grids/$GRID.yaml}
-DEVICE=${DEVICE:-cuda}
 PARALLEL=${PARALLEL:-12}
-BUDGET=${BUDGET:-540}
+BUDGET=${BUDGET:-530}
+SETS=${SETS-device=cuda precision=tf32}
+TRAIN_SETS=${TRAIN_SETS-training.checkpoint_every=1000}
 PYTHON=${PYTHON:-python3}
 RUNS=runs/grid/$GRID
 mkdir -p "$OUT" "$RUNS"
 START=$(date +%s)
 stamp() { while IFS= read -r line || [[ -n $line ]]; do echo "[$(date -u +%T) +$(($(date +%s) - START))s] $line"; done; }
+
+start_mps() { # the MPS daemon, kept only when a CUDA process then starts under it
+    command -v nvidia-cuda-mps-control >/dev/null || { echo "MPS: no nvidia-cuda-mps-control"; return; }
+    export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
+    mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+    if nvidia-cuda-mps-control -d && timeout 60 "$PYTHON" -c \
+        "import torch; torch.ones(1, device='cuda').sum().item()"; then
+        echo "MPS: on"
+    else
+        echo "MPS: failed, off ($(tail -3 "$CUDA_MPS_LOG_DIRECTORY"/control.log 2>/dev/null))"
+        echo quit | nvidia-cuda-mps-control 2>/dev/null
+        unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+    fi
+}
 
 main() {
     export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}
@@ -41,33 +63,41 @@ main() {
     # no network there: a download attempt fails at once instead of waiting for a DNS timeout
     export http_proxy=http://127.0.0.1:9 https_proxy=http://127.0.0.1:9 no_proxy=
     export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-    local monitor=
+    local monitor= mps=
     if command -v nvidia-smi >/dev/null; then
         nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 10 \
             >"$OUT/gpu.log" 2>&1 &
         monitor=$!
+        start_mps
+        mps=${CUDA_MPS_PIPE_DIRECTORY:-}
     fi
-    "$PYTHON" - "$OUT/env.json" <<'EOF'
+    "$PYTHON" - "$OUT/env.json" "$mps" <<'PY'
 import json, os, platform, sys
 import torch
 cuda = torch.cuda.is_available()
 env = {"python": sys.version, "platform": platform.platform(), "cpus": os.cpu_count(),
        "torch": torch.__version__, "gpu": torch.cuda.get_device_name() if cuda else None,
-       "source": open(".gpu-grid/source.txt").read()}
+       "mps": bool(sys.argv[2]), "source": open(".gpu-grid/source.txt").read()}
 json.dump(env, open(sys.argv[1], "w"), indent=2)
-print({k: env[k] for k in ("torch", "gpu", "cpus")})
-EOF
+print({k: env[k] for k in ("torch", "gpu", "cpus", "mps")})
+PY
     while IFS=$'\t' read -r config modality matrix ids cache; do # bench/gpu_grid_prepare.py
         "$PYTHON" -m vlkge encode --config "$config" --"$modality"-features "$matrix" \
             --ids "$ids" --out "$VLKGE_CACHE_DIR/$cache" || return
     done <.gpu-grid/imports.tsv
+    local sets=() s
+    for s in $SETS; do sets+=(--set "$s"); done
+    for s in $TRAIN_SETS; do sets+=(--train-set "$s"); done
     timeout -k 10 $((BUDGET - ($(date +%s) - START))) "$PYTHON" bench/honest_grid.py \
-        "$GRID_FILE" --out "$RUNS" --parallel "$PARALLEL" --device "$DEVICE"
+        "$GRID_FILE" --out "$RUNS" --parallel "$PARALLEL" "${sets[@]}"
     echo "grid: exit $?"
+    [[ -z $mps ]] || echo quit | nvidia-cuda-mps-control
     [[ -z $monitor ]] || kill "$monitor"
 }
 
 main 2>&1 | stamp | tee "$OUT/grid.log"
 cp "$RUNS/results.json" "$OUT/" 2>/dev/null
-tar czf "$OUT/runs.tgz" --exclude='*.pt' --exclude='.lock' "$RUNS"
+# the weights stay (a WN18RR best.pt is 84 MB at d 256; a call brings back 64 MiB)
+tar czf "$OUT/runs.tgz" --exclude=checkpoints --exclude=tensorboard --exclude=.lock \
+    --exclude=report.html "$RUNS"
 ls -l "$OUT"

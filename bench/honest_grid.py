@@ -39,6 +39,8 @@ one resumed (``vlkge train --resume``), and every ``vlkge evaluate`` result is k
 folder, so the script can be stopped and started again at any point. ``--parallel N`` runs N
 vlkge processes at once (a GPU's idle time between small steps, or several cores): first the
 grid points of every arm, then the other seeds of every selection, then the evaluations.
+``--set KEY=VALUE`` overrides every run and evaluation alike (``device=cuda``), ``--train-set``
+training only.
 Several processes can also share one grid (``--reverse`` walks the points from the end): each
 run folder's lock keeps them from training the same run, and one that reaches a run another
 is training waits for its result.
@@ -152,6 +154,11 @@ def summary(rows: list[dict]) -> dict:
     }
 
 
+def parsed(overrides: list[str]) -> dict:
+    """``KEY=VALUE`` strings (values in YAML, as ``vlkge --set`` reads them) as a dict."""
+    return {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in overrides)}
+
+
 def check_partners(spec: dict) -> None:
     """``ValueError`` for a control of no arm, and for a partner (of an arm or a control) that
     is no arm or has a partner itself (its selection would need one first)."""
@@ -172,7 +179,8 @@ class Grid:
     def __init__(self, spec: dict, args: argparse.Namespace, pool: ThreadPoolExecutor):
         self.spec, self.out, self.threads, self.pool = spec, args.out, args.threads, pool
         self.seeds = spec.get("seeds") or [42]
-        self.device = {"device": args.device} if args.device else {}
+        self.sets = parsed(args.set)  # every run and evaluation
+        self.train_sets = parsed(args.train_set)  # training only
         self.points = arm_points(spec)
         check_partners(spec)
         self.best: dict[str, int] = {}  # arm -> its selected grid point
@@ -192,7 +200,7 @@ class Grid:
         spec = self.spec["arms"][arm]
         fixed = spec.get("set") or {}
         overrides = {**fixed, **(self.selected(arm) if point is None else self.points[arm][point])}
-        overrides |= {"seed": seed, "evaluation.splits": ["valid"], **self.device}
+        overrides |= {"seed": seed, "evaluation.splits": ["valid"], **self.sets, **self.train_sets}
         if spec.get("partner"):  # blended at evaluation, with the partner's run of its seed
             overrides["evaluation.run_blend.run"] = None
         start = time.perf_counter()
@@ -209,9 +217,9 @@ class Grid:
         """Evaluation overrides blending in ``partner``'s selected run of the seed ``offset``
         places after ``seed``."""
         if partner is None:
-            return dict(self.device)
+            return dict(self.sets)
         other = self.seeds[(self.seeds.index(seed) + offset) % len(self.seeds)]
-        return {"evaluation.run_blend.run": str(self.run(partner, other)), **self.device}
+        return {"evaluation.run_blend.run": str(self.run(partner, other)), **self.sets}
 
     def valid_mrr(self, arm: str, point: int) -> float:
         partner = self.spec["arms"][arm].get("partner")
@@ -273,7 +281,20 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads of each process")
     parser.add_argument("--parallel", type=int, default=1, help="vlkge processes at once")
-    parser.add_argument("--device", help="every run's device (default: its config's)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an override of every run and evaluation (device=cuda, precision=tf32)",
+    )
+    parser.add_argument(
+        "--train-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an override of training only (training.checkpoint_every=1000)",
+    )
     parser.add_argument("--arms", nargs="*", help="only these arms (default: all)")
     parser.add_argument("--reverse", action="store_true", help="train the grid points last first")
     args = parser.parse_args()
@@ -318,7 +339,8 @@ def main() -> None:
                 )
                 mrr = summary(seed_runs)["mrr"]
                 print(f"{key}: test MRR {mrr['mean']:.4f} ± {mrr['std']:.4f}", flush=True)
-    update(results, "machine", {"cpus": os.cpu_count(), "load": os.getloadavg(), **grid.device})
+    machine = {"cpus": os.cpu_count(), "load": os.getloadavg()}
+    update(results, "machine", {**machine, "sets": grid.sets, "train_sets": grid.train_sets})
 
 
 if __name__ == "__main__":
