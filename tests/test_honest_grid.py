@@ -74,7 +74,8 @@ def test_grid_selects_on_validation_blends_partners_and_scores_controls(
     path.write_text(yaml.safe_dump(SPEC))
     out = tmp_path / "out"
     argv = ["honest_grid", str(path), "--out", str(out), "--parallel", str(parallel)]
-    monkeypatch.setattr(sys, "argv", [*argv, "--device", "cuda"])
+    sets = ["--set", "device=cuda", "--train-set", "training.checkpoint_every=9"]
+    monkeypatch.setattr(sys, "argv", [*argv, *sets])
     grid.main()
     results = json.loads((out / "results.json").read_text())
 
@@ -108,7 +109,10 @@ def test_grid_selects_on_validation_blends_partners_and_scores_controls(
     assert kept["sets"]["evaluation.lexical_blend.weights"] == "[1]"
     assert kept["sets"]["device"] == "cuda"
     assert yaml.safe_load((out / "vl.yaml").read_text())["set"] == vl["selected"]
-    assert results["machine"]["device"] == "cuda"
+    assert results["machine"]["sets"] == {"device": "cuda"}
+    trained = json.loads((out / "vl" / "p1" / "overrides.json").read_text())
+    assert trained["device"] == "cuda" and trained["training.checkpoint_every"] == "9"
+    assert "training.checkpoint_every" not in kept["sets"]
 
     # a second walk trains and evaluates nothing again
     calls.clear()
