@@ -77,7 +77,7 @@ class Busy(Exception):
 def vlkge(*args: str, threads: int) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     command = [sys.executable, "-m", "vlkge", *args]
-    print("$ vlkge " + " ".join(args), flush=True)
+    print("$ vlkge " + " ".join(args) + "\n", end="", flush=True)  # one write: threads share it
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode == 2 and LOCKED in done.stderr:
         raise Busy(args[-1])

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from vlkge.config import load_config, load_yaml
+from vlkge.config import key_in, load_config, load_yaml
 from vlkge.data.registry import DATASETS
+from vlkge.training.run import INFERENCE_KEYS
 
 ROOT = Path(__file__).resolve().parents[1]
 # search spaces (space-*.yaml) are checked with vlkge tune's (tests/tuning/test_space.py)
@@ -118,7 +119,12 @@ def test_every_point_of_every_grid_loads_and_both_arms_get_the_same_budget(path)
     point of its grid (its own, else the shared one), of equal size for every arm."""
     grid = honest_grid()
     spec = load_yaml(path)
+    grid.check_partners(spec)
     for arm, points in grid.arm_points(spec).items():  # raises on unequal budgets
         fixed = spec["arms"][arm].get("set", {})
         for point in points:
             load_config(ROOT / spec["arms"][arm]["config"], grid.sets({**fixed, **point})[1::2])
+    for control in (spec.get("controls") or {}).values():  # what `vlkge evaluate` may change
+        assert all(key_in(key, INFERENCE_KEYS) for key in control.get("set", {})), control
+        config = ROOT / spec["arms"][control["arm"]]["config"]
+        load_config(config, grid.sets(control.get("set", {}))[1::2])
