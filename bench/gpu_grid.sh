@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
-# An equal grid of bench/grids/ (issue 18) on one lent GPU, in one call of the device tool (no
-# network there): the texts' MiniLM features travel as a float16 matrix, are imported into the
-# feature cache, and bench/honest_grid.py trains and scores the whole grid (controls included)
-# with --parallel processes on the GPU. What comes back ($OUT): grid.log (everything printed,
-# timestamped), results.json (the grid's), runs.tgz (every run folder without its checkpoints:
-# configs, per-epoch traces, metrics, evaluations), gpu.log (nvidia-smi every 10 s), env.json.
+# Equal grids of bench/grids/ (issue 18) on one lent GPU, in one call of the device tool (no
+# network there): the texts' MiniLM features travel as float16 matrices, are imported into the
+# feature cache, and bench/honest_grid.py trains and scores each grid named in GRIDS (controls
+# included; several grids side by side) with PARALLEL processes each. What comes back ($OUT):
+# grid.log (everything printed, timestamped), results-<grid>.json, runs.tgz (every run folder
+# without its checkpoints: configs, per-epoch traces, metrics, evaluations), gpu.log
+# (nvidia-smi every 10 s), env.json.
 #
 # 1. Here, once per grid (after `vlkge encode --config <the VL arm's config>`):
 #
-#        python bench/gpu_grid_prepare.py bench/grids/wn18rr.yaml   # .gpu-grid/
+#        python bench/gpu_grid_prepare.py bench/grids/wn18rr.yaml [...]   # .gpu-grid/
 #
 # 2. The device tool's call (its command runs in the repository root there):
 #
-#        run(command="GRID=wn18rr bash bench/gpu_grid.sh", carry=[".gpu-grid"], timeout_s=600)
+#        run(command="GRIDS=wn18rr bash bench/gpu_grid.sh", carry=[".gpu-grid"], timeout_s=600)
 #
 #    The grid stops itself after BUDGET seconds (530), so the call ends inside timeout_s and
 #    what finished comes back. A machine is given back 30 s after a call: a second call gets a
@@ -25,21 +26,20 @@
 # taking turns (checked with one CUDA process first; without it the grid runs as it is).
 #
 # Rehearsal on a CPU (plumbing only; point GRID_FILE at a smaller copy of the grid):
-#     DEVICE=cpu SETS= GRID=x GRID_FILE=... OUT=/tmp/gpu-grid bash bench/gpu_grid.sh
+#     SETS= GRIDS=x GRID_DIR=/tmp/grids OUT=/tmp/gpu-grid bash bench/gpu_grid.sh   # /tmp/grids/x.yaml
 set -uo pipefail
 
 export PYTHONUNBUFFERED=1
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu-grid-out}
-GRID=${GRID:-wn18rr}
-GRID_FILE=${GRID_FILE:-bench/grids/$GRID.yaml}
+GRIDS=${GRIDS:-wn18rr}
+GRID_DIR=${GRID_DIR:-bench/grids}
 PARALLEL=${PARALLEL:-12}
 BUDGET=${BUDGET:-530}
 SETS=${SETS-device=cuda precision=tf32}
 TRAIN_SETS=${TRAIN_SETS-training.checkpoint_every=1000}
 PYTHON=${PYTHON:-python3}
-RUNS=runs/grid/$GRID
-mkdir -p "$OUT" "$RUNS"
+mkdir -p "$OUT"
 START=$(date +%s)
 stamp() { while IFS= read -r line || [[ -n $line ]]; do echo "[$(date -u +%T) +$(($(date +%s) - START))s] $line"; done; }
 
@@ -85,19 +85,23 @@ PY
         "$PYTHON" -m vlkge encode --config "$config" --"$modality"-features "$matrix" \
             --ids "$ids" --out "$VLKGE_CACHE_DIR/$cache" || return
     done <.gpu-grid/imports.tsv
-    local sets=() s
+    local sets=() s grid
     for s in $SETS; do sets+=(--set "$s"); done
     for s in $TRAIN_SETS; do sets+=(--train-set "$s"); done
-    timeout -k 10 $((BUDGET - ($(date +%s) - START))) "$PYTHON" bench/honest_grid.py \
-        "$GRID_FILE" --out "$RUNS" --parallel "$PARALLEL" "${sets[@]}"
-    echo "grid: exit $?"
+    for grid in $GRIDS; do
+        timeout -k 10 $((BUDGET - ($(date +%s) - START))) "$PYTHON" bench/honest_grid.py \
+            "$GRID_DIR/$grid.yaml" --out "runs/grid/$grid" --parallel "$PARALLEL" "${sets[@]}" \
+            2>&1 | sed -u "s/^/$grid: /" &
+    done
+    wait
+    echo "grids: done"
     [[ -z $mps ]] || echo quit | nvidia-cuda-mps-control
     [[ -z $monitor ]] || kill "$monitor"
 }
 
 main 2>&1 | stamp | tee "$OUT/grid.log"
-cp "$RUNS/results.json" "$OUT/" 2>/dev/null
+for grid in $GRIDS; do cp "runs/grid/$grid/results.json" "$OUT/results-$grid.json" 2>/dev/null; done
 # the weights stay (a WN18RR best.pt is 84 MB at d 256; a call brings back 64 MiB)
 tar czf "$OUT/runs.tgz" --exclude=checkpoints --exclude=tensorboard --exclude=.lock \
-    --exclude=report.html "$RUNS"
+    --exclude=report.html $(printf 'runs/grid/%s ' $GRIDS)
 ls -l "$OUT"

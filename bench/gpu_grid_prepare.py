@@ -2,7 +2,7 @@
 encoder's weights: run it HERE, in the repository root, after `vlkge encode` of the grid's
 multimodal configs.
 
-    python bench/gpu_grid_prepare.py bench/grids/wn18rr.yaml
+    python bench/gpu_grid_prepare.py bench/grids/wn18rr.yaml [bench/grids/fb15k-237.yaml ...]
 
 Writes ``.gpu-grid/`` (ignored through .git/info/exclude; it travels when the call's ``carry``
 names it): ``data/`` (each arm's dataset folder and its texts folder, from $VLKGE_DATA_DIR),
@@ -73,13 +73,13 @@ def export_features(config: str, cfg: dict) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("grid", type=Path)
+    parser.add_argument("grids", type=Path, nargs="+")
     args = parser.parse_args()
     data = Path(os.environ.get("VLKGE_DATA_DIR", "../shared/data"))
     shutil.rmtree(TARGET, ignore_errors=True)
     (TARGET / "features").mkdir(parents=True)
     imports = []
-    for config, cfg in arm_configs(args.grid):
+    for config, cfg in [c for grid in args.grids for c in arm_configs(grid)]:
         copy_dataset(cfg["dataset"]["name"], data)
         if cfg["model"]["modalities"]:
             imports += export_features(config, cfg)
