@@ -192,15 +192,16 @@ class Grid:
             return self.out / arm / f"s{seed}"
         return self.out / arm / f"p{self.best[arm] if point is None else point}"
 
-    def selected(self, arm: str) -> dict:
-        return {**(self.spec["arms"][arm].get("set") or {}), **self.points[arm][self.best[arm]]}
+    def selected(self, arm: str, point: int | None = None) -> dict:
+        """``arm``'s ``set`` with its grid ``point`` (by default the selected one)."""
+        point = self.best[arm] if point is None else point
+        return {**(self.spec["arms"][arm].get("set") or {}), **self.points[arm][point]}
 
     def train(self, arm: str, seed: int, point: int | None = None) -> tuple[dict, float]:
         """The run's metrics (trained first when needed) and the seconds that took."""
         spec = self.spec["arms"][arm]
-        fixed = spec.get("set") or {}
-        overrides = {**fixed, **(self.selected(arm) if point is None else self.points[arm][point])}
-        overrides |= {"seed": seed, "evaluation.splits": ["valid"], **self.sets, **self.train_sets}
+        overrides = {**self.selected(arm, point), "seed": seed, "evaluation.splits": ["valid"]}
+        overrides |= {**self.sets, **self.train_sets}
         if spec.get("partner"):  # blended at evaluation, with the partner's run of its seed
             overrides["evaluation.run_blend.run"] = None
         start = time.perf_counter()
@@ -301,6 +302,8 @@ def main() -> None:
     spec = yaml.safe_load(args.grid.read_text())
     arms = [a for a in spec["arms"] if not args.arms or a in args.arms]
     arms.sort(key=lambda a: bool(spec["arms"][a].get("partner")))  # partners selected first
+    if missing := {spec["arms"][a].get("partner") for a in arms} - {None, *arms}:
+        sys.exit(f"--arms: add {', '.join(sorted(missing))}, the partner of an arm it names")
     results = args.out / "results.json"
     with ThreadPoolExecutor(args.parallel) as pool:
         try:
@@ -326,17 +329,9 @@ def main() -> None:
         )
         for table in tables:
             for key, seed_runs in grid.test_table(table).items():
-                arm = table[key][1]["arm"]
-                entry = {"grid": rows[arm], "selected": grid.selected(arm)}
-                update(
-                    results,
-                    key,
-                    {
-                        **(entry if key in arms else table[key][1]),
-                        "seeds": seed_runs,
-                        "test": summary(seed_runs),
-                    },
-                )
+                head = {"grid": rows[key], "selected": grid.selected(key)} if key in arms else {}
+                entry = head or table[key][1]  # an arm's grid, or the control's spec
+                update(results, key, {**entry, "seeds": seed_runs, "test": summary(seed_runs)})
                 mrr = summary(seed_runs)["mrr"]
                 print(f"{key}: test MRR {mrr['mean']:.4f} ± {mrr['std']:.4f}", flush=True)
     machine = {"cpus": os.cpu_count(), "load": os.getloadavg()}

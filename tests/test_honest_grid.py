@@ -129,3 +129,13 @@ def test_grid_refuses_a_partner_that_is_no_arm(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["honest_grid", str(path), "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match="bad: partner 'text' is not an arm without a partner"):
         grid.main()
+
+
+def test_grid_refuses_arms_without_their_partner(tmp_path, monkeypatch):
+    grid = honest_grid()
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(SPEC))
+    argv = ["honest_grid", str(path), "--out", str(tmp_path), "--arms", "vl"]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit, match="--arms: add structural, the partner of an arm it names"):
+        grid.main()
