@@ -25,7 +25,7 @@
 # the machine has CUDA MPS, its daemon lets the processes' kernels share the GPU instead of
 # taking turns (checked with one CUDA process first; without it the grid runs as it is).
 #
-# Rehearsal on a CPU (plumbing only; point GRID_FILE at a smaller copy of the grid):
+# Rehearsal on a CPU (plumbing only; a smaller copy of the grid in GRID_DIR):
 #     SETS= GRIDS=x GRID_DIR=/tmp/grids OUT=/tmp/gpu-grid bash bench/gpu_grid.sh   # /tmp/grids/x.yaml
 set -uo pipefail
 
