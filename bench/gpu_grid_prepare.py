@@ -6,7 +6,8 @@ multimodal configs.
 
 Writes ``.gpu-grid/`` (ignored through .git/info/exclude; it travels when the call's ``carry``
 names it): ``data/`` (each arm's dataset folder and its texts folder, from $VLKGE_DATA_DIR),
-``features/`` (each multimodal arm's cached features as a float16 matrix and its entity ids:
+``features/`` (each multimodal arm's cached features, the rows the cache holds as usable, as a float16
+matrix and its entity ids:
 half the bytes, and the 64 MiB a call may carry holds WN18RR's 40,943 x 384), ``imports.tsv``
 (what `vlkge encode --text-features` imports where, there) and ``source.txt`` (the commit and
 `git status --short` the figures come from).
@@ -22,13 +23,14 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import torch
 import yaml
-from safetensors import safe_open
 
 from vlkge.config import load_config
 from vlkge.data.datasets import load_graph
 from vlkge.data.download import cache_dir
 from vlkge.data.registry import DATASETS
+from vlkge.encoders.cache.tables import read_table
 from vlkge.models.features import feature_cache_dir
 
 TARGET = Path(".gpu-grid")
@@ -60,9 +62,12 @@ def export_features(config: str, cfg: dict) -> list[str]:
     cache = feature_cache_dir(cfg, kg)
     lines = []
     for modality in cfg["model"]["modalities"]:
-        with safe_open(cache / f"{modality}.safetensors", "np") as table:
-            matrix = table.get_tensor("features").astype(np.float16)
-            ids = json.loads(table.metadata()["entities"])
+        table = read_table(cache / f"{modality}.safetensors")  # checked; only usable rows
+        damaged = torch.zeros_like(table.valid)
+        damaged[table.damaged] = True
+        rows = (table.valid & ~damaged).nonzero().squeeze(1)
+        matrix = table.features[rows].numpy().astype(np.float16)
+        ids = [table.entities[i] for i in rows.tolist()]
         stem = f"{TARGET}/features/{kg.name}.{cache.name}.{modality}"
         np.save(f"{stem}.npy", matrix)
         Path(f"{stem}.ids.txt").write_text("\n".join(ids) + "\n")
