@@ -40,7 +40,8 @@ folder, so the script can be stopped and started again at any point. ``--paralle
 vlkge processes at once (a GPU's idle time between small steps, or several cores): first the
 grid points of every arm, then the other seeds of every selection, then the evaluations.
 ``--set KEY=VALUE`` overrides every run and evaluation alike (``device=cuda``), ``--train-set``
-training only.
+training only. ``--shipped`` leaves the grids out: each arm's config as it is, its seeds and the
+controls (the shipped recipes' table where a search does not fit the machine; no selection).
 Several processes can also share one grid (``--reverse`` walks the points from the end): each
 run folder's lock keeps them from training the same run, and one that reaches a run another
 is training waits for its result.
@@ -298,8 +299,15 @@ def main() -> None:
     )
     parser.add_argument("--arms", nargs="*", help="only these arms (default: all)")
     parser.add_argument("--reverse", action="store_true", help="train the grid points last first")
+    parser.add_argument(
+        "--shipped", action="store_true", help="no grid: each arm's config as it is, its seeds"
+    )
     args = parser.parse_args()
     spec = yaml.safe_load(args.grid.read_text())
+    if args.shipped:
+        spec.pop("grid", None)
+        for arm in spec["arms"].values():
+            arm.pop("grid", None)
     arms = [a for a in spec["arms"] if not args.arms or a in args.arms]
     arms.sort(key=lambda a: bool(spec["arms"][a].get("partner")))  # partners selected first
     if missing := {spec["arms"][a].get("partner") for a in arms} - {None, *arms}:

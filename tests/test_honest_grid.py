@@ -29,6 +29,8 @@ SPEC = {
         }
     },
 }
+#: what the fake's configs hold where no grid point overrides them
+DEFAULTS = {"model.dim": "8", "training.regularizer.weight": "0.1"}
 
 
 def fake_vlkge(calls: list):
@@ -41,6 +43,7 @@ def fake_vlkge(calls: list):
         if args[0] == "train":
             out = Path(args[-1])
             out.mkdir(parents=True, exist_ok=True)
+            sets = {**DEFAULTS, **sets}
             mrr = int(sets["model.dim"]) / 100 + float(sets["training.regularizer.weight"])
             mrr += int(sets["seed"]) / 1e4
             metrics = {"valid": {"both": {"mrr": mrr}}, "best_epoch": 3, "train_time_s": 1.0}
@@ -48,7 +51,7 @@ def fake_vlkge(calls: list):
             (out / "overrides.json").write_text(json.dumps(sets))
             return None
         run_dir, split = args[1], args[3]
-        trained = json.loads((Path(run_dir) / "overrides.json").read_text())
+        trained = {**DEFAULTS, **json.loads((Path(run_dir) / "overrides.json").read_text())}
         partner = sets.get("evaluation.run_blend.run")
         mrr = 0.5 + (0.1 if partner else 0) + int(trained["model.dim"]) / 1000
         mrr += float(trained["training.regularizer.weight"]) / 10
@@ -119,6 +122,33 @@ def test_grid_selects_on_validation_blends_partners_and_scores_controls(
     grid.main()
     assert calls == []
     assert "control:two: test MRR 0.6260" in capsys.readouterr().out
+
+
+def test_shipped_trains_each_arm_as_configured_with_its_seeds_and_controls(tmp_path, monkeypatch):
+    """``--shipped``: no grid point, so one run per arm and seed and no selection to make."""
+    grid = honest_grid()
+    calls: list = []
+    monkeypatch.setattr(grid, "vlkge", fake_vlkge(calls))
+    spec = {
+        **SPEC,
+        "arms": {**SPEC["arms"], "structural": {"config": "s.yaml", "grid": {"x": [1, 2]}}},
+    }
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    out = tmp_path / "out"
+    monkeypatch.setattr(sys, "argv", ["honest_grid", str(path), "--out", str(out), "--shipped"])
+    grid.main()
+    results = json.loads((out / "results.json").read_text())
+    trained = [c for c in calls if c[0] == "train"]
+    assert len(trained) == 6  # two arms x three seeds
+    assert not any("model.dim" in a or a.startswith("x=") for c in trained for a in c)
+    assert results["structural"]["selected"] == {}
+    assert [r["run"] for r in results["vl"]["seeds"]] == [
+        str(out / "vl" / n) for n in ("p0", "s43", "s44")
+    ]
+    assert [r["partner"] for r in results["control:two"]["seeds"]] == [
+        str(out / "structural" / n) for n in ("s43", "s44", "p0")
+    ]
 
 
 def test_grid_refuses_a_partner_that_is_no_arm(tmp_path, monkeypatch):
