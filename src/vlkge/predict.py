@@ -13,12 +13,13 @@ from vlkge.data.graph import KnowledgeGraph
 from vlkge.data.index import TripleIndex
 from vlkge.encoders.base import Encoder
 from vlkge.errors import VlkgeError, echo
+from vlkge.evaluation.ranking import ScoreFn
 from vlkge.models.model import KGEModel
 
 
 @torch.no_grad()
 def top_k(
-    model: KGEModel,
+    score_fn: ScoreFn,
     kg: KnowledgeGraph,
     side: str,
     anchor: str,
@@ -26,15 +27,16 @@ def top_k(
     k: int = 10,
     exclude_known: bool = False,
 ) -> list[dict]:
-    """Top-``k`` answers for a query given by labels; ``side`` is the side predicted.
+    """Top-``k`` answers of ``score_fn`` (a run's final scorer,
+    :func:`vlkge.training.run.recorded_scorer`) for a query given by labels; ``side`` is the
+    side predicted.
 
     Each answer says whether the triple is already known (in any split), so a user can tell
     memorised facts from new predictions; ``exclude_known`` drops them instead.
     """
     anchor_id = torch.tensor([kg.entity_id(anchor)])
     relation_id = torch.tensor([kg.relation_id(relation)])
-    model.eval()
-    scores = model.score_against(side, anchor_id, relation_id, table=model.entity_table())[0]
+    scores = score_fn(side, anchor_id, relation_id)[0]
     return rank_answers(kg, side, int(anchor_id), int(relation_id), scores, k, exclude_known)
 
 

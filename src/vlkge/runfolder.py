@@ -25,6 +25,7 @@ from vlkge.files import write_text
 log = logging.getLogger(__name__)
 
 CONFIG = "config.yaml"
+METRICS = "metrics.json"
 LOCK = ".lock"  # held by the process writing the run (hidden, like its temporary files)
 #: keys whose value is a path wherever it is set
 PATH_KEYS = (
@@ -86,7 +87,7 @@ def _refuse_other_config(folder: Path, cfg: dict) -> None:
         return
     previous = absolute_paths(config_mod.load_config(folder / CONFIG))
     changed = ", ".join(sorted(config_mod.diff(previous, cfg)))
-    if changed and ((folder / "metrics.json").is_file() or _has_checkpoint(folder)):
+    if changed and ((folder / METRICS).is_file() or _has_checkpoint(folder)):
         raise VlkgeError(
             f"{folder} holds a run with another config (differs in {changed}); "
             "use a new --out folder"
@@ -142,4 +143,21 @@ def absolute_paths(cfg: dict) -> dict:
 
 def write_metrics(folder: str | os.PathLike, metrics: dict) -> None:
     """``metrics.json`` of a run folder, written atomically."""
-    write_text(Path(folder) / "metrics.json", json.dumps(metrics, indent=2))
+    write_text(Path(folder) / METRICS, json.dumps(metrics, indent=2))
+
+
+def read_metrics(folder: str | os.PathLike) -> dict:
+    """``metrics.json`` of a finished run; anything else is a one-line error naming the file."""
+    path = Path(folder) / METRICS
+    if not path.is_file():
+        raise VlkgeError(
+            f"{folder}: no {METRICS} (the run has not finished; "
+            f"`vlkge train --resume {folder}` completes it)"
+        )
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise VlkgeError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(metrics, dict):
+        raise VlkgeError(f"{path}: expected a JSON object of metrics per split")
+    return metrics

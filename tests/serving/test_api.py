@@ -45,6 +45,7 @@ def test_runs_and_their_summaries(client):
     vl = client.get("/api/runs/vl").json()
     assert vl == runs[0]
     assert vl["modalities"] == ["image", "text"] and vl["report"] is True
+    assert vl["blends"] == []  # ranked with the model alone, as it was evaluated
     assert vl["relations"] == ["movement", "influenced", "born_in"]
     assert vl["triples"] == {"train": 11, "valid": 2, "test": 2}
     assert runs[1]["modalities"] == [] and runs[1]["report"] is False

@@ -1,6 +1,7 @@
 """Late fusion with a second trained run (``evaluation.run_blend``): the blended metrics against
 a brute-force ranking of ``score_A + w * score_B``, set in a config or by ``vlkge evaluate``,
-and a partner that is missing or trained on another graph is one line (exit 2)."""
+a partner that is missing or trained on another graph is one line (exit 2), and ``vlkge
+predict`` ranks with the blend its run's metrics.json records."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import torch
 from tests.conftest import TOY_TEST, TOY_TRAIN, TOY_VALID
 from vlkge.cli import main
 from vlkge.config import load_config
-from vlkge.evaluation.evaluator import model_scorer
-from vlkge.training.run import load_run, train
+from vlkge.evaluation.evaluator import Evaluator, model_scorer
+from vlkge.training.run import load_run, recorded_scorer, train
 
 BASE = ["training.progress=false", "report.after_train=false", "tracking.tensorboard=false"]
 #: the partner: DistMult trained 1-vs-all on Nations, far better than the weak first run
@@ -141,3 +142,91 @@ def test_a_partner_leaves_the_process_settings_of_the_run_it_joins(runs, capsys)
     finally:
         torch.set_num_threads(before)
     capsys.readouterr()
+
+
+@pytest.fixture(scope="module")
+def blended(tmp_path_factory):
+    """Run ``a`` trained with ``b`` blended in (once for the module): its folder and metrics."""
+    folder = tmp_path_factory.mktemp("blended")
+    common = ["dataset.name=nations", *BASE]
+    train(load_config(overrides=[*common, *PARTNER]), folder / "b")
+    cfg = load_config(overrides=[*common, *WEAK, f"evaluation.run_blend.run={folder / 'b'}"])
+    return folder / "a", train(cfg, folder / "a")
+
+
+def test_the_recorded_scorer_ranks_as_the_run_was_evaluated(blended):
+    """What predict and serve rank with, rebuilt from metrics.json with nothing fit: the
+    run's test metrics to the last digit, and the blend's formula."""
+    run, metrics = blended
+    cfg, kg, model = load_run(run)
+    scorer, stages = recorded_scorer(run, cfg, kg, model)
+    assert stages == ["run_blend"]
+    evaluator = Evaluator(kg, cfg["evaluation"])
+    assert evaluator.evaluate_scores(scorer, "test") == metrics["test"]
+    _, _, partner = load_run(run.parent / "b")
+    weights = metrics["run_blend"]["weights"]
+    (name, w), side = next(iter(weights["tail"].items())), "tail"
+    ids = torch.tensor([3]), torch.tensor([kg.relation_id(name)])
+    with torch.no_grad():
+        expected = model_scorer(model)(side, *ids) + w * model_scorer(partner)(side, *ids)
+    assert torch.allclose(scorer(side, *ids), expected)
+
+
+def test_predict_ranks_with_the_blends_unless_model_only(blended, capsys):
+    run, metrics = blended
+    cfg, kg, model = load_run(run)
+    name, _ = next(iter(metrics["run_blend"]["weights"]["tail"].items()))
+    anchor = kg.entities[3]
+    query = ["predict", str(run), "--head", anchor, "--relation", name, "--top-k", "3"]
+    scorers = {
+        "blended": recorded_scorer(run, cfg, kg, model)[0],
+        "alone": model_scorer(model),
+    }
+    ranked = {}
+    for flags, which in (([], "blended"), (["--model-only"], "alone")):
+        assert main([*query, *flags, "--json"]) == 0
+        got = json.loads(capsys.readouterr().out)
+        with torch.no_grad():
+            scores = scorers[which]("tail", torch.tensor([3]), torch.tensor([kg.relation_id(name)]))
+        best = torch.topk(scores[0], 3)
+        assert [a["entity"] for a in got] == [kg.entities[i] for i in best.indices.tolist()]
+        assert [a["score"] for a in got] == pytest.approx(best.values.tolist())
+        ranked[which] = [a["entity"] for a in got]
+    assert main(query) == 0
+    assert "scored as evaluated: the model + run_blend" in capsys.readouterr().out
+    # the server ranks alike
+    from vlkge.serving.state import load_served_runs
+
+    (served,) = load_served_runs([run]).values()
+    assert served.summary()["blends"] == ["run_blend"]
+    answers = served.predict("tail", anchor, name, 3, exclude_known=False)["answers"]
+    assert [a["entity"] for a in answers] == ranked["blended"]
+
+
+@pytest.mark.parametrize(
+    "record, words",
+    [
+        ({"split": "valid", "weights": {"tail": {"nope": 1.0}}, "run": "b"}, "relation 'nope'"),
+        ({"split": "valid", "weights": {"tail": {}}}, "run_blend: expected a record with"),
+        ({"split": "valid", "weights": {"tail": {}}, "run": 3}, "weights, run"),
+        ({"weights": {"sideways": {}}, "run": "b"}, "side 'sideways'"),
+        ({"weights": {"tail": {"r": "x"}}, "run": "b"}, "not a number"),
+    ],
+)
+def test_a_malformed_record_is_one_line_naming_the_file(blended, capsys, record, words):
+    run, metrics = blended
+    name = next(iter(metrics["run_blend"]["weights"]["tail"]))
+    record = json.loads(json.dumps(record).replace('"r"', json.dumps(name)))
+    if record.get("run") == "b":
+        record["run"] = str(run.parent / "b")
+    saved = run / "metrics.json"
+    kept = saved.read_text()
+    saved.write_text(json.dumps({**metrics, "run_blend": record}))
+    try:
+        query = ["predict", str(run), "--head", "usa", "--relation", name]
+        assert main(query) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and str(saved) in err and words in err
+        assert main([*query, "--model-only"]) == 0
+    finally:
+        saved.write_text(kept)

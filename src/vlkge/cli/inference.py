@@ -11,8 +11,9 @@ from vlkge.errors import VlkgeError
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from vlkge.evaluation.evaluator import model_scorer
     from vlkge.predict import top_k
-    from vlkge.training.run import load_run
+    from vlkge.training.run import load_run, recorded_scorer
 
     if args.new_text is not None or args.new_image is not None:
         return _predict_new(args)
@@ -23,15 +24,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
             "predict needs exactly one of --head ENTITY (predict tails) or --tail ENTITY, "
             "or a new entity's --new-text / --new-image"
         )
-    _, kg, model = load_run(args.run)
+    cfg, kg, model = load_run(args.run)
+    if args.model_only:
+        score_fn, stages = model_scorer(model, cfg["precision"]), []
+    else:
+        score_fn, stages = recorded_scorer(args.run, cfg, kg, model)
     side, anchor = ("tail", args.head) if args.head is not None else ("head", args.tail)
-    answers = top_k(model, kg, side, anchor, args.relation, args.top_k, args.exclude_known)
+    answers = top_k(score_fn, kg, side, anchor, args.relation, args.top_k, args.exclude_known)
     if args.json:
         print(json.dumps(answers, indent=2))
         return 0
     query = (
         f"({anchor}, {args.relation}, ?)" if side == "tail" else f"(?, {args.relation}, {anchor})"
     )
+    if stages:
+        print(f"scored as evaluated: the model + {' + '.join(stages)} (--model-only: without)")
     print(f"top {len(answers)} for {query}   * = known triple")
     for a in answers:
         mark = "*" if a["known"] else " "

@@ -71,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=10)
     p.add_argument("--exclude-known", action="store_true", help="drop triples already in the graph")
     p.add_argument(
+        "--model-only",
+        action="store_true",
+        help="rank with the model alone, not with the calibration and blends its metrics.json "
+        "records (the default: the scorer the run was evaluated with)",
+    )
+    p.add_argument(
         "--new-text",
         metavar="TEXT",
         help="a brand-new entity's text (encoded with the run's encoder)",

@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 import torch
 
+from vlkge.errors import VlkgeError, echo
 from vlkge.evaluation.ranking import ScoreFn
 
 
@@ -41,6 +42,27 @@ def blended(score_fn: ScoreFn, other_fn: ScoreFn, weights: dict[str, torch.Tenso
         )
 
     return score
+
+
+def recorded_weights(
+    chosen: dict[str, dict[str, float]], relations: list[str], sides: tuple[str, ...]
+) -> dict[str, torch.Tensor]:
+    """Per side ``[R]`` weights from a fit's summary as ``metrics.json`` records it (``{side:
+    {relation name: w}}``, the nonzero ones): the blend a run was evaluated with, rebuilt."""
+    index = {name: i for i, name in enumerate(relations)}
+    weights = {side: torch.zeros(len(relations)) for side in sides}
+    if not isinstance(chosen, dict):
+        raise VlkgeError("recorded weights: expected {side: {relation: weight}}")
+    for side, by_relation in chosen.items():
+        if side not in weights or not isinstance(by_relation, dict):
+            raise VlkgeError(f"recorded weights of side {echo(side)}: not one of {sides}")
+        for name, weight in by_relation.items():
+            if name not in index:
+                raise VlkgeError(f"recorded weights: relation {echo(name)} is not the graph's")
+            if isinstance(weight, bool) or not isinstance(weight, int | float):
+                raise VlkgeError(f"recorded weight of {echo(name)}: not a number")
+            weights[side][index[name]] = float(weight)
+    return weights
 
 
 def remembered(score_fn: ScoreFn) -> tuple[ScoreFn, Callable[[], None]]:

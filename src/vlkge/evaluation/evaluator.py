@@ -132,31 +132,36 @@ class Evaluator:
         """``score_fn`` with the hubness correction of ``evaluation.calibration``
         (:mod:`vlkge.evaluation.calibration`), its weights fit on the calibration split, and a
         summary for ``metrics.json``; ``score_fn`` itself (and ``None``) when it is off."""
-        settings = self.calibration
-        if not settings["weights"]:
+        if not self.calibration["weights"]:
             return score_fn, None
-        split = settings["split"]
-        num_relations = self.kg.num_relations
+        temperature = self.calibration["temperature"]
+        scorer, summary = self.blend(
+            score_fn, self.hub_scorer(score_fn, temperature), "calibration"
+        )
+        return scorer, {**summary, "temperature": temperature}
+
+    def hub_scorer(self, score_fn: ScoreFn, temperature: float) -> ScoreFn:
+        """The negated hub penalties of ``score_fn``'s candidates at ``temperature`` (the
+        calibration's second scorer; its bank: ``evaluation.calibration.bank``)."""
+        settings = self.calibration
         penalties = hub_penalties(
             score_fn,
             self.kg.num_entities,
-            num_relations,
+            self.kg.num_relations,
             self.sides,
-            settings["temperature"],
+            temperature,
             settings["bank"],
         )
         release_freed_memory()  # the bank's score matrices: the peak of a long evaluation
-        scorer, chosen = self.fit_blend(score_fn, penalty_scorer(penalties), settings)
-        log.info("calibration fit on %s: %s", split, chosen)
-        summary = {"split": split, "temperature": settings["temperature"], "weights": chosen}
-        return scorer, summary
+        return penalty_scorer(penalties)
 
     def blend(
         self, score_fn: ScoreFn, other_fn: ScoreFn, key: str = "zero_shot_blend"
     ) -> tuple[ScoreFn, dict | None]:
         """``score_fn + w * other_fn`` (:mod:`vlkge.evaluation.blend`) with ``w`` per relation
         and side fit on ``evaluation.<key>.split`` from its ``weights`` (``key``:
-        ``zero_shot_blend``, ``lexical_blend`` or ``run_blend``), and a summary for ``metrics.json``;
+        ``zero_shot_blend``, ``lexical_blend``, ``run_blend`` or ``calibration``), and a summary for
+        ``metrics.json``;
         ``score_fn`` itself (and ``None``) when its grid is empty."""
         settings = getattr(self, key)
         if not settings["weights"]:
@@ -207,15 +212,18 @@ class Evaluator:
             model.train(was_training)
 
 
-def model_scorer(model: KGEModel, precision: str = "fp32") -> ScoreFn:
+def model_scorer(
+    model: KGEModel, precision: str = "fp32", table: torch.Tensor | None = None
+) -> ScoreFn:
     """A ``ScoreFn`` over a model, computing the entity table once (on the model's device,
-    under ``precision``); ids are moved to the model's device. A model with sharded tables
-    gets a :class:`ShardedScorer`."""
+    under ``precision``) unless ``table`` is that table already; ids are moved to the model's
+    device. A model with sharded tables gets a :class:`ShardedScorer`."""
     if entity_shard(model) is not None:
         return ShardedScorer(model, precision)
     device = model_device(model)
-    with autocast(device, precision):
-        table = model.entity_table()
+    if table is None:
+        with autocast(device, precision):
+            table = model.entity_table()
 
     def score(
         side: str,

@@ -6,14 +6,12 @@ Trained runs (``vlkge train``) and zero-shot runs (``vlkge zero-shot``) share th
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vlkge import config as config_mod
 from vlkge.data.graph import SPLITS
-from vlkge.errors import VlkgeError
-from vlkge.runfolder import require_run_folder
+from vlkge.runfolder import read_metrics, require_run_folder
 from vlkge.training.tracking import read_trace
 
 
@@ -65,17 +63,6 @@ class RunFolder:
 def read_run(path: str | Path) -> RunFolder:
     """The run folder at ``path``; anything that is not a finished run is a one-line error."""
     path = require_run_folder(path)
-    metrics_path = path / "metrics.json"
-    if not metrics_path.is_file():
-        raise VlkgeError(
-            f"{path}: no metrics.json (the run has not finished; "
-            f"`vlkge train --resume {path}` completes it)"
-        )
-    try:
-        metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise VlkgeError(f"{metrics_path}: not valid JSON ({exc})") from None
-    if not isinstance(metrics, dict):
-        raise VlkgeError(f"{metrics_path}: expected a JSON object of metrics per split")
+    metrics = read_metrics(path)
     cfg = config_mod.load_config(path / "config.yaml")
     return RunFolder(path, cfg, metrics, read_trace(path / "trace.jsonl"))

@@ -18,7 +18,7 @@ from vlkge.data.graph import KnowledgeGraph
 from vlkge.data.index import TripleIndex
 from vlkge.encoders.base import Encoder
 from vlkge.errors import VlkgeError, echo
-from vlkge.evaluation.ranking import SIDES, ranks_in_row
+from vlkge.evaluation.ranking import SIDES, ScoreFn, ranks_in_row
 from vlkge.export import nearest_to, unit_rows
 from vlkge.models.model import KGEModel
 from vlkge.predict import (
@@ -30,6 +30,7 @@ from vlkge.predict import (
 )
 from vlkge.serving.batching import Combiner, LoopBatcher
 from vlkge.serving.inputs import NotFound, media_type
+from vlkge.training.run import recorded_scorer
 
 SNIPPET_CHARS = 200  # of an entity's text beside a ranked answer
 MAX_TRIPLES = 200  # of an entity's triples per split and role on its page
@@ -53,6 +54,8 @@ class ServedRun:
     model: KGEModel
     metrics: dict | None
     table: torch.Tensor = field(init=False, repr=False)  # what the backbone scores
+    score_fn: ScoreFn = field(init=False, repr=False)  # the run's final scorer, as evaluated
+    stages: list[str] = field(init=False)  # what that scorer blends in beside the model
     unit: torch.Tensor = field(init=False, repr=False)  # its rows L2-normalised (cosines)
     index: TripleIndex = field(init=False, repr=False)  # every known triple, all splits
     seen: torch.Tensor = field(init=False, repr=False)  # entities in training triples
@@ -68,6 +71,9 @@ class ServedRun:
         kg = self.kg
         self.model.eval()
         self.table = self.model.entity_table().detach()
+        self.score_fn, self.stages = recorded_scorer(
+            self.folder, self.cfg, kg, self.model, table=self.table
+        )
         self.unit = unit_rows(self.table)
         self.index = TripleIndex(kg.all_triples(), kg.num_entities, kg.num_relations)
         self.seen = kg.seen_in_train()
@@ -181,18 +187,19 @@ class ServedRun:
     # --- queries ---------------------------------------------------------------------------
     @torch.no_grad()
     def scores(self, side: str, anchor: int, relation: int) -> torch.Tensor:
-        """Every entity's score as the ``side`` of the query: one product with the table."""
+        """Every entity's score as the ``side`` of the query, as the run was evaluated (the
+        model: one product with the table; then the blends its metrics record)."""
         return self._score_queries([(side, anchor, relation)])[0]
 
     @torch.no_grad()
     def _score_queries(self, queries: list[tuple[str, int, int]]) -> list[torch.Tensor]:
-        """Scores (``[E]`` each) of many ``(side, anchor, relation)`` queries: one matrix
-        product with the table per side."""
+        """Scores (``[E]`` each) of many ``(side, anchor, relation)`` queries: one call of the
+        run's scorer per side (one matrix product with the table)."""
 
         def score(side: str, rows: list[tuple[str, int, int]]) -> torch.Tensor:
             anchors = torch.tensor([anchor for _, anchor, _ in rows])
             relations = torch.tensor([relation for _, _, relation in rows])
-            return self.model.score_against(side, anchors, relations, table=self.table)
+            return self.score_fn(side, anchors, relations)
 
         return _by_group(queries, lambda query: query[0], score)
 
@@ -316,6 +323,7 @@ class ServedRun:
             "relations": list(kg.relations),
             "triples": {split: len(t) for split, t in kg.splits.items()},
             "test_mrr": self.metrics[split]["both"]["mrr"] if split else None,
+            "blends": self.stages,
             "report": self.report() is not None,
         }
 

@@ -23,7 +23,9 @@ from vlkge.checkpoint import load_weights
 from vlkge.data.datasets import load_graph
 from vlkge.data.graph import KnowledgeGraph
 from vlkge.errors import ConfigError, VlkgeError, echo
+from vlkge.evaluation.blend import blended, recorded_weights
 from vlkge.evaluation.evaluator import Evaluator, model_scorer
+from vlkge.evaluation.ranking import ScoreFn
 from vlkge.evaluation.zero_shot import configured_scorer, lexical_scorer, prompt_templates
 from vlkge.files import write_text
 from vlkge.models.backbones.kernels import configure_kernels
@@ -32,7 +34,15 @@ from vlkge.models.features import Features, cache_encoders, feature_cache_dir, l
 from vlkge.models.model import KGEModel
 from vlkge.models.sharded import entity_shard
 from vlkge.precision import model_device, set_matmul_precision
-from vlkge.runfolder import CONFIG, absolute_paths, new_run, require_run_folder, write_metrics
+from vlkge.runfolder import (
+    CONFIG,
+    METRICS,
+    absolute_paths,
+    new_run,
+    read_metrics,
+    require_run_folder,
+    write_metrics,
+)
 from vlkge.training.sharded import restore_best, shard_if_asked, shard_of
 from vlkge.training.trainer import EpochCallback, Trainer, show_progress
 
@@ -171,29 +181,8 @@ def evaluate_run(
         if paper_protocol is not None:
             settings = config_mod.with_protocol(settings, paper_protocol)
         evaluator = Evaluator(kg, settings, precision=cfg["precision"])
-    out: dict = {}
     model.eval()  # the final evaluation: one entity table for every split (and the fits)
-    with torch.no_grad():
-        scorer, calibration = evaluator.calibrate(model_scorer(model, evaluator.precision))
-    if calibration is not None:
-        out["calibration"] = calibration
-    if evaluator.run_blend["run"] and evaluator.run_blend["weights"]:  # trained partner first
-        evaluator.triples(evaluator.run_blend["split"])  # no such split: before loading
-        partner = blend_partner(kg, evaluator.run_blend["run"], model_device(model))
-        with torch.no_grad():
-            other = model_scorer(partner, evaluator.precision)
-            scorer, out["run_blend"] = evaluator.blend(scorer, other, "run_blend")
-        out["run_blend"]["run"] = str(evaluator.run_blend["run"])
-    if evaluator.zero_shot_blend["weights"]:  # the encoder is built (imported) only then
-        evaluator.triples(evaluator.zero_shot_blend["split"])  # no such split: before encoding
-        zero_shot = configured_scorer(cfg, kg, progress=progress).scorer()
-        with torch.no_grad():
-            scorer, out["zero_shot_blend"] = evaluator.blend(scorer, zero_shot)
-    if evaluator.lexical_blend["weights"]:  # last: the lexical baseline fills in
-        evaluator.triples(evaluator.lexical_blend["split"])
-        lexical = lexical_scorer(cfg, kg).scorer()
-        with torch.no_grad():
-            scorer, out["lexical_blend"] = evaluator.blend(scorer, lexical, "lexical_blend")
+    scorer, out = run_scorer(cfg, kg, model, evaluator, progress)
     for split in splits:
         start = time.perf_counter()
         with torch.no_grad():
@@ -209,6 +198,106 @@ def evaluate_run(
         )
     out["ties"] = evaluator.ties
     return out
+
+
+#: the second scorers of a run's final scorer, in the order they apply (docs/method.md, "The
+#: run's final scorer"): the hubness calibration, the partner run, the zero-shot and lexical
+#: baselines
+STAGES = ("calibration", "run_blend", "zero_shot_blend", "lexical_blend")
+#: what a stage's summary in metrics.json records of its second scorer, beside the weights
+SECOND_SCORER: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "calibration": {"temperature": (int, float)},
+    "run_blend": {"run": str},
+}
+
+
+def run_scorer(
+    cfg: dict,
+    kg: KnowledgeGraph,
+    model: KGEModel,
+    evaluator: Evaluator,
+    progress: bool = False,
+    recorded: dict | None = None,
+    table: torch.Tensor | None = None,
+) -> tuple[ScoreFn, dict]:
+    """The scorer a run's metrics describe: ``model``, then each stage of :data:`STAGES` that
+    ``cfg["evaluation"]`` turns on, its weights per relation and side fit on its split; with
+    ``recorded`` (a run's ``metrics.json``), the stages and weights recorded there instead,
+    nothing fit (what ``vlkge predict`` and ``vlkge serve`` rank with). Also each stage's
+    summary for ``metrics.json``. ``table``: the model's entity table, if already computed."""
+    out: dict = {}
+    with torch.no_grad():
+        scorer = model_scorer(model, evaluator.precision, table)
+        for key in STAGES:
+            if recorded is not None:
+                if summary := recorded.get(key):
+                    weights = _recorded_weights(key, summary, kg, evaluator.sides)
+                    other = _second_scorer(key, cfg, kg, model, evaluator, scorer, summary)
+                    scorer, out[key] = blended(scorer, other, weights), summary
+                continue
+            settings = getattr(evaluator, key)
+            if not settings["weights"] or (key == "run_blend" and not settings["run"]):
+                continue
+            evaluator.triples(settings["split"])  # no such split: before building anything
+            what = {k: settings[k] for k in SECOND_SCORER.get(key, {})}
+            other = _second_scorer(key, cfg, kg, model, evaluator, scorer, what, progress)
+            scorer, summary = evaluator.blend(scorer, other, key)
+            out[key] = {**summary, **what}
+    return scorer, out
+
+
+def recorded_scorer(
+    run_dir: str | Path,
+    cfg: dict,
+    kg: KnowledgeGraph,
+    model: KGEModel,
+    table: torch.Tensor | None = None,
+) -> tuple[ScoreFn, list[str]]:
+    """The final scorer of the run in ``run_dir`` as its ``metrics.json`` records it
+    (:func:`run_scorer`; the model alone where the run has not finished) and the stages it
+    blends in: ``vlkge predict`` and ``vlkge serve`` rank as the run was evaluated. ``table``:
+    the model's entity table, if already computed."""
+    folder = Path(run_dir)
+    recorded = read_metrics(folder) if (folder / METRICS).is_file() else {}
+    evaluator = Evaluator(kg, cfg["evaluation"], precision=cfg["precision"])
+    try:
+        scorer, stages = run_scorer(cfg, kg, model, evaluator, recorded=recorded, table=table)
+    except VlkgeError as exc:
+        raise VlkgeError(f"{folder / METRICS}: {exc}") from None
+    return scorer, list(stages)
+
+
+def _recorded_weights(
+    key: str, summary: object, kg: KnowledgeGraph, sides: tuple[str, ...]
+) -> dict[str, torch.Tensor]:
+    """The weights of stage ``key``'s record in a metrics.json, checked (a file may be edited)."""
+    needs = {"weights": dict, **SECOND_SCORER.get(key, {})}
+    if not isinstance(summary, dict) or any(
+        not isinstance(summary.get(k), kind) for k, kind in needs.items()
+    ):
+        raise VlkgeError(f"{key}: expected a record with {', '.join(needs)}")
+    return recorded_weights(summary["weights"], kg.relations, sides)
+
+
+def _second_scorer(
+    key: str,
+    cfg: dict,
+    kg: KnowledgeGraph,
+    model: KGEModel,
+    evaluator: Evaluator,
+    scorer: ScoreFn,
+    what: dict,
+    progress: bool = False,
+) -> ScoreFn:
+    """Stage ``key``'s second scorer; ``what`` holds its :data:`SECOND_SCORER` settings."""
+    if key == "calibration":
+        return evaluator.hub_scorer(scorer, what["temperature"])
+    if key == "run_blend":
+        partner = blend_partner(kg, str(what["run"]), model_device(model))
+        return model_scorer(partner, evaluator.precision)
+    if key == "zero_shot_blend":  # the encoder is built (imported) only here
+        return configured_scorer(cfg, kg, progress=progress).scorer()
+    return lexical_scorer(cfg, kg).scorer()
 
 
 @contextlib.contextmanager
