@@ -20,7 +20,7 @@ from vlkge.errors import VlkgeError
 from vlkge.files import write_text
 from vlkge.reports import plots
 from vlkge.reports.runs import RunFolder, read_run
-from vlkge.reports.samples import EntityViews, Query, model_scores, pick_queries, predict
+from vlkge.reports.samples import EntityViews, Query, pick_queries, predict
 from vlkge.reports.templating import render
 
 log = logging.getLogger(__name__)
@@ -123,8 +123,8 @@ def write_report(
         kg, scorer = _load_scorer(run, encoder, notes)
         if scorer is not None:
             scorers[own] = scorer
-    elif samples:
-        scorers[own] = model_scores(model)
+    elif samples and (scorer := _final_scorer(run, cfg, kg, model, notes)) is not None:
+        scorers[own] = scorer
     if kg is None:
         from vlkge.data.datasets import load_graph
 
@@ -155,12 +155,28 @@ def _load_scorer(run: RunFolder, encoder, notes: list[str]):
             return kg, zero.scorer()
         from vlkge.training.run import load_run
 
-        _, kg, model = load_run(run.path)
-        return kg, model_scores(model)
+        cfg, kg, model = load_run(run.path)
     except VlkgeError as exc:
         notes.append(f"no predictions: the run's model could not be loaded ({exc})")
         log.warning("report: %s", notes[-1])
         return None, None
+    return kg, _final_scorer(run, cfg, kg, model, notes)
+
+
+def _final_scorer(run: RunFolder, cfg: dict, kg: KnowledgeGraph, model, notes: list[str]):
+    """The run's scorer as its metrics.json records it, as ``vlkge predict`` ranks (a note
+    names its blends); on failure a note, ``None``."""
+    from vlkge.training.run import recorded_scorer
+
+    try:
+        scorer, stages = recorded_scorer(run.path, cfg, kg, model)
+    except VlkgeError as exc:
+        notes.append(f"no predictions: the run's scorer could not be rebuilt ({exc})")
+        log.warning("report: %s", notes[-1])
+        return None
+    if stages:
+        notes.append(f"ranked as the run was evaluated: the model + {' + '.join(stages)}")
+    return scorer
 
 
 def _read_baseline(folder: str | Path, cfg: dict) -> RunFolder:

@@ -113,17 +113,6 @@ def predict(queries: list[Query], kg: KnowledgeGraph, name: str, score_fn: Score
         query.answer_rank[name] = 1 + higher + ties / 2
 
 
-def model_scores(model) -> ScoreFn:
-    """A scorer over a trained model, its entity table computed once."""
-    table = model.entity_table()
-
-    def score(side: str, anchor: torch.Tensor, relation: torch.Tensor) -> torch.Tensor:
-        device = table.device
-        return model.score_against(side, anchor.to(device), relation.to(device), table=table)
-
-    return score
-
-
 @dataclass
 class EntityView:
     """What the page shows of an entity."""
