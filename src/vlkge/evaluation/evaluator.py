@@ -143,14 +143,13 @@ class Evaluator:
     def hub_scorer(self, score_fn: ScoreFn, temperature: float) -> ScoreFn:
         """The negated hub penalties of ``score_fn``'s candidates at ``temperature`` (the
         calibration's second scorer; its bank: ``evaluation.calibration.bank``)."""
-        settings = self.calibration
         penalties = hub_penalties(
             score_fn,
             self.kg.num_entities,
             self.kg.num_relations,
             self.sides,
             temperature,
-            settings["bank"],
+            self.calibration["bank"],
         )
         release_freed_memory()  # the bank's score matrices: the peak of a long evaluation
         return penalty_scorer(penalties)
@@ -160,9 +159,8 @@ class Evaluator:
     ) -> tuple[ScoreFn, dict | None]:
         """``score_fn + w * other_fn`` (:mod:`vlkge.evaluation.blend`) with ``w`` per relation
         and side fit on ``evaluation.<key>.split`` from its ``weights`` (``key``:
-        ``zero_shot_blend``, ``lexical_blend``, ``run_blend`` or ``calibration``), and a summary for
-        ``metrics.json``;
-        ``score_fn`` itself (and ``None``) when its grid is empty."""
+        ``zero_shot_blend``, ``lexical_blend``, ``run_blend`` or ``calibration``), and a
+        summary for ``metrics.json``; ``score_fn`` itself (and ``None``) when its grid is empty."""
         settings = getattr(self, key)
         if not settings["weights"]:
             return score_fn, None
