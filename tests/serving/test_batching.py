@@ -13,7 +13,10 @@ def test_each_caller_gets_its_own_result_and_waiting_calls_share_a_batch():
     def work(items):
         batches.append(list(items))
         started.set()
-        time.sleep(0.05)  # the others queue meanwhile
+        if len(batches) == 1:  # the others queue meanwhile (waited for: a loaded machine's
+            deadline = time.monotonic() + 10  # threads may take long to start)
+            while len(combiner._pending) < 6 and time.monotonic() < deadline:
+                time.sleep(0.005)
         return [item * 10 for item in items]
 
     combiner = Combiner(work, max_batch=4)
