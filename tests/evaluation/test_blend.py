@@ -11,9 +11,9 @@ import torch
 from tests.evaluation.test_calibration import E, R, dense_scorer, graph, random_scores, settings
 from tests.evaluation.test_zero_shot import TEMPLATES, BagOfWords, write_toy
 from vlkge.config import load_config
-from vlkge.errors import ConfigError
+from vlkge.errors import ConfigError, VlkgeError
 from vlkge.evaluation import zero_shot as zero_shot_mod
-from vlkge.evaluation.blend import blended, remembered
+from vlkge.evaluation.blend import blended, recorded_weights, remembered
 from vlkge.evaluation.calibration import fit_weights
 from vlkge.evaluation.evaluator import Evaluator
 
@@ -30,6 +30,22 @@ def test_blended_scores_add_the_weighted_other_per_relation_and_side_also_within
         assert torch.allclose(fn(side, anchor, relation), expected)
         assert torch.allclose(fn(side, anchor, relation, (2, 5)), expected[:, 2:5])
     assert fn("tail", anchor, relation).shape == (3, E)
+
+
+def test_recorded_weights_rebuild_a_fit_from_its_metrics_json_summary():
+    """Both sides, 0 where the summary names nothing (a side not evaluated: the scorer alone),
+    and a record that is not a fit's is one line (metrics.json is a file a user may edit)."""
+    weights = recorded_weights({"tail": {"r1": 2.0, "r0": 1}}, ["r0", "r1"])
+    assert set(weights) == {"head", "tail"}
+    assert weights["tail"].tolist() == [1.0, 2.0] and weights["head"].tolist() == [0.0, 0.0]
+    for chosen, words in [
+        ([1], "expected {side: {relation: weight}}"),
+        ({"up": {}}, "side 'up'"),
+        ({"tail": {"r9": 1.0}}, "relation 'r9'"),
+        ({"tail": {"r0": True}}, "not a number"),
+    ]:
+        with pytest.raises(VlkgeError, match=words):
+            recorded_weights(chosen, ["r0", "r1"])
 
 
 def test_a_chunk_without_weight_does_not_call_the_other_scorer():

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import torch
 
 from vlkge.errors import VlkgeError, echo
-from vlkge.evaluation.ranking import ScoreFn
+from vlkge.evaluation.ranking import SIDES, ScoreFn
 
 
 def blended(score_fn: ScoreFn, other_fn: ScoreFn, weights: dict[str, torch.Tensor]) -> ScoreFn:
@@ -45,17 +45,18 @@ def blended(score_fn: ScoreFn, other_fn: ScoreFn, weights: dict[str, torch.Tenso
 
 
 def recorded_weights(
-    chosen: dict[str, dict[str, float]], relations: list[str], sides: tuple[str, ...]
+    chosen: dict[str, dict[str, float]], relations: list[str]
 ) -> dict[str, torch.Tensor]:
     """Per side ``[R]`` weights from a fit's summary as ``metrics.json`` records it (``{side:
-    {relation name: w}}``, the nonzero ones): the blend a run was evaluated with, rebuilt."""
+    {relation name: w}}``, the nonzero ones): the blend a run was evaluated with, rebuilt (a
+    side it was not evaluated on, or a relation it did not weigh, gets 0: the scorer alone)."""
     index = {name: i for i, name in enumerate(relations)}
-    weights = {side: torch.zeros(len(relations)) for side in sides}
+    weights = {side: torch.zeros(len(relations)) for side in SIDES}
     if not isinstance(chosen, dict):
         raise VlkgeError("recorded weights: expected {side: {relation: weight}}")
     for side, by_relation in chosen.items():
         if side not in weights or not isinstance(by_relation, dict):
-            raise VlkgeError(f"recorded weights of side {echo(side)}: not one of {sides}")
+            raise VlkgeError(f"recorded weights of side {echo(side)}: not one of {SIDES}")
         for name, weight in by_relation.items():
             if name not in index:
                 raise VlkgeError(f"recorded weights: relation {echo(name)} is not the graph's")

@@ -231,7 +231,7 @@ def run_scorer(
         for key in STAGES:
             if recorded is not None:
                 if summary := recorded.get(key):
-                    weights = _recorded_weights(key, summary, kg, evaluator.sides)
+                    weights = _recorded_weights(key, summary, kg)
                     other = _second_scorer(key, cfg, kg, model, evaluator, scorer, summary)
                     scorer, out[key] = blended(scorer, other, weights), summary
                 continue
@@ -267,16 +267,14 @@ def recorded_scorer(
     return scorer, list(stages)
 
 
-def _recorded_weights(
-    key: str, summary: object, kg: KnowledgeGraph, sides: tuple[str, ...]
-) -> dict[str, torch.Tensor]:
+def _recorded_weights(key: str, summary: object, kg: KnowledgeGraph) -> dict[str, torch.Tensor]:
     """The weights of stage ``key``'s record in a metrics.json, checked (a file may be edited)."""
     needs = {"weights": dict, **SECOND_SCORER.get(key, {})}
     if not isinstance(summary, dict) or any(
         not isinstance(summary.get(k), kind) for k, kind in needs.items()
     ):
         raise VlkgeError(f"{key}: expected a record with {', '.join(needs)}")
-    return recorded_weights(summary["weights"], kg.relations, sides)
+    return recorded_weights(summary["weights"], kg.relations)
 
 
 def _second_scorer(
