@@ -28,7 +28,7 @@ import argparse
 import torch
 
 from vlkge.models.backbones.complex_ops import halves, rotate
-from vlkge.training.run import load_run
+from vlkge.training.setup import load_run
 
 
 def main() -> None:

@@ -97,7 +97,7 @@ def main() -> None:
         CLOCK["now"] = time.process_time
 
     from vlkge.config import load_config
-    from vlkge.training.run import prepare
+    from vlkge.training.setup import prepare
 
     rows = [matmul_peak()]
     for backbone in args.backbones:

@@ -37,7 +37,7 @@ import torch
 
 from vlkge.config import load_config
 from vlkge.evaluation.evaluator import Evaluator
-from vlkge.training.run import prepare
+from vlkge.training.setup import prepare
 from vlkge.training.trainer import Trainer
 
 CONFIGS = [f"configs/wn9-img/{name}.yaml" for name in ("distmult", "transe", "complex", "rotate")]

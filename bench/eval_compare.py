@@ -32,7 +32,7 @@ DATASETS = ("wn9-img", "wn18rr", "fb15k-237")
 
 def build(dataset: str, dim: int, device: str = "cpu"):
     from vlkge.config import load_config
-    from vlkge.training.run import prepare, resolve_device
+    from vlkge.training.setup import prepare, resolve_device
 
     cfg = load_config(
         overrides=[

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from vlkge.config import load_config
 from vlkge.evaluation.evaluator import Evaluator
 from vlkge.models.features import feature_cache_dir, load_features
-from vlkge.training.run import prepare
+from vlkge.training.setup import prepare
 
 INDUCTIVE = [
     "dataset.name=runs/data/wn9-img-ind",

@@ -46,7 +46,7 @@ from torch.profiler import ProfilerActivity, profile, record_function
 
 from vlkge.config import load_config
 from vlkge.evaluation.evaluator import Evaluator
-from vlkge.training.run import prepare, resolve_device
+from vlkge.training.setup import prepare, resolve_device
 from vlkge.training.trainer import Trainer
 
 RUNS = ("transe:negative_sampling", "distmult:1vsall")

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     if native.library() is None:
         print("no C++ compiler: nothing to compare")
         return 1
-    keep_freed_memory()  # as training runs (vlkge.training.run.prepare)
+    keep_freed_memory()  # as training runs (vlkge.training.setup.prepare)
     now = time.perf_counter if args.clock == "wall" else time.process_time
     width = SHAPES["dim"] * (2 if args.kind == "modulus" else 1)
     g = torch.Generator().manual_seed(0)

@@ -80,7 +80,7 @@ def run_vlkge(dataset: str, model_name: str, s: dict) -> dict:
     from vlkge.config import load_config
     from vlkge.data.datasets import load_dataset
     from vlkge.evaluation.evaluator import Evaluator
-    from vlkge.training.run import prepare, resolve_device
+    from vlkge.training.setup import prepare, resolve_device
     from vlkge.training.trainer import Trainer
 
     torch.set_num_threads(s["threads"])

@@ -72,7 +72,7 @@ def child_real(name: str, threads: int) -> dict:
     import torch
 
     from vlkge.evaluation.evaluator import Evaluator
-    from vlkge.training.run import prepare
+    from vlkge.training.setup import prepare
     from vlkge.training.trainer import Trainer
 
     torch.set_num_threads(threads)

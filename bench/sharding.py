@@ -93,7 +93,7 @@ def worker(entities: int, per_entity: int, dim: int, out: str) -> None:
     from vlkge import distributed
     from vlkge.config import load_config
     from vlkge.models.sharded import sharded_tables
-    from vlkge.training.run import prepare
+    from vlkge.training.setup import prepare
     from vlkge.training.trainer import Trainer
 
     start_rss = status_mb("VmRSS")

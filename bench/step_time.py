@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from vlkge.config import load_config
-from vlkge.training.run import prepare
+from vlkge.training.setup import prepare
 from vlkge.training.trainer import Trainer
 
 

@@ -18,7 +18,8 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from vlkge.training.run import evaluate_run, load_run
+from vlkge.training.final import evaluate_run
+from vlkge.training.setup import load_run
 
 PAPER = {  # test MRR, H@1, H@3, H@10 (SPEC section 8; the paper's VL models use CLIP)
     "transe": (0.904, 0.894, 0.909, 0.922),

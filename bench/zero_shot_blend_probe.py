@@ -28,7 +28,7 @@ from vlkge.config import load_config
 from vlkge.evaluation.blend import blended
 from vlkge.evaluation.evaluator import Evaluator, model_scorer
 from vlkge.evaluation.zero_shot import configured_scorer
-from vlkge.training.run import load_run
+from vlkge.training.setup import load_run
 
 
 def main() -> None:

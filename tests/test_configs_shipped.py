@@ -11,7 +11,7 @@ import pytest
 
 from vlkge.config import key_in, load_config, load_yaml
 from vlkge.data.registry import DATASETS
-from vlkge.training.run import INFERENCE_KEYS
+from vlkge.training.setup import INFERENCE_KEYS
 
 ROOT = Path(__file__).resolve().parents[1]
 # search spaces (space-*.yaml) are checked with vlkge tune's (tests/tuning/test_space.py)

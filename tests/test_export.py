@@ -51,7 +51,7 @@ def test_export_safetensors_and_tsv(run_dir, tmp_path, capsys):
     assert printed == [
         str(out / f) for f in ("embeddings.safetensors", "entities.tsv", "relations.tsv")
     ]
-    from vlkge.training.run import load_run
+    from vlkge.training.setup import load_run
 
     _, kg, model = load_run(run_dir)
     with safe_open(str(out / "embeddings.safetensors"), "pt") as handle:

@@ -7,7 +7,7 @@ import torch
 
 from vlkge.config import load_config
 from vlkge.precision import autocast, grad_scaler, set_matmul_precision
-from vlkge.training.run import configure_process
+from vlkge.training.setup import configure_process
 
 CPU = torch.device("cpu")
 

@@ -197,7 +197,7 @@ def test_represent_errors(tmp_path):
 
 # --- a trained run -------------------------------------------------------------------------------
 def test_new_entity_scores_like_an_unseen_one(run):
-    from vlkge.training.run import load_run
+    from vlkge.training.setup import load_run
 
     cfg, kg, model = load_run(run / "run")
     e = kg.entity_id("e")  # unseen, image only: a new entity with its image is the same
@@ -216,7 +216,7 @@ def test_new_entity_scores_like_an_unseen_one(run):
 
 
 def test_new_entity_features_use_the_cache_encoder(run):
-    from vlkge.training.run import load_run
+    from vlkge.training.setup import load_run
 
     cfg, kg, model = load_run(run / "run")
     encoder = TwoTowers()
@@ -234,7 +234,7 @@ def test_new_entity_features_use_the_cache_encoder(run):
 
 
 def test_new_entities_encoded_in_one_batch_match_one_at_a_time(run):
-    from vlkge.training.run import load_run
+    from vlkge.training.setup import load_run
 
     cfg, kg, _ = load_run(run / "run")
     encoder = TwoTowers()
@@ -285,7 +285,8 @@ def test_cli_predict_new_entity(run, monkeypatch, capsys):
 
 
 def test_structural_and_unimodal_runs_refuse(tmp_path, capsys):
-    from vlkge.training.run import load_run, train
+    from vlkge.training.run import train
+    from vlkge.training.setup import load_run
 
     folder = write_dataset(tmp_path / "toy")
     cfg = load_config(overrides=[f"dataset.name={folder}", *RUN_OVERRIDES])

@@ -28,7 +28,7 @@ def top_k(
     exclude_known: bool = False,
 ) -> list[dict]:
     """Top-``k`` answers of ``score_fn`` (a run's final scorer,
-    :func:`vlkge.training.run.recorded_scorer`) for a query given by labels; ``side`` is the
+    :func:`vlkge.training.final.recorded_scorer`) for a query given by labels; ``side`` is the
     side predicted.
 
     Each answer says whether the triple is already known (in any split), so a user can tell

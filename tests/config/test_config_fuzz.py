@@ -141,7 +141,8 @@ def build(cfg: dict) -> None:
     from vlkge.evaluation.zero_shot import relation_templates
     from vlkge.models.factory import build_model
     from vlkge.training.build import build_regime
-    from vlkge.training.run import check_splits, evaluate_run, resolve_device
+    from vlkge.training.final import evaluate_run
+    from vlkge.training.setup import check_splits, resolve_device
 
     resolve_device(cfg["device"])
     kg = load_graph(cfg["dataset"])

@@ -120,7 +120,8 @@ def write_dataset(folder):
 
 @pytest.mark.parametrize("mode", ["head", "layers"])
 def test_run_with_a_finetuned_encoder(clip_dir, tmp_path, capsys, mode):
-    from vlkge.training.run import load_run, train
+    from vlkge.training.run import train
+    from vlkge.training.setup import load_run
 
     data = write_dataset(tmp_path / "toy")
     cfg = load_config(

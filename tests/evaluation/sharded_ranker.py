@@ -21,7 +21,7 @@ TRIPLES = 500  # test triples ranked on both sides
 def tied_model():
     """The graph, an untrained DistMult whose vectors are rounded to {-1, 0, 1}, and the
     evaluator of the default protocol."""
-    from vlkge.training.run import prepare
+    from vlkge.training.setup import prepare
 
     cfg = load_config(
         overrides=["dataset.name=fb15k-237", "model.backbone=distmult", "model.dim=4"]

@@ -29,7 +29,7 @@ from vlkge.config import load_config  # noqa: E402
 from vlkge.data.index import TripleIndex  # noqa: E402
 from vlkge.evaluation.evaluator import Evaluator, model_scorer  # noqa: E402
 from vlkge.evaluation.ranking import rank_triples, ranks_from_scores  # noqa: E402
-from vlkge.training.run import prepare  # noqa: E402
+from vlkge.training.setup import prepare  # noqa: E402
 from vlkge.training.trainer import Trainer  # noqa: E402
 
 PYKEEN_TIES = ("optimistic", "pessimistic", "realistic")

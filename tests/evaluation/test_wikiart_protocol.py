@@ -24,7 +24,8 @@ import torch
 from vlkge.cli import main
 from vlkge.config import load_config
 from vlkge.evaluation.evaluator import Evaluator
-from vlkge.training.run import prepare, train
+from vlkge.training.run import train
+from vlkge.training.setup import prepare
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "wikiart-mkg-v2" / "distmult-clip.yaml"

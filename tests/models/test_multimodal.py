@@ -230,7 +230,9 @@ def test_run_reads_the_feature_cache_and_reloads(tmp_path, make_dataset):
     pytest.importorskip("vlkge.encoders.cache")
     from vlkge.encoders.cache import FeatureCache
     from vlkge.encoders.precomputed import read_features
-    from vlkge.training.run import evaluate_run, load_run, train
+    from vlkge.training.final import evaluate_run
+    from vlkge.training.run import train
+    from vlkge.training.setup import load_run
 
     folder = make_dataset(tmp_path / "toy", train=TRAIN, valid=TEST[:2], test=TEST[2:])
     gen = torch.Generator().manual_seed(0)

@@ -15,7 +15,9 @@ from tests.conftest import TOY_TEST, TOY_TRAIN, TOY_VALID
 from vlkge.cli import main
 from vlkge.config import load_config
 from vlkge.evaluation.evaluator import Evaluator, model_scorer
-from vlkge.training.run import load_run, recorded_scorer, train
+from vlkge.training.final import recorded_scorer
+from vlkge.training.run import train
+from vlkge.training.setup import load_run
 
 BASE = ["training.progress=false", "report.after_train=false", "tracking.tensorboard=false"]
 #: the partner: DistMult trained 1-vs-all on Nations, far better than the weak first run

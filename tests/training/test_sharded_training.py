@@ -30,7 +30,8 @@ from vlkge.models.representations import Embedding
 from vlkge.models.sharded import ShardedEmbedding
 from vlkge.training import sharded
 from vlkge.training.build import OPTIMIZERS
-from vlkge.training.run import load_run, train
+from vlkge.training.run import train
+from vlkge.training.setup import load_run
 
 pytest.importorskip("torch.distributed.run")
 
@@ -271,7 +272,7 @@ def test_sharded_run_stopped_by_sigterm_resumes_and_matches(tmp_path, whole):
 
 def test_one_process_reads_a_sharded_run(tmp_path, whole):
     """evaluate and export read the shards; resuming with another world size is refused."""
-    from vlkge.training.run import evaluate_run
+    from vlkge.training.final import evaluate_run
 
     reference = json.loads((whole / "metrics.json").read_text())
     cfg, kg, model = load_run(whole)

@@ -58,7 +58,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
     from vlkge import distributed
     from vlkge.encoders.cache.policy import EncodeRequest, encode_dataset
-    from vlkge.training.run import resolve_device
+    from vlkge.training.setup import resolve_device
 
     cfg = config_mod.load_config(args.config, args.set)
     device = distributed.device_for_rank(resolve_device(args.device or cfg["device"]))

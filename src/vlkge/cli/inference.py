@@ -13,7 +13,8 @@ from vlkge.errors import VlkgeError
 def cmd_predict(args: argparse.Namespace) -> int:
     from vlkge.evaluation.evaluator import model_scorer
     from vlkge.predict import top_k
-    from vlkge.training.run import load_run, recorded_scorer
+    from vlkge.training.final import recorded_scorer
+    from vlkge.training.setup import load_run
 
     if args.new_text is not None or args.new_image is not None:
         return _predict_new(args)
@@ -48,7 +49,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def _predict_new(args: argparse.Namespace) -> int:
     from vlkge.predict import new_entity_features, predict_new_entity
-    from vlkge.training.run import load_run
+    from vlkge.training.setup import load_run
 
     if args.head is not None or args.tail is not None:
         raise VlkgeError("--new-text / --new-image replace --head / --tail (use --direction)")
@@ -68,7 +69,7 @@ def _predict_new(args: argparse.Namespace) -> int:
 
 def cmd_neighbours(args: argparse.Namespace) -> int:
     from vlkge.export import nearest_entities
-    from vlkge.training.run import load_run
+    from vlkge.training.setup import load_run
 
     _, kg, model = load_run(args.run)
     found = nearest_entities(model, kg, args.entity, args.top_k)
@@ -83,7 +84,7 @@ def cmd_neighbours(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from vlkge.export import export_embeddings
-    from vlkge.training.run import load_run
+    from vlkge.training.setup import load_run
 
     cfg, kg, model = load_run(args.run, args.checkpoint)
     for path in export_embeddings(cfg, kg, model, args.out):

@@ -44,7 +44,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from vlkge.reports.tables import metrics_table
-    from vlkge.training.run import evaluate_run, load_run, resolve_device
+    from vlkge.training.final import evaluate_run
+    from vlkge.training.setup import load_run, resolve_device
 
     cfg, kg, model = load_run(args.run, args.checkpoint, args.set)
     model.to(resolve_device(cfg["device"]))  # the run's device, or --set device=...

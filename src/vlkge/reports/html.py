@@ -153,7 +153,7 @@ def _load_scorer(run: RunFolder, encoder, notes: list[str]):
 
             _, kg, zero = load_zero_shot(run.path, encoder)
             return kg, zero.scorer()
-        from vlkge.training.run import load_run
+        from vlkge.training.setup import load_run
 
         cfg, kg, model = load_run(run.path)
     except VlkgeError as exc:
@@ -166,7 +166,7 @@ def _load_scorer(run: RunFolder, encoder, notes: list[str]):
 def _final_scorer(run: RunFolder, cfg: dict, kg: KnowledgeGraph, model, notes: list[str]):
     """The run's scorer as its metrics.json records it, as ``vlkge predict`` ranks (a note
     names its blends); on failure a note, ``None``."""
-    from vlkge.training.run import recorded_scorer
+    from vlkge.training.final import recorded_scorer
 
     try:
         scorer, stages = recorded_scorer(run.path, cfg, kg, model)

@@ -30,7 +30,7 @@ from vlkge.predict import (
 )
 from vlkge.serving.batching import Combiner, LoopBatcher
 from vlkge.serving.inputs import NotFound, media_type
-from vlkge.training.run import recorded_scorer
+from vlkge.training.final import recorded_scorer
 
 SNIPPET_CHARS = 200  # of an entity's text beside a ranked answer
 MAX_TRIPLES = 200  # of an entity's triples per split and role on its page
@@ -354,7 +354,7 @@ def _by_group(items: list, key: Callable, work: Callable) -> list:
 def load_served_runs(folders: list[str | Path]) -> dict[str, ServedRun]:
     """Every run folder loaded once, keyed by a URL-safe slug of its folder name."""
     from vlkge.reports.runs import read_run
-    from vlkge.training.run import load_run
+    from vlkge.training.setup import load_run
 
     runs: dict[str, ServedRun] = {}
     for folder in folders:

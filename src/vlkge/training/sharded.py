@@ -72,7 +72,7 @@ def shard_of(cfg: dict) -> tuple[int, int] | None:
 
 def shard_if_asked(cfg: dict, model: torch.nn.Module) -> bool:
     """Under torchrun with ``distributed.shard_tables``: keep only this rank's rows of the
-    model's entity tables, unless the model was built sharded (:func:`vlkge.training.run.
+    model's entity tables, unless the model was built sharded (:func:`vlkge.training.setup.
     prepare`; once, before the model moves to its device, so that the device only ever holds
     them). Whether the run's tables are sharded."""
     shard = shard_of(cfg)

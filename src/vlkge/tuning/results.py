@@ -170,7 +170,8 @@ def score_best_once(settings: TuneSettings, best: FrozenTrial) -> dict | None:
 
 
 def _score_best(settings: TuneSettings, best: FrozenTrial) -> dict | None:
-    from vlkge.training.run import evaluate_run, load_run
+    from vlkge.training.final import evaluate_run
+    from vlkge.training.setup import load_run
 
     splits = [s for s in settings.config["evaluation"]["splits"] if s != settings.split]
     record = settings.folder / BEST_METRICS
