@@ -78,11 +78,14 @@ def test_full_disk_during_a_checkpoint_keeps_the_last_one(argv, tmp_path, monkey
     monkeypatch.setattr(checkpoint.torch, "save", fills_up)
     assert main(argv) == 2
     last = run / "checkpoints" / "last.pt"
+    # writes run in the background: the failed write is noticed at the next submit, or, on a
+    # loaded machine where it has not failed yet by then, with epoch 4's last.pt written
+    done = load_checkpoint(last)["epoch"]
+    assert done in (2, 4)
     assert one_line(capsys) == (
-        f"vlkge: error: {last}: {FULL}. The last good checkpoint, after epoch 2, is kept: {last}; "
-        f"free some space, then resume with `vlkge train --resume {run}`"
+        f"vlkge: error: {last}: {FULL}. The last good checkpoint, after epoch {done}, is kept: "
+        f"{last}; free some space, then resume with `vlkge train --resume {run}`"
     )
-    assert load_checkpoint(last)["epoch"] == 2
     assert sorted(p.name for p in last.parent.iterdir()) == ["best.pt", "last.pt"]
 
     monkeypatch.undo()
