@@ -1,7 +1,8 @@
-"""Late fusion with a second trained run (``evaluation.run_blend``): the blended metrics against
-a brute-force ranking of ``score_A + w * score_B``, set in a config or by ``vlkge evaluate``,
-a partner that is missing or trained on another graph is one line (exit 2), and ``vlkge
-predict`` ranks with the blend its run's metrics.json records."""
+"""A run's final scorer (training/final.py). Late fusion with a second trained run
+(``evaluation.run_blend``): the blended metrics against a brute-force ranking of ``score_A + w *
+score_B``, set in a config or by ``vlkge evaluate``; a partner that is missing or trained on
+another graph is one line (exit 2); and ``vlkge predict``, ``vlkge serve`` rank with the blends
+a run's metrics.json records (``recorded_scorer``)."""
 
 from __future__ import annotations
 
