@@ -62,12 +62,10 @@ def export_features(config: str, cfg: dict) -> list[str]:
     cache = feature_cache_dir(cfg, kg)
     lines = []
     for modality in cfg["model"]["modalities"]:
-        table = read_table(cache / f"{modality}.safetensors")  # checked; only usable rows
-        damaged = torch.zeros_like(table.valid)
-        damaged[table.damaged] = True
-        rows = (table.valid & ~damaged).nonzero().squeeze(1)
-        matrix = table.features[rows].numpy().astype(np.float16)
-        ids = [table.entities[i] for i in rows.tolist()]
+        records = read_table(cache / f"{modality}.safetensors").records()  # checked, usable
+        usable = {entity: r.feature for entity, r in records.items() if r.feature is not None}
+        matrix = torch.stack(list(usable.values())).numpy().astype(np.float16)
+        ids = list(usable)
         stem = f"{TARGET}/features/{kg.name}.{cache.name}.{modality}"
         np.save(f"{stem}.npy", matrix)
         Path(f"{stem}.ids.txt").write_text("\n".join(ids) + "\n")

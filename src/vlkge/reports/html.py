@@ -169,7 +169,7 @@ def _final_scorer(run: RunFolder, cfg: dict, kg: KnowledgeGraph, model, notes: l
     from vlkge.training.final import recorded_scorer
 
     try:
-        scorer, stages = recorded_scorer(run.path, cfg, kg, model)
+        scorer, stages = recorded_scorer(run.path, cfg, kg, model, run.metrics)
     except VlkgeError as exc:
         notes.append(f"no predictions: the run's scorer could not be rebuilt ({exc})")
         log.warning("report: %s", notes[-1])

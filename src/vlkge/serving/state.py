@@ -72,7 +72,7 @@ class ServedRun:
         self.model.eval()
         self.table = self.model.entity_table().detach()
         self.score_fn, self.stages = recorded_scorer(
-            self.folder, self.cfg, kg, self.model, table=self.table
+            self.folder, self.cfg, kg, self.model, self.metrics or {}, self.table
         )
         self.unit = unit_rows(self.table)
         self.index = TripleIndex(kg.all_triples(), kg.num_entities, kg.num_relations)

@@ -22,10 +22,7 @@ from vlkge.evaluation.ranking import ScoreFn
 from vlkge.evaluation.zero_shot import configured_scorer, lexical_scorer
 from vlkge.models.model import KGEModel
 from vlkge.precision import model_device
-from vlkge.runfolder import (
-    METRICS,
-    read_metrics,
-)
+from vlkge.runfolder import METRICS, read_metrics
 from vlkge.training.setup import load_run
 
 log = logging.getLogger(__name__)
@@ -119,17 +116,20 @@ def recorded_scorer(
     cfg: dict,
     kg: KnowledgeGraph,
     model: KGEModel,
+    metrics: dict | None = None,
     table: torch.Tensor | None = None,
 ) -> tuple[ScoreFn, list[str]]:
     """The final scorer of the run in ``run_dir`` as its ``metrics.json`` records it
     (:func:`run_scorer`; the model alone where the run has not finished) and the stages it
-    blends in: ``vlkge predict`` and ``vlkge serve`` rank as the run was evaluated. ``table``:
-    the model's entity table, if already computed."""
+    blends in: ``vlkge predict`` and ``vlkge serve`` rank as the run was evaluated.
+    ``metrics`` and ``table``: that file's contents and the model's entity table, where the
+    caller has them already."""
     folder = Path(run_dir)
-    recorded = read_metrics(folder) if (folder / METRICS).is_file() else {}
+    if metrics is None:
+        metrics = read_metrics(folder) if (folder / METRICS).is_file() else {}
     evaluator = Evaluator(kg, cfg["evaluation"], precision=cfg["precision"])
     try:
-        scorer, stages = run_scorer(cfg, kg, model, evaluator, recorded=recorded, table=table)
+        scorer, stages = run_scorer(cfg, kg, model, evaluator, recorded=metrics, table=table)
     except VlkgeError as exc:
         raise VlkgeError(f"{folder / METRICS}: {exc}") from None
     return scorer, list(stages)
