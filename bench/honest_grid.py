@@ -37,8 +37,10 @@ blends on the structural model, say, or two structural seeds fused:
 Every run is an ordinary run folder under ``--out``: a finished one is reused, an interrupted
 one resumed (``vlkge train --resume``), and every ``vlkge evaluate`` result is kept in its run
 folder, so the script can be stopped and started again at any point. ``--parallel N`` runs N
-vlkge processes at once (a GPU's idle time between small steps, or several cores): first the
-grid points of every arm, then the other seeds of every selection, then the evaluations.
+vlkge processes at once (a GPU's idle time between small steps, or several cores), each step
+as soon as what it needs is done: every arm's grid points at once, an arm's other seeds once it
+is selected, a row's test evaluations once its runs are trained (a slow arm holds up only what
+depends on it).
 ``--set KEY=VALUE`` overrides every run and evaluation alike (``device=cuda``), ``--train-set``
 training only. ``--shipped`` leaves the grids out: each arm's config as it is, its seeds and the
 controls (the shipped recipes' table where a search does not fit the machine; no selection).
@@ -60,7 +62,8 @@ import statistics
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import yaml
@@ -267,14 +270,58 @@ class Grid:
             "test": {k: test[k] for k in KEYS},
         }
 
-    def test_table(self, table: dict[str, tuple[str, dict]]) -> dict[str, list[dict]]:
-        """The rows of every seed of each ``key: (name, control)`` of ``table``, all at once."""
-        jobs = [(key, seed) for key in table for seed in self.seeds]
-        done = self.pool.map(lambda job: self.tested(*table[job[0]], job[1]), jobs)
-        rows: dict[str, list[dict]] = {key: [] for key in table}
-        for (key, _), row in zip(jobs, done, strict=True):
-            rows[key].append(row)
-        return rows
+    def scored(self, name: str, control: dict) -> list[dict]:
+        """Every seed's row of ``control`` (an arm's own test or a control), side by side."""
+        return list(self.pool.map(lambda seed: self.tested(name, control, seed), self.seeds))
+
+    def walk(self, arms: list[str], reverse: bool) -> Iterator[tuple[str, dict]]:
+        """The whole grid, each step as soon as what it needs is done, so a slow arm holds up
+        only what depends on it: an arm is selected once its grid points (and its partner's
+        selection) are in, then its other seeds train; a table row (an arm's test with its
+        partner, or a control) is scored once its arm's and its partner's seeds are trained.
+        Yields ``(key, results entry)`` as each row is done."""
+        seed = self.seeds[0]
+        jobs = [(a, seed, i) for a in arms for i in range(len(self.points[a]))]
+        points = {
+            (a, i): self.pool.submit(self.train, a, s, i)
+            for a, s, i in jobs[:: -1 if reverse else 1]
+        }
+        table = {
+            a: ("test", {"arm": a, "partner": self.spec["arms"][a].get("partner")}) for a in arms
+        }
+        for name, control in (self.spec.get("controls") or {}).items():
+            if control["arm"] in arms:
+                table[f"control:{name}"] = (f"test-{name}", control)
+        selected: dict[str, Future] = {}
+        seeded: dict[str, Future] = {}
+
+        def select(arm: str) -> list[dict]:
+            for i in range(len(self.points[arm])):
+                self.trained[arm, i] = points[arm, i].result()
+            if partner := self.spec["arms"][arm].get("partner"):
+                selected[partner].result()
+            return self.select(arm)
+
+        def seed_runs(arm: str) -> None:
+            selected[arm].result()
+            self.train_all([(arm, s, None) for s in self.seeds[1:]])
+
+        def row(key: str) -> dict:
+            name, control = table[key]
+            for arm in {control["arm"], control.get("partner")} - {None}:
+                seeded[arm].result()
+            seeds = self.scored(name, control)
+            if key in arms:  # its grid's rows and selection; a control's spec
+                control = {"grid": selected[key].result(), "selected": self.selected(key)}
+            return {**control, "seeds": seeds, "test": summary(seeds)}
+
+        with ThreadPoolExecutor(2 * len(arms) + len(table)) as steps:
+            for arm in arms:  # partners first
+                selected[arm] = steps.submit(select, arm)
+                seeded[arm] = steps.submit(seed_runs, arm)
+            rows = {steps.submit(row, key): key for key in table}
+            for done in as_completed(rows):
+                yield rows[done], done.result()
 
 
 def main() -> None:
@@ -318,30 +365,10 @@ def main() -> None:
             grid = Grid(spec, args, pool)
         except ValueError as exc:
             sys.exit(str(exc))
-        seed, others = grid.seeds[0], grid.seeds[1:]
-        points = [(a, seed, i) for a in arms for i in range(len(grid.points[a]))]
-        grid.train_all(points[::-1] if args.reverse else points)
-        rows = {arm: grid.select(arm) for arm in arms}
-        grid.train_all([(a, s, None) for a in arms for s in others])
-        # the arms' own tests (with their partners; an arm's ``set`` is training's), then the
-        # controls': every seed of each at once
-        tables = [
-            {a: ("test", {"arm": a, "partner": spec["arms"][a].get("partner")}) for a in arms}
-        ]
-        tables.append(
-            {
-                f"control:{name}": (f"test-{name}", control)
-                for name, control in (spec.get("controls") or {}).items()
-                if control["arm"] in arms
-            }
-        )
-        for table in tables:
-            for key, seed_runs in grid.test_table(table).items():
-                head = {"grid": rows[key], "selected": grid.selected(key)} if key in arms else {}
-                entry = head or table[key][1]  # an arm's grid, or the control's spec
-                update(results, key, {**entry, "seeds": seed_runs, "test": summary(seed_runs)})
-                mrr = summary(seed_runs)["mrr"]
-                print(f"{key}: test MRR {mrr['mean']:.4f} ± {mrr['std']:.4f}", flush=True)
+        for key, entry in grid.walk(arms, args.reverse):
+            update(results, key, entry)
+            mrr = entry["test"]["mrr"]
+            print(f"{key}: test MRR {mrr['mean']:.4f} ± {mrr['std']:.4f}", flush=True)
     machine = {"cpus": os.cpu_count(), "load": os.getloadavg()}
     update(results, "machine", {**machine, "sets": grid.sets, "train_sets": grid.train_sets})
 

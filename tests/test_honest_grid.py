@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -169,3 +170,29 @@ def test_grid_refuses_arms_without_their_partner(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", argv)
     with pytest.raises(SystemExit, match="--arms: add structural, the partner of an arm it names"):
         grid.main()
+
+
+def test_a_slow_arm_holds_up_only_what_depends_on_it(tmp_path, monkeypatch):
+    """The structural arm is selected, seeded and scored while the VL arm's grid points are
+    still training (they wait here until the structural arm's last test is written)."""
+    grid = honest_grid()
+    calls: list = []
+    fake = fake_vlkge(calls)
+    out = tmp_path / "out"
+
+    def slow_vl(*args: str, threads: int):
+        if args[0] == "train" and "vl" in Path(args[-1]).parts:
+            deadline = time.monotonic() + 20
+            while not (out / "structural" / "s44" / "test.json").is_file():
+                assert time.monotonic() < deadline, "the structural arm waited for the VL arm"
+                time.sleep(0.01)
+        return fake(*args, threads=threads)
+
+    monkeypatch.setattr(grid, "vlkge", slow_vl)
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(SPEC))
+    argv = ["honest_grid", str(path), "--out", str(out), "--parallel", "8"]
+    monkeypatch.setattr(sys, "argv", argv)
+    grid.main()
+    results = json.loads((out / "results.json").read_text())
+    assert {"structural", "vl", "control:two"} <= results.keys()
