@@ -85,15 +85,16 @@ PY
         "$PYTHON" -m vlkge encode --config "$config" --"$modality"-features "$matrix" \
             --ids "$ids" --out "$VLKGE_CACHE_DIR/$cache" || return
     done <.gpu-grid/imports.tsv
-    local sets=() s grid
+    local sets=() s grid pids=()
     for s in $SETS; do sets+=(--set "$s"); done
     for s in $TRAIN_SETS; do sets+=(--train-set "$s"); done
     for grid in $GRIDS; do
         timeout -k 10 $((BUDGET - ($(date +%s) - START))) "$PYTHON" bench/honest_grid.py \
             "$GRID_DIR/$grid.yaml" --out "runs/grid/$grid" --parallel "$PARALLEL" "${sets[@]}" \
             2>&1 | sed -u "s/^/$grid: /" &
+        pids+=($!)
     done
-    wait
+    wait "${pids[@]}" # the grids only: a bare `wait` would wait for the monitor, forever
     echo "grids: done"
     [[ -z $mps ]] || echo quit | nvidia-cuda-mps-control
     [[ -z $monitor ]] || kill "$monitor"
