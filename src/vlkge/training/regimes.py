@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from vlkge.data.index import TripleIndex
 from vlkge.models.model import KGEModel
-from vlkge.training import losses, sharded
+from vlkge.training import losses, shard_losses
 from vlkge.training.sampler import NegativeSampler
 
 
@@ -235,9 +235,9 @@ class OneVsAll(Regime):
         if self.shard is not None:
             batch = to_device(batch, self.device)
             scores = _shard_scores(model, batch[:, :3], self.shard)
-            rows, cols = sharded.inside(batch[:, 3], self.shard)
+            rows, cols = shard_losses.inside(batch[:, 3], self.shard)
             weights = torch.ones(len(rows), device=scores.device)
-            loss = sharded.LOSSES[self.loss_name](scores, rows, cols, weights, self.smoothing)
+            loss = shard_losses.LOSSES[self.loss_name](scores, rows, cols, weights, self.smoothing)
             return loss, _as_triples(batch)
         (batch,) = self.local(batch)
         if not len(batch):
@@ -293,10 +293,10 @@ class KvsAll(Regime):
         first = torch.zeros(len(batch), dtype=torch.long)
         first = first.scatter_reduce(0, rows, cols, "amin", include_self=False)
         weights = (1.0 / torch.bincount(rows, minlength=len(batch)).clamp_min(1))[rows]
-        kept, cols = sharded.inside(cols, self.shard)
+        kept, cols = shard_losses.inside(cols, self.shard)
         rows, weights = rows[kept], weights[kept]
         rows, cols, weights = (to_device(t, self.device) for t in (rows, cols, weights))
-        loss = sharded.LOSSES[self.loss_name](scores, rows, cols, weights, self.smoothing)
+        loss = shard_losses.LOSSES[self.loss_name](scores, rows, cols, weights, self.smoothing)
         triples = _as_triples(torch.cat([batch, first.unsqueeze(1)], dim=1))
         return loss, to_device(triples, self.device)
 

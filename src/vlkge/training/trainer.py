@@ -241,7 +241,7 @@ class Trainer:
                 loss = loss + reg
         if self.regime.world == 1:
             return loss
-        if self.regime.whole_batch:  # every rank scored every row (sharded.LOSSES)
+        if self.regime.whole_batch:  # every rank scored every row (shard_losses.LOSSES)
             return loss / self.regime.world
         return loss * (len(triples) / len(batch))
 
