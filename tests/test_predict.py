@@ -4,6 +4,7 @@ unseen entities, encoding with the run's encoder, ranking, the CLI."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -282,6 +283,23 @@ def test_cli_predict_new_entity(run, monkeypatch, capsys):
         == 2
     )
     assert "--direction goes with" in capsys.readouterr().err
+
+
+def test_cli_predict_new_entity_says_the_blends_are_left_out(run, tmp_path, monkeypatch, capsys):
+    """A run whose metrics record blends ranks a new entity with the model alone, and says so
+    (the blends' second scorers score the graph's own entities)."""
+    import vlkge.encoders
+
+    monkeypatch.setattr(vlkge.encoders, "build_encoder", lambda *a, **k: TwoTowers())
+    shutil.copytree(run / "run", tmp_path / "run")
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    metrics["lexical_blend"] = {"split": "valid", "weights": {"tail": {"r": 2.0}}}
+    (tmp_path / "run" / "metrics.json").write_text(json.dumps(metrics))
+    argv = ["predict", str(tmp_path / "run"), "--new-text", "a new thing", "--relation", "r"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "ranked by the model alone: the run's lexical_blend score its graph's entities"
+    assert out[1].startswith("top 8 for (new, r, ?)")
 
 
 def test_structural_and_unimodal_runs_refuse(tmp_path, capsys):

@@ -49,6 +49,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def _predict_new(args: argparse.Namespace) -> int:
     from vlkge.predict import new_entity_features, predict_new_entity
+    from vlkge.training.final import recorded_stages
     from vlkge.training.setup import load_run
 
     if args.head is not None or args.tail is not None:
@@ -61,6 +62,10 @@ def _predict_new(args: argparse.Namespace) -> int:
         print(json.dumps(answers, indent=2))
         return 0
     query = f"(new, {args.relation}, ?)" if direction == "tail" else f"(?, {args.relation}, new)"
+    if stages := recorded_stages(args.run):
+        print(
+            f"ranked by the model alone: the run's {' + '.join(stages)} score its graph's entities"
+        )
     print(f"top {len(answers)} for {query}")
     for a in answers:
         print(f"{a['rank']:>4}   {a['score']:>10.4f}  {a['entity']}  {a['name'][:60]}")

@@ -125,14 +125,24 @@ def recorded_scorer(
     ``metrics`` and ``table``: that file's contents and the model's entity table, where the
     caller has them already."""
     folder = Path(run_dir)
-    if metrics is None:
-        metrics = read_metrics(folder) if (folder / METRICS).is_file() else {}
+    metrics = _finished(folder) if metrics is None else metrics
     evaluator = Evaluator(kg, cfg["evaluation"], precision=cfg["precision"])
     try:
         scorer, stages = run_scorer(cfg, kg, model, evaluator, recorded=metrics, table=table)
     except VlkgeError as exc:
         raise VlkgeError(f"{folder / METRICS}: {exc}") from None
     return scorer, list(stages)
+
+
+def recorded_stages(run_dir: str | Path) -> list[str]:
+    """The stages of :data:`STAGES` the run's ``metrics.json`` records (none before it
+    finishes): what its final scorer blends in beside the model."""
+    return [key for key in STAGES if _finished(Path(run_dir)).get(key)]
+
+
+def _finished(folder: Path) -> dict:
+    """The run's ``metrics.json``, or nothing where it has not finished."""
+    return read_metrics(folder) if (folder / METRICS).is_file() else {}
 
 
 def _recorded_weights(key: str, summary: object, kg: KnowledgeGraph) -> dict[str, torch.Tensor]:
