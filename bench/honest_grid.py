@@ -290,7 +290,7 @@ class Grid:
             a: ("test", {"arm": a, "partner": self.spec["arms"][a].get("partner")}) for a in arms
         }
         for name, control in (self.spec.get("controls") or {}).items():
-            if control["arm"] in arms:
+            if {control["arm"], control.get("partner")} - {None} <= set(arms):
                 table[f"control:{name}"] = (f"test-{name}", control)
         selected: dict[str, Future] = {}
         seeded: dict[str, Future] = {}
@@ -344,7 +344,9 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="an override of training only (training.checkpoint_every=1000)",
     )
-    parser.add_argument("--arms", nargs="*", help="only these arms (default: all)")
+    parser.add_argument(
+        "--arms", nargs="*", help="only these arms and the controls on them (default: all)"
+    )
     parser.add_argument("--reverse", action="store_true", help="train the grid points last first")
     parser.add_argument(
         "--shipped", action="store_true", help="no grid: each arm's config as it is, its seeds"

@@ -196,3 +196,26 @@ def test_a_slow_arm_holds_up_only_what_depends_on_it(tmp_path, monkeypatch):
     grid.main()
     results = json.loads((out / "results.json").read_text())
     assert {"structural", "vl", "control:two"} <= results.keys()
+
+
+def test_arms_run_only_the_controls_whose_runs_they_hold(tmp_path, monkeypatch):
+    """``--arms structural``: the structural arm and its controls; a control that needs
+    another arm's runs is left out rather than failing."""
+    grid = honest_grid()
+    monkeypatch.setattr(grid, "vlkge", fake_vlkge([]))
+    spec = {
+        **SPEC,
+        "arms": {**SPEC["arms"], "other": {"config": "other.yaml"}},
+        "controls": {
+            **SPEC["controls"],
+            "mixed": {"arm": "structural", "partner": "other"},
+        },
+    }
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    out = tmp_path / "out"
+    argv = ["honest_grid", str(path), "--out", str(out), "--arms", "structural"]
+    monkeypatch.setattr(sys, "argv", argv)
+    grid.main()
+    results = json.loads((out / "results.json").read_text())
+    assert set(results) == {"structural", "control:two", "machine"}
