@@ -163,6 +163,11 @@ def parsed(overrides: list[str]) -> dict:
     return {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in overrides)}
 
 
+def runs_of(control: dict) -> set[str]:
+    """The arms whose runs a table row (an arm's test or a control) scores."""
+    return {control["arm"], control.get("partner")} - {None}
+
+
 def check_partners(spec: dict) -> None:
     """``ValueError`` for a control of no arm, and for a partner (of an arm or a control) that
     is no arm or has a partner itself (its selection would need one first)."""
@@ -212,11 +217,12 @@ class Grid:
         metrics = train(self.run(arm, seed, point), spec["config"], overrides, self.threads)
         return metrics, round(time.perf_counter() - start, 1)
 
-    def train_all(self, jobs: list[tuple[str, int, int | None]]) -> None:
-        """Train ``(arm, seed, point)`` runs side by side; kept by ``(arm, point or seed)``."""
-        done = self.pool.map(lambda job: self.train(*job), jobs)
-        for (arm, seed, point), result in zip(jobs, done, strict=True):
-            self.trained[arm, seed if point is None else point] = result
+    def train_seeds(self, arm: str) -> None:
+        """``arm``'s selection trained with every other seed, side by side; kept by seed."""
+        others = self.seeds[1:]
+        done = self.pool.map(lambda seed: self.train(arm, seed), others)
+        for seed, result in zip(others, done, strict=True):
+            self.trained[arm, seed] = result
 
     def blended(self, partner: str | None, seed: int, offset: int = 0) -> dict:
         """Evaluation overrides blending in ``partner``'s selected run of the seed ``offset``
@@ -290,7 +296,7 @@ class Grid:
             a: ("test", {"arm": a, "partner": self.spec["arms"][a].get("partner")}) for a in arms
         }
         for name, control in (self.spec.get("controls") or {}).items():
-            if {control["arm"], control.get("partner")} - {None} <= set(arms):
+            if runs_of(control) <= set(arms):
                 table[f"control:{name}"] = (f"test-{name}", control)
         selected: dict[str, Future] = {}
         seeded: dict[str, Future] = {}
@@ -304,11 +310,11 @@ class Grid:
 
         def seed_runs(arm: str) -> None:
             selected[arm].result()
-            self.train_all([(arm, s, None) for s in self.seeds[1:]])
+            self.train_seeds(arm)
 
         def row(key: str) -> dict:
             name, control = table[key]
-            for arm in {control["arm"], control.get("partner")} - {None}:
+            for arm in runs_of(control):
                 seeded[arm].result()
             seeds = self.scored(name, control)
             if key in arms:  # its grid's rows and selection; a control's spec
