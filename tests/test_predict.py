@@ -12,14 +12,16 @@ from fakes import LetterColourEncoder
 from models.fused_toy import real_part
 
 from vlkge.cli import main
-from vlkge.config import load_config
+from vlkge.config import dump, load_config
 from vlkge.data.datasets import load_dataset
 from vlkge.encoders.cache import FeatureCache
 from vlkge.errors import VlkgeError
+from vlkge.evaluation.evaluator import model_scorer
+from vlkge.evaluation.new_anchors import NewAnchors
 from vlkge.models import ComplexEntities, build_model
 from vlkge.predict import (
     encode_new_entities,
-    new_entity_features,
+    new_anchor,
     new_entity_inputs,
     predict_new_entity,
 )
@@ -101,6 +103,11 @@ def toy_features(kg, seed=0):
 
 def toy_kg(tmp_path):
     return load_dataset(str(write_dataset(tmp_path / "toy")), inductive=True)
+
+
+def given(features: dict) -> NewAnchors:
+    """One new entity of these raw features (no text or name for the lexical baseline)."""
+    return NewAnchors([features], [{}], None, [""], [""])
 
 
 def own_features(model, kg, entity):
@@ -205,7 +212,9 @@ def test_new_entity_scores_like_an_unseen_one(run):
     features = own_features(model, kg, "e")
     relation = torch.tensor([kg.relation_id("r")])
     for direction in ("tail", "head"):
-        answers = predict_new_entity(model, kg, features, "r", direction, k=kg.num_entities)
+        answers = predict_new_entity(
+            model_scorer(model), kg, given(features), "r", direction, k=kg.num_entities
+        )
         assert [a["rank"] for a in answers] == list(range(1, kg.num_entities + 1))
         assert {a["entity"] for a in answers} == set(kg.entities)
         with torch.no_grad():
@@ -222,16 +231,16 @@ def test_new_entity_features_use_the_cache_encoder(run):
     cfg, kg, model = load_run(run / "run")
     encoder = TwoTowers()
     image = run / "toy" / "img" / "e.png"
-    features = new_entity_features(cfg, kg, "a new painting", image, encoder=encoder)
+    features = new_anchor(cfg, kg, "a new painting", image, encoder=encoder).features[0]
     assert torch.allclose(features["text"], encoder.encode_texts(["a new painting"]))
     cached = real_part(model.entities).features.frozen("image")[kg.entity_id("e")]
     assert torch.allclose(features["image"][0], cached, atol=1e-6)
     with pytest.raises(VlkgeError, match="not the one that wrote"):
-        new_entity_features(cfg, kg, "x", encoder=TwoTowers(seed=1))
+        new_anchor(cfg, kg, "x", encoder=TwoTowers(seed=1))
     with pytest.raises(VlkgeError, match="missing"):
-        new_entity_features(cfg, kg, None, run / "nope.png", encoder=encoder)
+        new_anchor(cfg, kg, None, run / "nope.png", encoder=encoder)
     with pytest.raises(VlkgeError, match="needs a text"):
-        new_entity_features(cfg, kg, None, None, encoder=encoder)
+        new_anchor(cfg, kg, None, None, encoder=encoder)
 
 
 def test_new_entities_encoded_in_one_batch_match_one_at_a_time(run):
@@ -249,7 +258,7 @@ def test_new_entities_encoded_in_one_batch_match_one_at_a_time(run):
     together = encode_new_entities(encoder, inputs)
     assert [sorted(f) for f in together] == [["image", "text"], ["text"], ["image"]]
     for (text, path), batched in zip(given, together, strict=True):
-        alone = new_entity_features(cfg, kg, text, path, encoder=encoder)
+        alone = new_anchor(cfg, kg, text, path, encoder=encoder).features[0]
         for modality, features in alone.items():
             assert batched[modality].shape == features.shape == (1, features.shape[1])
             assert torch.allclose(batched[modality], features, atol=1e-6)
@@ -285,21 +294,160 @@ def test_cli_predict_new_entity(run, monkeypatch, capsys):
     assert "--direction goes with" in capsys.readouterr().err
 
 
-def test_cli_predict_new_entity_says_the_blends_are_left_out(run, tmp_path, monkeypatch, capsys):
-    """A run whose metrics record blends ranks a new entity with the model alone, and says so
-    (the blends' second scorers score the graph's own entities)."""
+#: names and texts of the staged runs' graph: texts that name other entities (the lexical
+#: baseline's matches)
+NAMES = dict(zip("abcdefgh", "alpha beta gamma delta epsilon zeta eta theta".split(), strict=True))
+TEXTS = {
+    "a": "alpha, a part of beta",
+    "c": "gamma, kin of alpha and eta",
+    "f": "zeta, like beta",
+    "g": "eta, a kind of gamma",
+}
+#: recorded weights of every stage: each one counts on every relation and side
+EVERYWHERE = {"tail": {"r": 0.5, "s": 1.0}, "head": {"r": 2.0, "s": 0.3}}
+STAGES = ["calibration", "run_blend", "zero_shot_blend", "lexical_blend"]
+
+
+def with_stages(source, folder, partner):
+    """A copy of run ``source`` whose metrics.json records every stage of the final scorer
+    with ``partner`` as its run_blend (the prompt baseline anchored on text features, the
+    stub's image features being of another width)."""
+    shutil.copytree(source, folder)
+    cfg = load_config(folder / "config.yaml", overrides=["zero_shot.anchor_modalities=[text]"])
+    (folder / "config.yaml").write_text(dump(cfg))
+    metrics = json.loads((folder / "metrics.json").read_text())
+    record = {"split": "valid", "weights": EVERYWHERE}
+    metrics |= {stage: dict(record) for stage in STAGES}
+    metrics["calibration"]["temperature"] = 1.0
+    metrics["run_blend"]["run"] = str(partner)
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def staged(run, tmp_path_factory):
+    """Runs of an image + text DistMult recording every stage, with a text-only partner
+    (``text``) or a structural one (``structural``); the stub encoder is what
+    ``build_encoder`` builds while they are used. (DistMult: a complex backbone's unseen
+    entity with a text has a free imaginary row that a new entity has not.)"""
+    from vlkge.training.run import train
+
+    root = tmp_path_factory.mktemp("staged")
+    toy = shutil.copytree(run / "toy", root / "toy")  # with names its texts name
+    (toy / "entity2name.txt").write_text("".join(f"{e}\t{n}\n" for e, n in NAMES.items()))
+    rows = [f"{e}\ttext\t{text}\n" for e, text in TEXTS.items()]
+    rows += [f"{e}\timage\timg/{e}.png\n" for e in sorted(IMAGE)]
+    (toy / "manifest.tsv").write_text("".join(rows), encoding="utf-8")
+    kg = load_dataset(str(toy), inductive=True)
+    cache = root / "cache"
+    FeatureCache(cache).update(TwoTowers(), kg.manifest, kg.entities, workers=0)
+    for modalities in ("[image, text]", "[text]", "[]"):
+        over = [f"dataset.name={toy}", f"model.modalities={modalities}", *RUN_OVERRIDES]
+        over += [f"features.cache_dir={cache}", "model.backbone=distmult"]
+        train(load_config(overrides=over), root / modalities)
+    return {
+        "text": with_stages(root / "[image, text]", root / "text", root / "[text]"),
+        "structural": with_stages(root / "[image, text]", root / "structural", root / "[]"),
+    }
+
+
+@pytest.fixture
+def stub_encoder(monkeypatch):
     import vlkge.encoders
 
     monkeypatch.setattr(vlkge.encoders, "build_encoder", lambda *a, **k: TwoTowers())
-    shutil.copytree(run / "run", tmp_path / "run")
-    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    metrics["lexical_blend"] = {"split": "valid", "weights": {"tail": {"r": 2.0}}}
-    (tmp_path / "run" / "metrics.json").write_text(json.dumps(metrics))
-    argv = ["predict", str(tmp_path / "run"), "--new-text", "a new thing", "--relation", "r"]
-    assert main(argv) == 0
+
+
+def test_a_new_entity_is_scored_by_every_stage_as_an_unseen_one(staged, run, stub_encoder):
+    """The held-out entity g (image and text), given as a new entity by its own image, text
+    and name, scores every candidate as the run's final scorer scores g itself: the model,
+    the hub penalties, the text-only partner, the prompt and the lexical baselines (all but
+    g's own score, which the lexical baseline leaves 0 for an entity and itself)."""
+    from vlkge.training.final import recorded_scorer
+    from vlkge.training.setup import load_run
+
+    cfg, kg, model = load_run(staged["text"])
+    score_fn, stages = recorded_scorer(staged["text"], cfg, kg, model)
+    assert stages == STAGES
+    g = kg.entity_id("g")
+    image = run / "toy" / "img" / "g.png"
+    new = new_anchor(cfg, kg, TEXTS["g"], image, NAMES["g"], model=model)
+    others = torch.arange(kg.num_entities) != g
+    for side in ("tail", "head"):
+        for r in range(kg.num_relations):
+            relation = torch.tensor([r])
+            with torch.no_grad():
+                expected = score_fn(side, torch.tensor([g]), relation)[0]
+                got = score_fn(side, torch.tensor([0]), relation, new=new)[0]
+            assert torch.allclose(got[others], expected[others], atol=1e-5)
+            assert not torch.allclose(got, score_fn(side, torch.tensor([g]), relation)[0])
+    assert new.left_out == {}
+
+
+def test_stages_without_a_view_of_the_new_entity_are_left_out_and_named(staged, run, stub_encoder):
+    """A structural partner, or a new entity with only an image (the partner reads text, the
+    prompt baseline anchors on text): those stages are left out, the rest still count."""
+    from vlkge.training.final import recorded_scorer
+    from vlkge.training.setup import load_run
+
+    image = run / "toy" / "img" / "g.png"
+    cases = [
+        ("structural", TEXTS["g"], {"run_blend": "its model is structural"}),
+        (
+            "text",
+            None,
+            {
+                "run_blend": "its model reads only text features",
+                "zero_shot_blend": "it anchors on text features, which the entity lacks",
+            },
+        ),
+    ]
+    for which, text, left_out in cases:
+        cfg, kg, model = load_run(staged[which])
+        score_fn, _ = recorded_scorer(staged[which], cfg, kg, model)
+        new = new_anchor(cfg, kg, text, image, NAMES["g"], model=model)
+        answers = predict_new_entity(score_fn, kg, new, "r", "tail", k=3)
+        assert new.left_out == left_out
+        # what is left: the same scores with those stages' records removed
+        metrics = json.loads((staged[which] / "metrics.json").read_text())
+        kept = {k: v for k, v in metrics.items() if k not in left_out}
+        rest, _ = recorded_scorer(staged[which], cfg, kg, model, kept)
+        again = new_anchor(cfg, kg, text, image, NAMES["g"])
+        alone = predict_new_entity(rest, kg, again, "r", k=3)
+        assert [a["entity"] for a in answers] == [a["entity"] for a in alone]
+        assert [a["score"] for a in answers] == pytest.approx([a["score"] for a in alone])
+
+
+def test_cli_predict_new_entity_names_its_stages(staged, run, stub_encoder, capsys):
+    image = str(run / "toy" / "img" / "g.png")
+    argv = ["predict", str(staged["structural"]), "--new-text", TEXTS["g"], "--relation", "r"]
+    assert main([*argv, "--new-name", NAMES["g"], "--new-image", image]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "ranked by the model alone: the run's lexical_blend score its graph's entities"
-    assert out[1].startswith("top 8 for (new, r, ?)")
+    assert out[:3] == [
+        "scored as evaluated: the model + calibration + zero_shot_blend + lexical_blend "
+        "(--model-only: without)",
+        "left out for a new entity: run_blend (its model is structural)",
+        "top 8 for (new, r, ?)",
+    ]
+    assert main([*argv, "--model-only"]) == 0
+    assert capsys.readouterr().out.startswith("top 8 for (new, r, ?)")
+    assert (
+        main(["predict", str(staged["text"]), "--head", "a", "--relation", "r", "--new-name", "x"])
+        == 2
+    )
+    assert "--new-name goes with --new-text" in capsys.readouterr().err
+
+
+def test_a_name_fills_the_encoders_text_template(run):
+    from vlkge.training.setup import load_run
+
+    cfg, kg, model = load_run(run / "run")
+    cfg["encoder"]["text_template"] = "{name}: {text}"
+    encoder = TwoTowers()
+    named = new_anchor(cfg, kg, "a painting", name="Mona", encoder=encoder)
+    assert named.inputs[0]["text"] == "Mona: a painting"
+    assert (named.texts, named.names) == (["a painting"], ["Mona"])
+    assert new_anchor(cfg, kg, "a painting", encoder=encoder).inputs[0]["text"] == "a painting"
 
 
 def test_structural_and_unimodal_runs_refuse(tmp_path, capsys):
@@ -314,8 +462,8 @@ def test_structural_and_unimodal_runs_refuse(tmp_path, capsys):
     )
     assert "structural model" in capsys.readouterr().err
     _, kg, model = load_run(tmp_path / "structural")
-    with pytest.raises(VlkgeError, match="cannot represent"):
-        predict_new_entity(model, kg, {"text": torch.zeros(1, 6)}, "r")
+    with pytest.raises(VlkgeError, match="cannot score a new entity: its model is structural"):
+        predict_new_entity(model_scorer(model), kg, given({"text": torch.zeros(1, 6)}), "r")
 
 
 def test_minilm_text_run_end_to_end(tmp_path, capsys):

@@ -1,6 +1,6 @@
 """Ranked predictions for one query: the top-k entities for (h, r, ?) or (?, r, t), where the
 known entity is one of the graph's (:func:`top_k`) or a brand-new one given by its text and/or
-image (:func:`new_entity_features`, :func:`predict_new_entity`), with no retraining."""
+image (:func:`new_anchor`, :func:`predict_new_entity`), with no retraining."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from vlkge.data.graph import KnowledgeGraph
 from vlkge.data.index import TripleIndex
 from vlkge.encoders.base import Encoder
 from vlkge.errors import VlkgeError, echo
+from vlkge.evaluation.new_anchors import NewAnchors, Unscorable
 from vlkge.evaluation.ranking import ScoreFn
 from vlkge.models.model import KGEModel
 
@@ -83,19 +84,23 @@ def rank_answers(
 
 
 # --- a brand-new entity ----------------------------------------------------------------------
-def new_entity_features(
+def new_anchor(
     cfg: dict,
     kg: KnowledgeGraph,
     text: str | None = None,
     image: str | Path | None = None,
+    name: str | None = None,
     encoder=None,
     model: KGEModel | None = None,
     build: Callable[[dict, str], Encoder] | None = None,
-) -> dict[str, torch.Tensor]:
-    """Encode a new entity's text and/or image (``{modality: FloatTensor[1, w]}``):
-    :func:`new_entity_inputs`, then :func:`encode_new_entities`."""
-    encoder, inputs = new_entity_inputs(cfg, kg, text, image, encoder, model, build)
-    return encode_new_entities(encoder, [inputs])[0]
+    imaginary: str = "auto",
+) -> NewAnchors:
+    """A new entity as a run's final scorer reads it (:class:`NewAnchors`): its text and/or
+    image encoded (:func:`new_entity_inputs`, :func:`encode_new_entities`), its text and
+    ``name`` for the lexical baseline."""
+    encoder, inputs = new_entity_inputs(cfg, kg, text, image, encoder, model, build, name)
+    features = encode_new_entities(encoder, [inputs])[0]
+    return NewAnchors([features], [inputs], encoder, [text or ""], [name or ""], imaginary)
 
 
 def new_entity_inputs(
@@ -106,10 +111,13 @@ def new_entity_inputs(
     encoder=None,
     model: KGEModel | None = None,
     build: Callable[[dict, str], Encoder] | None = None,
+    name: str | None = None,
 ) -> tuple[Encoder, dict[str, str | torch.Tensor]]:
     """The encoder for a new entity and its inputs (``{"text": str, "image": pixels}``),
     checked and decoded, so that encoding cannot fail on this entity's account and many new
-    entities can be encoded in one batch (``vlkge serve`` does).
+    entities can be encoded in one batch (``vlkge serve`` does). With a ``name`` the encoder
+    reads ``encoder.text_template`` filled with it and the text, as it read the graph's
+    entities; without one, the text as given.
 
     The encoder is the one that wrote the run's feature cache (its metadata names it;
     ``encoder.name`` when the cache has no metadata), so the features are those the run's
@@ -128,6 +136,8 @@ def new_entity_inputs(
         )
     if text is not None and not text.strip():
         raise VlkgeError("--new-text is empty: give the new entity's text")
+    if text and name is not None:
+        text = cfg["encoder"]["text_template"].format(text=text, name=name)
     given = {m: v for m, v in (("text", text), ("image", image)) if v}
     if not given:
         raise VlkgeError("a new entity needs a text (--new-text) and/or an image (--new-image)")
@@ -204,35 +214,32 @@ def encode_new_entities(
 
 @torch.no_grad()
 def predict_new_entity(
-    model: KGEModel,
+    score_fn: ScoreFn,
     kg: KnowledgeGraph,
-    features: dict[str, torch.Tensor],
+    new: NewAnchors,
     relation: str,
     direction: str = "tail",
     k: int = 10,
-    imaginary: str = "auto",
-    table: torch.Tensor | None = None,
 ) -> list[dict]:
-    """Rank every entity of the graph for a new entity given by its raw ``features``.
+    """Rank every entity of the graph for the new entity ``new`` (one, :func:`new_anchor`)
+    with ``score_fn``: a run's final scorer (:func:`vlkge.training.final.recorded_scorer`;
+    the stages it cannot use for this entity are left out and named in ``new.left_out``) or
+    its model's (:func:`vlkge.evaluation.evaluator.model_scorer`).
 
     ``direction="tail"``: queries ``(new, relation, ?)``, the graph's entities ranked as
-    tails; ``"head"``: ``(?, relation, new)``. The new entity is represented by the run's
-    trained projections and fusion, like an entity unseen in training (no structural part;
-    Im(e) for complex backbones by ``imaginary``, one of
-    :data:`~vlkge.models.representations.NEW_IMAGINARY`); nothing is retrained and the graph
-    is unchanged. A model without modal features cannot represent it (one-line error).
-    ``table`` is the model's entity table, when already computed (``vlkge serve`` computes it
-    once).
+    tails; ``"head"``: ``(?, relation, new)``. The model represents the new entity like an
+    entity unseen in training (docs/method.md); nothing is retrained and the graph is
+    unchanged. A model without modal features cannot represent it (one-line error).
     """
     if direction not in ("head", "tail"):
         raise VlkgeError(f"direction must be head or tail, not {echo(direction)}")
     if k < 1:
         raise VlkgeError(f"--top-k must be positive, not {echo(k)}")
-    model.eval()
-    vector = model.entities.represent(features, imaginary)
-    table = model.entity_table() if table is None else table
-    relation_id = torch.tensor([kg.relation_id(relation)], device=table.device)
-    scores = model.score_vectors(direction, vector.to(table.device), relation_id, table)[0]
+    relation_id = torch.tensor([kg.relation_id(relation)])
+    try:
+        scores = score_fn(direction, torch.tensor([0]), relation_id, new=new)[0]
+    except Unscorable as why:  # the model itself
+        raise VlkgeError(f"the run cannot score a new entity: {why}") from None
     best = torch.topk(scores.float().cpu(), min(k, kg.num_entities))
     return [
         {

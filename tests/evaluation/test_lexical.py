@@ -77,6 +77,37 @@ def test_scores_equal_the_brute_force_tfidf_both_ways_with_a_zero_diagonal():
     assert torch.allclose(fn("tail", anchor, relation[:3], (1, 4)), expected[anchor][:, 1:4])
 
 
+def test_a_new_entity_scores_by_the_formula_with_the_graphs_vocabulary_and_idf():
+    """``new_rows`` (an entity outside the graph, ``vlkge predict --new-name``) against the
+    formula entry by entry: the graph's idf, the new entity's words the graph lacks ignored;
+    one of the graph's own entities given again scores as it does, but for itself."""
+    scorer = LexicalScorer(NAMES, TEXTS)
+    docs = [Counter(words(d)) for d in (*NAMES, *TEXTS)]
+    df = Counter(w for doc in docs for w in doc)
+    idf = {w: max(0.0, math.log(len(docs) / (1 + c))) for w, c in df.items()}
+
+    def vector(text):
+        raw = {w: c * idf[w] for w, c in Counter(words(text)).items() if w in idf}
+        norm = math.sqrt(sum(v * v for v in raw.values())) or 1.0
+        return {w: v / norm for w, v in raw.items()}
+
+    def dot(a, b):
+        return sum(v * b.get(w, 0.0) for w, v in a.items())
+
+    name, text = "husky", "a sled dog of the north, one of the dog breeds"  # "north": unknown
+    expected = torch.tensor(
+        [
+            dot(vector(text), vector(NAMES[t])) + dot(vector(name), vector(TEXTS[t]))
+            for t in range(len(NAMES))
+        ]
+    )
+    got = scorer.new_rows([name, NAMES[0]], [text, TEXTS[0]])
+    assert torch.allclose(got[0], expected, atol=1e-6)
+    assert expected[2] > 0 and expected[4] > 0  # it names the sled dog and the dog breeds
+    assert torch.allclose(got[1, 1:], scorer.rows(torch.tensor([0]))[0, 1:], atol=1e-6)
+    assert got[1, 0] > 0  # its own name in its own text (the graph's diagonal is 0)
+
+
 def test_entities_without_words_score_zero_and_lengths_must_match():
     scorer = LexicalScorer(["a", "the"], ["", "of"])  # stop words and single letters only
     assert scorer.pairs == 0

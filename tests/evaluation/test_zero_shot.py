@@ -99,7 +99,7 @@ def test_scores_are_cosines_of_anchor_and_filled_prompt():
     bank = PromptBank(BagOfWords(), entity_names(kg))
     tails = relation_templates(kg, TEMPLATES, "{}")
     heads = ["includes {}" if r == "hyper" else tails[i] for i, r in enumerate(kg.relations)]
-    scorer = ZeroShotScorer(anchors, bank, tails, heads)
+    scorer = ZeroShotScorer(anchors, bank, tails, heads, ["image", "text"])
     anchor = torch.tensor([0, 3, 5])
     relation = torch.tensor([kg.relation_id("hyper"), kg.relation_id("part"), 0])
     for side in ("tail", "head"):
@@ -161,6 +161,7 @@ def test_filters_and_ties_follow_the_evaluator():
         PromptBank(BagOfWords(), entity_names(kg)),
         relation_templates(kg, TEMPLATES, "{}"),
         relation_templates(kg, TEMPLATES, "{}"),
+        ["text"],
     )
     query = torch.tensor([[kg.entity_id("dog"), kg.relation_id("hyper"), kg.entity_id("animal")]])
     scores = kg_scores("tail", query[:, 0], query[:, 1])
@@ -177,7 +178,7 @@ def test_templates_are_encoded_once_and_shared():
     encoder = BagOfWords()
     bank = PromptBank(encoder, entity_names(kg))
     shared = relation_templates(kg, {}, "{}")  # both relations use the default template
-    scorer = ZeroShotScorer(torch.eye(kg.num_entities, len(VOCAB)), bank, shared, shared)
+    scorer = ZeroShotScorer(torch.eye(kg.num_entities, len(VOCAB)), bank, shared, shared, ["text"])
     for side in ("tail", "head"):
         scorer(side, torch.arange(6), torch.tensor([0, 1, 0, 1, 0, 1]))
     assert sorted(encoder.seen) == sorted(ENTITIES)  # every prompt exactly once
@@ -200,7 +201,7 @@ def test_every_candidate_is_the_stored_table_and_a_shared_template_one_product(m
     some = bank.vectors("kind of {}", torch.tensor([4, 1]))
     assert torch.equal(some, first[[4, 1]])  # a subset is still gathered
     shared = relation_templates(kg, {}, "{}")
-    scorer = ZeroShotScorer(torch.eye(kg.num_entities, len(VOCAB)), bank, shared, shared)
+    scorer = ZeroShotScorer(torch.eye(kg.num_entities, len(VOCAB)), bank, shared, shared, ["text"])
     calls = []
     lookup = bank.vectors
     monkeypatch.setattr(bank, "vectors", lambda t, ids: calls.append(t) or lookup(t, ids))
@@ -240,7 +241,9 @@ def test_anchor_modalities_preference_and_missing():
     # an anchor without any feature ties every candidate: the middle rank
     tails = relation_templates(kg, TEMPLATES, "{}")
     anchors = anchor_table({"text": text}, ["text"], kg.num_entities)[0]
-    scorer = ZeroShotScorer(anchors, PromptBank(BagOfWords(), entity_names(kg)), tails, tails)
+    scorer = ZeroShotScorer(
+        anchors, PromptBank(BagOfWords(), entity_names(kg)), tails, tails, ["text"]
+    )
     row = scorer("tail", torch.tensor([leaf]), torch.tensor([kg.relation_id("part")]))
     assert (row == 0).all()
     rank = ranks_from_scores(row, torch.tensor([kg.entity_id("plant")]))

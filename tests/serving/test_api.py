@@ -228,6 +228,43 @@ def test_new_image_and_text_equal_vlkge_predict(client, runs, capsys, tmp_path):
     assert image_only.status_code == 200 and len(image_only.json()["answers"]) == 10
 
 
+def test_a_new_entity_is_ranked_by_the_runs_stages_as_vlkge_predict_ranks_it(
+    runs, capsys, tmp_path
+):
+    """A run recording a structural partner, the prompt and the lexical baselines: a new
+    entity is ranked by the model and both baselines (reading its name), the partner left out
+    and named, as ``vlkge predict --new-text --new-name`` ranks it; the page says so."""
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from vlkge.config import dump, load_config
+    from vlkge.serving import create_app, load_served_runs
+
+    folder = shutil.copytree(runs.multimodal, tmp_path / "staged")
+    cfg = load_config(folder / "config.yaml", overrides=[f"encoder.name={runs.clip}"])
+    (folder / "config.yaml").write_text(dump(cfg))
+    metrics = json.loads((folder / "metrics.json").read_text())
+    weights = {"split": "valid", "weights": {"tail": {"movement": 1.0, "influenced": 2.0}}}
+    metrics |= {key: weights for key in ("zero_shot_blend", "lexical_blend")}
+    metrics["run_blend"] = {**weights, "run": str(runs.structural)}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    text, name = "a painter of Paris, a friend of Claude Monet", "Berthe Morisot"
+    form = {"text": text, "name": name, "relation": "influenced", "k": "5"}
+    with TestClient(create_app(load_served_runs([folder]))) as client:
+        result = client.post("/api/runs/staged/new", data=form).json()
+        page = client.post("/runs/staged/new", data=form, headers={"accept": "text/html"}).text
+    assert result["blends"] == ["zero_shot_blend", "lexical_blend"]
+    assert result["left_out"] == {"run_blend": "its model is structural"}
+    argv = ["predict", str(folder), "--new-text", text, "--new-name", name]
+    expected = cli_json(capsys, *argv, "--relation", "influenced", "--top-k", "5")
+    assert [a["entity"] for a in result["answers"]] == [a["entity"] for a in expected]
+    assert [a["score"] for a in result["answers"]] == pytest.approx([a["score"] for a in expected])
+    alone = cli_json(capsys, *argv, "--relation", "influenced", "--top-k", "5", "--model-only")
+    assert [a["score"] for a in alone] != pytest.approx([a["score"] for a in expected])
+    assert "ranked by the model + zero_shot_blend + lexical_blend; left out: run_blend" in page
+
+
 @pytest.mark.parametrize(
     "form, files, status, words",
     [

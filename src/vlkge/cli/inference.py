@@ -11,9 +11,7 @@ from vlkge.errors import VlkgeError
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from vlkge.evaluation.evaluator import model_scorer
     from vlkge.predict import top_k
-    from vlkge.training.final import recorded_scorer
     from vlkge.training.setup import load_run
 
     if args.new_text is not None or args.new_image is not None:
@@ -25,11 +23,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
             "predict needs exactly one of --head ENTITY (predict tails) or --tail ENTITY, "
             "or a new entity's --new-text / --new-image"
         )
+    if args.new_name is not None:
+        raise VlkgeError("--new-name goes with --new-text / --new-image")
     cfg, kg, model = load_run(args.run)
-    if args.model_only:
-        score_fn, stages = model_scorer(model, cfg["precision"]), []
-    else:
-        score_fn, stages = recorded_scorer(args.run, cfg, kg, model)
+    score_fn, stages = _scorer(args, cfg, kg, model)
     side, anchor = ("tail", args.head) if args.head is not None else ("head", args.tail)
     answers = top_k(score_fn, kg, side, anchor, args.relation, args.top_k, args.exclude_known)
     if args.json:
@@ -38,8 +35,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     query = (
         f"({anchor}, {args.relation}, ?)" if side == "tail" else f"(?, {args.relation}, {anchor})"
     )
-    if stages:
-        print(f"scored as evaluated: the model + {' + '.join(stages)} (--model-only: without)")
+    _say_stages(stages)
     print(f"top {len(answers)} for {query}   * = known triple")
     for a in answers:
         mark = "*" if a["known"] else " "
@@ -48,28 +44,46 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _predict_new(args: argparse.Namespace) -> int:
-    from vlkge.predict import new_entity_features, predict_new_entity
-    from vlkge.training.final import recorded_stages
+    from vlkge.predict import new_anchor, predict_new_entity
     from vlkge.training.setup import load_run
 
     if args.head is not None or args.tail is not None:
         raise VlkgeError("--new-text / --new-image replace --head / --tail (use --direction)")
     cfg, kg, model = load_run(args.run)
-    features = new_entity_features(cfg, kg, args.new_text, args.new_image, model=model)
+    new = new_anchor(cfg, kg, args.new_text, args.new_image, args.new_name, model=model)
+    score_fn, stages = _scorer(args, cfg, kg, model)
     direction = args.direction or "tail"
-    answers = predict_new_entity(model, kg, features, args.relation, direction, args.top_k)
+    answers = predict_new_entity(score_fn, kg, new, args.relation, direction, args.top_k)
     if args.json:
         print(json.dumps(answers, indent=2))
         return 0
     query = f"(new, {args.relation}, ?)" if direction == "tail" else f"(?, {args.relation}, new)"
-    if stages := recorded_stages(args.run):
-        print(
-            f"ranked by the model alone: the run's {' + '.join(stages)} score its graph's entities"
-        )
+    _say_stages(stages, new.left_out)
     print(f"top {len(answers)} for {query}")
     for a in answers:
         print(f"{a['rank']:>4}   {a['score']:>10.4f}  {a['entity']}  {a['name'][:60]}")
     return 0
+
+
+def _scorer(args: argparse.Namespace, cfg: dict, kg, model) -> tuple:
+    """The run's final scorer as its metrics.json records it and the stages it blends in, or
+    with ``--model-only`` the model's alone."""
+    from vlkge.evaluation.evaluator import model_scorer
+    from vlkge.training.final import recorded_scorer
+
+    if args.model_only:
+        return model_scorer(model, cfg["precision"]), []
+    return recorded_scorer(args.run, cfg, kg, model)
+
+
+def _say_stages(stages: list[str], left_out: dict[str, str] | None = None) -> None:
+    """The line naming what the scorer blended in beside the model, and one per stage it
+    left out for a new entity."""
+    left_out = left_out or {}
+    if used := [stage for stage in stages if stage not in left_out]:
+        print(f"scored as evaluated: the model + {' + '.join(used)} (--model-only: without)")
+    for stage, why in left_out.items():
+        print(f"left out for a new entity: {stage} ({why})")
 
 
 def cmd_neighbours(args: argparse.Namespace) -> int:

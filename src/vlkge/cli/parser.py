@@ -83,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--new-image", metavar="FILE", help="a brand-new entity's image")
     p.add_argument(
+        "--new-name",
+        metavar="NAME",
+        help="a brand-new entity's name: read by the lexical baseline, and by the encoder "
+        "where encoder.text_template uses {name}",
+    )
+    p.add_argument(
         "--direction",
         choices=["tail", "head"],
         help="for a new entity: tail ranks tails of (new, R, ?) (default), head ranks heads of "

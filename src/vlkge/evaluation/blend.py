@@ -19,24 +19,37 @@ from collections.abc import Callable
 import torch
 
 from vlkge.errors import VlkgeError, echo
+from vlkge.evaluation.new_anchors import NewAnchors, Unscorable
 from vlkge.evaluation.ranking import SIDES, ScoreFn
 
 
-def blended(score_fn: ScoreFn, other_fn: ScoreFn, weights: dict[str, torch.Tensor]) -> ScoreFn:
+def blended(
+    score_fn: ScoreFn, other_fn: ScoreFn, weights: dict[str, torch.Tensor], key: str = "a blend"
+) -> ScoreFn:
     """``score_fn + weights[side][r] * other_fn`` (``weights``: per side ``[R]``); also the
-    hubness calibration's form (:func:`~vlkge.evaluation.calibration.penalty_scorer`)."""
+    hubness calibration's form (:func:`~vlkge.evaluation.calibration.penalty_scorer`). For new
+    anchors (``new``, :mod:`vlkge.evaluation.new_anchors`) a second scorer that cannot score
+    them is left out, noted in ``new.left_out`` under ``key``."""
 
     def score(
         side: str,
         anchor: torch.Tensor,
         relation: torch.Tensor,
         span: tuple[int, int] | None = None,
+        new: NewAnchors | None = None,
     ) -> torch.Tensor:
-        scores = score_fn(side, anchor, relation, span)
+        extra = {} if new is None else {"new": new}
+        scores = score_fn(side, anchor, relation, span, **extra)
         weight = weights[side][relation.cpu()].unsqueeze(1)
         if not weight.any():  # no query of this chunk blends: skip the second scorer
             return scores
-        other = other_fn(side, anchor, relation, span)  # weighted in its own (float32) type
+        try:
+            other = other_fn(side, anchor, relation, span, **extra)  # in its own (float32) type
+        except Unscorable as why:
+            if new is None:
+                raise
+            new.left_out[key] = str(why)
+            return scores
         return scores + (weight.to(other.device, other.dtype) * other).to(
             scores.device, scores.dtype
         )

@@ -86,14 +86,16 @@ def _finite_std(chunks: list[torch.Tensor]) -> float:
 
 
 def penalty_scorer(penalties: dict[str, torch.Tensor]) -> ScoreFn:
-    """A ``ScoreFn`` of the negated penalties (``penalties[side][r]`` per candidate): blended
-    with a model's scorer by :func:`~vlkge.evaluation.blend.blended`, the calibration."""
+    """A ``ScoreFn`` of the negated penalties (``penalties[side][r]`` per candidate, whatever
+    the anchor, also a new one): blended with a model's scorer by
+    :func:`~vlkge.evaluation.blend.blended`, the calibration."""
 
     def negated_penalty(
         side: str,
         anchor: torch.Tensor,
         relation: torch.Tensor,
         span: tuple[int, int] | None = None,
+        new: object = None,  # new anchors (vlkge.evaluation.new_anchors): the same penalties
     ) -> torch.Tensor:
         penalty = -penalties[side][relation.cpu()]
         return penalty if span is None else penalty[:, span[0] : span[1]]

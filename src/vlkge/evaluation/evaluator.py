@@ -18,6 +18,7 @@ from vlkge.errors import ConfigError
 from vlkge.evaluation.blend import blended, remembered
 from vlkge.evaluation.calibration import fit_weights, hub_penalties, penalty_scorer
 from vlkge.evaluation.metrics import report, role_report
+from vlkge.evaluation.new_anchors import NewAnchors, Unscorable
 from vlkge.evaluation.ranking import ScoreFn, rank_triples
 from vlkge.models.model import KGEModel
 from vlkge.models.sharded import entity_shard
@@ -215,7 +216,8 @@ def model_scorer(
 ) -> ScoreFn:
     """A ``ScoreFn`` over a model, computing the entity table once (on the model's device,
     under ``precision``) unless ``table`` is that table already; ids are moved to the model's
-    device. A model with sharded tables gets a :class:`ShardedScorer`."""
+    device. With ``new``, the anchors are new entities (:func:`new_vectors`). A model with
+    sharded tables gets a :class:`ShardedScorer`."""
     if entity_shard(model) is not None:
         return ShardedScorer(model, precision)
     device = model_device(model)
@@ -228,14 +230,29 @@ def model_scorer(
         anchor: torch.Tensor,
         relation: torch.Tensor,
         span: tuple[int, int] | None = None,
+        new: NewAnchors | None = None,
     ) -> torch.Tensor:
         with autocast(device, precision):
-            return model.score_against(
-                side, anchor.to(device), relation.to(device), table=table, span=span
-            )
+            if new is None:
+                return model.score_against(
+                    side, anchor.to(device), relation.to(device), table=table, span=span
+                )
+            vectors = new_vectors(model, new, anchor).to(device)
+            pool = table if span is None else table[span[0] : span[1]]
+            return model.score_vectors(side, vectors, relation.to(device), pool)
 
     score.blocked = model.interaction.inner_product  # vlkge.evaluation.ranking.ScoreFn
     return score
+
+
+def new_vectors(model: KGEModel, new: NewAnchors, anchor: torch.Tensor) -> torch.Tensor:
+    """The model's vectors of the new entities ``anchor`` (rows of ``new``), from the features
+    of theirs it reads (:meth:`~vlkge.models.representations.Representation.represent`);
+    :class:`Unscorable` for a model that reads none of them."""
+    usable = list(model.entities.modalities)
+    if not usable:
+        raise Unscorable("its model is structural")
+    return model.entities.represent(new.given(anchor, usable), new.imaginary)
 
 
 class ShardedScorer:

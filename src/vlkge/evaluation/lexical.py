@@ -29,6 +29,7 @@ from collections.abc import Sequence
 import torch
 
 from vlkge.errors import VlkgeError
+from vlkge.evaluation.new_anchors import NewAnchors
 from vlkge.evaluation.ranking import ScoreFn
 
 #: words too common in definitions to say anything about a link
@@ -84,6 +85,8 @@ class LexicalScorer:
             matrix = torch.sparse_coo_tensor(
                 both.indices()[:, keep], both.values()[keep], (self.count, self.count)
             ).to_sparse_csr()
+            self._vocab, self._idf = vocab, idf  # what a new entity's words are weighed by
+            self._names, self._texts = name_vec.to_sparse_csr(), text_vec.to_sparse_csr()
         self._starts = matrix.crow_indices()
         self._columns = matrix.col_indices()
         self._values = matrix.values()
@@ -102,19 +105,38 @@ class LexicalScorer:
         out[row, self._columns[position]] = self._values[position]
         return out
 
+    def new_rows(self, names: Sequence[str], texts: Sequence[str]) -> torch.Tensor:
+        """``[n, E]`` scores of ``n`` entities outside the graph, given by their names and
+        texts, against every entity: the formula with the graph's vocabulary and idf (a word
+        no entity of the graph has names nothing)."""
+        docs = [[w for w in words(doc) if w in self._vocab] for doc in (*names, *texts)]
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sparse", category=UserWarning)
+            vectors = _tfidf(docs, self._vocab, self._idf).to_dense()
+            name_vec, text_vec = vectors[: len(names)], vectors[len(names) :]
+            # <text_new, name_t> + <name_new, text_t>, as [E, n] products of the sparse tables
+            out = self._names @ text_vec.T + self._texts @ name_vec.T
+        return out.T.contiguous()
+
     def scorer(self, pool: torch.Tensor | None = None) -> ScoreFn:
         """The scorer for one evaluated split (``pool`` is unused: the ranking applies
-        candidate pools, and the scores cost nothing to compute for every entity)."""
+        candidate pools, and the scores cost nothing to compute for every entity). Called
+        with ``new`` (:mod:`vlkge.evaluation.new_anchors`), it scores those entities."""
 
         def score(
             side: str,
             anchor: torch.Tensor,
             relation: torch.Tensor,
             span: tuple[int, int] | None = None,
+            new: NewAnchors | None = None,
         ) -> torch.Tensor:
             if side not in ("head", "tail"):
                 raise ValueError(f"side must be head or tail, not {side!r}")
-            out = self.rows(anchor)  # symmetric: a head query reads the same row
+            if new is None:
+                out = self.rows(anchor)  # symmetric: a head query reads the same row
+            else:
+                rows = anchor.tolist()
+                out = self.new_rows([new.names[i] for i in rows], [new.texts[i] for i in rows])
             return out if span is None else out[:, span[0] : span[1]]
 
         return score

@@ -54,6 +54,7 @@ from vlkge.data.graph import KnowledgeGraph
 from vlkge.errors import ConfigError, VlkgeError, echo
 from vlkge.evaluation.evaluator import Evaluator
 from vlkge.evaluation.lexical import LexicalScorer
+from vlkge.evaluation.new_anchors import NewAnchors, Unscorable
 from vlkge.evaluation.ranking import ScoreFn
 from vlkge.files import write_text
 from vlkge.runfolder import CONFIG, absolute_paths, new_run, require_run_folder, write_metrics
@@ -204,7 +205,9 @@ class PromptBank:
 
 
 class ZeroShotScorer:
-    """A ``ScoreFn`` (``side, anchors [b], relations [b] -> [b, E]``) of the zero-shot baseline."""
+    """A ``ScoreFn`` (``side, anchors [b], relations [b] -> [b, E]``) of the zero-shot baseline;
+    ``anchor_modalities`` (``zero_shot.anchor_modalities``) says which of a new entity's
+    features is its anchor."""
 
     def __init__(
         self,
@@ -212,9 +215,11 @@ class ZeroShotScorer:
         prompts: PromptBank,
         tail_templates: Sequence[str],
         head_templates: Sequence[str],
+        anchor_modalities: Sequence[str],
     ):
         self.anchors = anchors
         self.prompts = prompts
+        self.anchor_modalities = list(anchor_modalities)
         self.templates = {"tail": list(tail_templates), "head": list(head_templates)}
         # per side, the distinct templates and each relation's: relations sharing a template
         # (FB15k-237's 237 share one) are scored in one product against all candidates
@@ -223,7 +228,8 @@ class ZeroShotScorer:
 
     def scorer(self, pool: torch.Tensor | None = None) -> ScoreFn:
         """The scorer for one evaluated split; ``pool`` (``[R, E]`` bool) limits the
-        candidates of tail queries to the relation's pool."""
+        candidates of tail queries to the relation's pool. Called with ``new``
+        (:mod:`vlkge.evaluation.new_anchors`), it scores those entities."""
         every = torch.arange(self.count)
 
         @torch.no_grad()
@@ -232,10 +238,11 @@ class ZeroShotScorer:
             anchor: torch.Tensor,
             relation: torch.Tensor,
             span: tuple[int, int] | None = None,
+            new: NewAnchors | None = None,
         ) -> torch.Tensor:
             if side not in ("head", "tail"):
                 raise ValueError(f"side must be head or tail, not {side!r}")
-            queries = self.anchors[anchor]
+            queries = self.anchors[anchor] if new is None else self.new_queries(new, anchor)
             if pool is not None and side == "tail":  # candidates differ per relation
                 out = torch.full((len(anchor), self.count), float("-inf"))
                 for r in relation.unique().tolist():
@@ -260,6 +267,30 @@ class ZeroShotScorer:
 
         return score
 
+    def new_queries(self, new: NewAnchors, anchor: torch.Tensor) -> torch.Tensor:
+        """``[b, w]`` anchor vectors of the new entities ``anchor``: the first of
+        ``anchor_modalities`` each one has, L2-normalised: its features where an encoder with
+        the prompts' encoder's weights encoded them, else encoded by the prompts' encoder (a
+        fine-tuned model's entity, whose encoder of the same name has other weights)."""
+        encoder, rows = self.prompts.encoder, []
+        for i in anchor.tolist():
+            usable = [m for m in self.anchor_modalities if m in new.inputs[i] and encoder.has(m)]
+            if not usable:
+                order = " or ".join(self.anchor_modalities)
+                raise Unscorable(f"it anchors on {order} features, which the entity lacks")
+            modality, given = usable[0], new.inputs[i][usable[0]]
+            if modality in new.features[i] and _same_weights(new.encoder, encoder):
+                rows.append(new.features[i][modality])
+            elif new.encoder is None or new.encoder.name != encoder.name:
+                raise Unscorable(
+                    f"it reads {encoder.name}'s features, not the new entity's encoder's"
+                )
+            elif modality == "text":
+                rows.append(encoder.encode_texts([given]))
+            else:  # pixels decoded for an encoder of the same name: the same transform
+                rows.append(encoder.encode_pixels(given.unsqueeze(0)))
+        return F.normalize(torch.cat(rows).float().cpu(), dim=-1)
+
     def _prompts(self, template: str, ids: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
         prompts = self.prompts.vectors(template, ids)
         if prompts.shape[1] != queries.shape[1]:
@@ -272,6 +303,11 @@ class ZeroShotScorer:
     def __call__(self, side: str, anchor: torch.Tensor, relation: torch.Tensor) -> torch.Tensor:
         """Scores against every entity (no candidate pool)."""
         return self.scorer()(side, anchor, relation)
+
+
+def _same_weights(one, other) -> bool:
+    """Whether two encoders are one, or have the same weights (fingerprints computed once)."""
+    return one is other or (one is not None and one.fingerprint == other.fingerprint)
 
 
 def _distinct(templates: list[str]) -> tuple[list[str], torch.Tensor]:
@@ -347,7 +383,7 @@ def build_scorer(
     tails, heads = prompt_templates(cfg, kg)
     cache = FeatureCache(feature_cache_dir(cfg, kg))
     bank = PromptBank(encoder, entity_names(kg, settings["name_source"]), cache)
-    return ZeroShotScorer(anchors, bank, tails, heads), source
+    return ZeroShotScorer(anchors, bank, tails, heads, order), source
 
 
 def load_zero_shot(

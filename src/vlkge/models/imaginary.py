@@ -16,6 +16,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -127,6 +129,11 @@ class ComplexEntities(Representation):
             free, real.has("image"), real.has("text"), real.width, paper_compat, shard, real.dropout
         )
         return cls(real, imaginary)
+
+    @property
+    def modalities(self) -> Sequence[str]:
+        """The real part's modalities."""
+        return self.real.modalities
 
     @property
     def towers(self) -> nn.ModuleDict:

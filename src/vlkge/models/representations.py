@@ -9,6 +9,8 @@ interface and can also represent entities outside the graph from their features
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -34,6 +36,8 @@ class Representation(nn.Module):
 
     width: int
     count: int
+    #: the modalities whose features it reads (none: it cannot represent a new entity)
+    modalities: Sequence[str] = ()
 
     def forward(self, index: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError

@@ -135,8 +135,9 @@ def new_entity(
     image: Annotated[UploadFile | None, File()] = None,
     direction: Annotated[str, Form(description="tail: (new, relation, ?)")] = DEFAULT_SIDE,
     k: Annotated[int, Form()] = DEFAULT_K,
+    name: Annotated[str | None, Form(description="read by the lexical baseline")] = None,
 ) -> JSONResponse:
-    return answer(answer_new_entity(run, caps, relation, text, image, direction, k))
+    return answer(answer_new_entity(run, caps, relation, text, image, direction, k, name))
 
 
 def answer_new_entity(
@@ -147,9 +148,12 @@ def answer_new_entity(
     image: UploadFile | None,
     direction: str,
     k: int,
+    name: str | None = None,
 ) -> dict:
     """A new-entity request as the API and the page receive it (an empty file input sends a
-    part without a file name)."""
+    part without a file name, an empty name field an empty name: none)."""
     data = image.file.read() if image is not None and image.filename else None
+    name = check_text((name or "").strip(), caps)
     with image_file(data, caps) as path:
-        return run.new_entity(check_text(text, caps), path, relation, direction, check_k(k, caps))
+        text = check_text(text, caps)
+        return run.new_entity(text, path, relation, direction, check_k(k, caps), name)

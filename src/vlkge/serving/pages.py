@@ -146,8 +146,9 @@ def new_entity_page(
     image: Annotated[UploadFile | None, File()] = None,
     direction: Annotated[str, Form()] = DEFAULT_SIDE,
     k: Annotated[int, Form()] = DEFAULT_K,
+    name: Annotated[str | None, Form()] = None,
 ) -> Response:
-    result = answer_new_entity(run, caps, relation, text, image, direction, k)
+    result = answer_new_entity(run, caps, relation, text, image, direction, k, name)
     return render(
         request,
         "new.html.j2",
@@ -155,6 +156,7 @@ def new_entity_page(
         **about(run),
         result=result,
         text=text or "",
+        new_name=(name or "").strip(),
         image=image.filename if image is not None and image.filename else "",
     )
 

@@ -18,6 +18,7 @@ from vlkge.data.graph import KnowledgeGraph
 from vlkge.data.index import TripleIndex
 from vlkge.encoders.base import Encoder
 from vlkge.errors import VlkgeError, echo
+from vlkge.evaluation.new_anchors import NewAnchors
 from vlkge.evaluation.ranking import SIDES, ScoreFn, ranks_in_row
 from vlkge.export import nearest_to, unit_rows
 from vlkge.models.model import KGEModel
@@ -276,23 +277,31 @@ class ServedRun:
 
     @torch.no_grad()
     def new_entity(
-        self, text: str | None, image: Path | None, relation: str, direction: str, k: int
+        self,
+        text: str | None,
+        image: Path | None,
+        relation: str,
+        direction: str,
+        k: int,
+        name: str | None = None,
     ) -> dict:
-        """Top-``k`` and nearest neighbours of a new entity given by its text and/or image,
-        represented as ``vlkge predict --new-text/--new-image`` represents it."""
+        """Top-``k`` and nearest neighbours of a new entity given by its text and/or image
+        (and ``name``), ranked by the run's final scorer as ``vlkge predict --new-text`` ranks
+        it; ``left_out`` names the stages that scorer could not use for it."""
         self.relation_id(relation)
         check_side(direction)
         encoder, inputs = new_entity_inputs(
-            self.cfg, self.kg, text, image, model=self.model, build=self._encoder
+            self.cfg, self.kg, text, image, model=self.model, build=self._encoder, name=name
         )
         features = self._encode((encoder, inputs))  # with the new entities of other requests
-        top = predict_new_entity(
-            self.model, self.kg, features, relation, direction, k, table=self.table
-        )
+        new = NewAnchors([features], [inputs], encoder, [text or ""], [name or ""])
+        top = predict_new_entity(self.score_fn, self.kg, new, relation, direction, k)
         vector = self.model.entities.represent(features)[0]
         near = nearest_to(self.kg, vector, self.unit, k)
         return {
             "query": {"direction": direction, "relation": relation},
+            "blends": [stage for stage in self.stages if stage not in new.left_out],
+            "left_out": new.left_out,
             "answers": [{**self.card(a["entity"]), **a} for a in top],
             "neighbours": [{**self.card(n["entity"]), **n} for n in near],
         }

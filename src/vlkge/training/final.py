@@ -98,7 +98,7 @@ def run_scorer(
                 if summary := recorded.get(key):
                     weights = _recorded_weights(key, summary, kg)
                     other = _second_scorer(key, cfg, kg, model, evaluator, scorer, summary)
-                    scorer, out[key] = blended(scorer, other, weights), summary
+                    scorer, out[key] = blended(scorer, other, weights, key), summary
                 continue
             settings = getattr(evaluator, key)
             if not settings["weights"] or (key == "run_blend" and not settings["run"]):
@@ -132,12 +132,6 @@ def recorded_scorer(
     except VlkgeError as exc:
         raise VlkgeError(f"{folder / METRICS}: {exc}") from None
     return scorer, list(stages)
-
-
-def recorded_stages(run_dir: str | Path) -> list[str]:
-    """The stages of :data:`STAGES` the run's ``metrics.json`` records (none before it
-    finishes): what its final scorer blends in beside the model."""
-    return [key for key in STAGES if _finished(Path(run_dir)).get(key)]
 
 
 def _finished(folder: Path) -> dict:
