@@ -418,6 +418,31 @@ def test_stages_without_a_view_of_the_new_entity_are_left_out_and_named(staged, 
         assert [a["score"] for a in answers] == pytest.approx([a["score"] for a in alone])
 
 
+def test_bench_new_entity_parity_on_a_run_with_every_stage(staged, stub_encoder, tmp_path):
+    """bench/new_entity_parity.py: the held-out g ranked by id and as a new entity alike (h,
+    with neither text nor image, cannot be given)."""
+    import importlib.util
+    import sys
+
+    from tests.test_configs_shipped import ROOT
+
+    path = ROOT / "bench" / "new_entity_parity.py"
+    spec = importlib.util.spec_from_file_location("new_entity_parity", path)
+    parity = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(parity)
+    out = tmp_path / "parity.json"
+    argv = ["new_entity_parity.py", str(staged["text"]), "--out", str(out)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "argv", argv)
+        parity.main()
+    figures = json.loads(out.read_text())
+    assert (figures["queries"], figures["held_out_entities"]) == (1, 1)
+    assert figures["queries_of_entities_without_inputs"] == 1
+    assert figures["mrr_by_id"] == figures["mrr_as_new_entity"]
+    assert max(figures["largest_score_difference"].values()) < 1e-4
+    assert figures["stages"] == STAGES and figures["left_out"] == {}
+
+
 def test_cli_predict_new_entity_names_its_stages(staged, run, stub_encoder, capsys):
     image = str(run / "toy" / "img" / "g.png")
     argv = ["predict", str(staged["structural"]), "--new-text", TEXTS["g"], "--relation", "r"]
