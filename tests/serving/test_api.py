@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import struct
 import zlib
+from pathlib import Path
 
 import pytest
 
@@ -238,11 +239,13 @@ def test_a_new_entity_is_ranked_by_the_runs_stages_as_vlkge_predict_ranks_it(
 
     from fastapi.testclient import TestClient
 
+    from serving.test_state import snapshot
     from vlkge.config import dump, load_config
     from vlkge.serving import create_app, load_served_runs
 
     folder = shutil.copytree(runs.multimodal, tmp_path / "staged")
     cfg = load_config(folder / "config.yaml", overrides=[f"encoder.name={runs.clip}"])
+    cfg["zero_shot"]["templates"] = {"movement": "a painter of {}", "influenced": "a pupil of {}"}
     (folder / "config.yaml").write_text(dump(cfg))
     metrics = json.loads((folder / "metrics.json").read_text())
     weights = {"split": "valid", "weights": {"tail": {"movement": 1.0, "influenced": 2.0}}}
@@ -251,9 +254,14 @@ def test_a_new_entity_is_ranked_by_the_runs_stages_as_vlkge_predict_ranks_it(
     (folder / "metrics.json").write_text(json.dumps(metrics))
     text, name = "a painter of Paris, a friend of Claude Monet", "Berthe Morisot"
     form = {"text": text, "name": name, "relation": "influenced", "k": "5"}
+    cache = Path(cfg["features"]["cache_dir"])
     with TestClient(create_app(load_served_runs([folder]))) as client:
+        loaded = snapshot(cache)  # the prompts of every relation's template encoded: at start
         result = client.post("/api/runs/staged/new", data=form).json()
         page = client.post("/runs/staged/new", data=form, headers={"accept": "text/html"}).text
+        for relation in ("movement", "influenced", "born_in"):
+            client.get("/api/runs/staged/predict", params={"head": "monet", "relation": relation})
+        assert snapshot(cache) == loaded  # requests read them, on any thread
     assert result["blends"] == ["zero_shot_blend", "lexical_blend"]
     assert result["left_out"] == {"run_blend": "its model is structural"}
     argv = ["predict", str(folder), "--new-text", text, "--new-name", name]

@@ -35,6 +35,7 @@ from vlkge.training.final import recorded_scorer
 
 SNIPPET_CHARS = 200  # of an entity's text beside a ranked answer
 MAX_TRIPLES = 200  # of an entity's triples per split and role on its page
+WARM_SCORES = 2**22  # scores per call while warming (16 MB of float32)
 DEFAULT_SIDE = "tail"  # the side a query predicts when it names none, as in vlkge predict
 
 
@@ -93,7 +94,7 @@ class ServedRun:
         ]
         self._encode = Combiner(_encode_batch)
         self._score = LoopBatcher(self._score_queries)
-        self.scores(DEFAULT_SIDE, 0, 0)  # compiles a distance kernel now, not on a request
+        self._warm()
 
     # --- what the graph holds --------------------------------------------------------------
     def entity_id(self, label: str) -> int:
@@ -191,6 +192,16 @@ class ServedRun:
         """Every entity's score as the ``side`` of the query, as the run was evaluated (the
         model: one product with the table; then the blends its metrics record)."""
         return self._score_queries([(side, anchor, relation)])[0]
+
+    def _warm(self) -> None:
+        """Score every relation on both sides once, so that what the final scorer builds on
+        its first use (a distance kernel's compilation, a zero-shot baseline's prompt features
+        per template) is built now: requests, on the event loop and on the thread pool, then
+        only read it."""
+        relations = torch.arange(self.kg.num_relations)
+        for side in SIDES:
+            for block in relations.split(max(1, WARM_SCORES // self.kg.num_entities)):
+                self._score_queries([(side, 0, relation) for relation in block.tolist()])
 
     @torch.no_grad()
     def _score_queries(self, queries: list[tuple[str, int, int]]) -> list[torch.Tensor]:
