@@ -52,7 +52,9 @@ PRODUCT_SPAN = 2048
 #: scorer whose scores are matrix products sets ``score_fn.blocked = True``: on the CPU its
 #: rows are then computed in products of :data:`PRODUCT_SPAN` candidates. A scorer of sharded
 #: entity tables has a ``shard = (lo, hi)`` attribute: it scores only the candidates
-#: ``lo <= id < hi``, and ranks are summed over the ranks (docs/scaling.md)
+#: ``lo <= id < hi``, and ranks are summed over the ranks (docs/scaling.md). The scorers a
+#: run's final scorer is made of also take ``new=`` (:mod:`vlkge.evaluation.new_anchors`): the
+#: ``anchor`` ids are then rows of it, entities outside the graph
 ScoreFn = Callable[..., torch.Tensor]
 
 
