@@ -72,7 +72,8 @@ def _finite_std(chunks: list[torch.Tensor]) -> float:
     by chunk (Chan et al.'s pairwise update, in float64) instead of over a copy of them all."""
     count, mean, m2 = 0, 0.0, 0.0
     for chunk in chunks:
-        finite = chunk[torch.isfinite(chunk)].double()
+        mask = torch.isfinite(chunk)
+        finite = (chunk if bool(mask.all()) else chunk[mask]).double()  # gathered only if needed
         n = finite.numel()
         if not n:
             continue
