@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 CONFIG = "config.yaml"
 METRICS = "metrics.json"
+#: the calibration's hub penalties, written when the run is evaluated (training.final)
+PENALTIES = "calibration.safetensors"
 LOCK = ".lock"  # held by the process writing the run (hidden, like its temporary files)
 #: keys whose value is a path wherever it is set
 PATH_KEYS = (

@@ -182,7 +182,8 @@ def test_a_trained_run_reports_calibrated_metrics_and_evaluate_reproduces_them(
     assert saved["calibration"] == metrics["calibration"]
     assert main(["evaluate", str(tmp_path / "run"), "--json"]) == 0
     again = json.loads(capsys.readouterr().out)
-    assert again["calibration"] == metrics["calibration"]
+    recorded = {k: v for k, v in metrics["calibration"].items() if k != "penalties_sha256"}
+    assert again["calibration"] == recorded  # evaluate writes nothing: no file to name
     assert again["test"]["both"]["mrr"] == pytest.approx(metrics["test"]["both"]["mrr"])
     # evaluation settings of a trained run can change when it is evaluated, its model cannot
     run = str(tmp_path / "run")
@@ -190,6 +191,89 @@ def test_a_trained_run_reports_calibrated_metrics_and_evaluate_reproduces_them(
     assert "calibration" not in json.loads(capsys.readouterr().out)
     assert main(["evaluate", run, "--set", "model.dim=8"]) == 2
     assert "model.dim cannot change" in capsys.readouterr().err
+
+
+@pytest.fixture
+def calibrated_run(tmp_path, make_dataset):
+    """A trained inductive run whose evaluation fit the calibration (and wrote its penalties)."""
+    from vlkge.training.run import train
+
+    folder = make_dataset(tmp_path / "toy", train=TRAIN, valid=VALID, test=TEST)
+    overrides = [f"dataset.name={folder}", "dataset.setting=inductive", "model.dim=4"]
+    overrides += ["training.epochs=2", "training.negatives.num=2", "training.progress=false"]
+    overrides += ["evaluation.calibration.weights=[0.5,1,2]", "evaluation.calibration.bank=3"]
+    return tmp_path / "run", train(load_config(overrides=overrides), tmp_path / "run")
+
+
+def test_the_penalties_are_kept_in_the_run_and_read_back_not_recomputed(
+    calibrated_run, monkeypatch, caplog
+):
+    """vlkge train writes the hub penalties beside metrics.json, which records their sha256;
+    the recorded scorer (predict, serve) reads them and reproduces the test metrics without
+    computing them; a file edited, replaced or missing is recomputed, with one line saying so."""
+    import hashlib
+
+    from vlkge.runfolder import PENALTIES
+    from vlkge.training.final import recorded_scorer
+    from vlkge.training.setup import load_run
+
+    run, metrics = calibrated_run
+    path = run / PENALTIES
+    assert (
+        hashlib.sha256(path.read_bytes()).hexdigest() == metrics["calibration"]["penalties_sha256"]
+    )
+    cfg, kg, model = load_run(run)
+    kept = path.read_bytes()
+
+    def test_metrics() -> dict:
+        scorer, stages = recorded_scorer(run, cfg, kg, model)
+        assert stages == ["calibration"]
+        return Evaluator(kg, cfg["evaluation"]).evaluate_scores(scorer, "test")
+
+    def refuse(*args):
+        raise AssertionError("the penalties were recomputed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Evaluator, "hub_penalties", refuse)
+        assert test_metrics() == metrics["test"]
+    cases = [
+        (kept[:-5], "is not the file metrics.json records"),
+        (None, "is missing"),
+    ]
+    for data, words in cases:
+        if data is None:
+            path.unlink()
+        else:
+            path.write_bytes(data)
+        caplog.clear()
+        assert test_metrics() == metrics["test"]
+        assert words in caplog.text and "recomputed" in caplog.text
+    path.write_bytes(kept)
+
+
+def test_a_penalty_file_of_other_tables_is_recomputed(tmp_path, caplog):
+    """A file with the recorded hash but tables of another shape, side or type: not used."""
+    sides, shape = ("head", "tail"), (2, 3)
+    for penalties in (
+        {"head": torch.zeros(2, 3), "tail": torch.zeros(3, 2)},
+        {"tail": torch.zeros(2, 3)},
+        {"head": torch.zeros(2, 3), "tail": torch.full((2, 3), torch.inf)},
+    ):
+        sha = cal.save_penalties(tmp_path / "p.safetensors", penalties)
+        caplog.clear()
+        assert cal.load_penalties(tmp_path / "p.safetensors", sha, sides, shape) is None
+        assert "does not hold finite" in caplog.text
+    good = {"head": torch.ones(2, 3), "tail": torch.zeros(2, 3)}
+    sha = cal.save_penalties(tmp_path / "p.safetensors", good)
+    loaded = cal.load_penalties(tmp_path / "p.safetensors", sha, sides, shape)
+    assert all(torch.equal(loaded[s], good[s]) for s in sides)
+    (tmp_path / "p.safetensors").write_bytes(b"not a safetensors file")
+    import hashlib
+
+    sha = hashlib.sha256(b"not a safetensors file").hexdigest()
+    caplog.clear()
+    assert cal.load_penalties(tmp_path / "p.safetensors", sha, sides, shape) is None
+    assert "unreadable" in caplog.text
 
 
 def test_the_scale_is_the_std_of_all_finite_scores_combined_over_chunks():

@@ -19,11 +19,14 @@ over chunks of anchors); it is computed once per evaluation. Every entity as the
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from pathlib import Path
 
 import torch
 
 from vlkge.evaluation.ranking import ScoreFn
+from vlkge.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +87,49 @@ def _finite_std(chunks: list[torch.Tensor]) -> float:
         m2 += float(var) * n + delta * delta * count * n / total
         count = total
     return (m2 / (count - 1)) ** 0.5 if count > 1 else 0.0
+
+
+def save_penalties(path: Path, penalties: dict[str, torch.Tensor]) -> str:
+    """Write ``penalties`` (``{side: [R, E]}``) to the safetensors file ``path`` (atomically),
+    so that ``vlkge predict`` and ``vlkge serve`` read them instead of recomputing them (minutes
+    on a large graph); the file's sha256, which ``metrics.json`` records beside it."""
+    from safetensors.torch import save
+
+    data = save({side: values.float().contiguous() for side, values in penalties.items()})
+    with atomic_write(path, binary=True) as handle:
+        handle.write(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def load_penalties(
+    path: Path, sha256: object, sides: tuple[str, ...], shape: tuple[int, int]
+) -> dict[str, torch.Tensor] | None:
+    """The penalties :func:`save_penalties` wrote to ``path``, when the file is there, has the
+    recorded ``sha256`` (it belongs to this evaluation: not edited, truncated or left by
+    another) and holds finite ``[R, E]`` float32 tables of ``sides``; ``None`` otherwise, with
+    one line saying why (they are then recomputed). A safetensors file holds only tensors."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    if not path.is_file():
+        log.warning("%s is missing: the hub penalties are recomputed", path)
+        return None
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != sha256:
+        log.warning("%s is not the file metrics.json records: recomputed", path)
+        return None
+    try:
+        penalties = load(data)
+    except SafetensorError as exc:
+        log.warning("%s: unreadable (%s): recomputed", path, exc)
+        return None
+    if set(penalties) != set(sides) or any(
+        p.shape != shape or p.dtype != torch.float32 or not torch.isfinite(p).all()
+        for p in penalties.values()
+    ):
+        log.warning("%s does not hold finite %s penalties of %s: recomputed", path, shape, sides)
+        return None
+    return penalties
 
 
 def penalty_scorer(penalties: dict[str, torch.Tensor]) -> ScoreFn:

@@ -143,7 +143,13 @@ class Evaluator:
 
     def hub_scorer(self, score_fn: ScoreFn, temperature: float) -> ScoreFn:
         """The negated hub penalties of ``score_fn``'s candidates at ``temperature`` (the
-        calibration's second scorer; its bank: ``evaluation.calibration.bank``)."""
+        calibration's second scorer)."""
+        return penalty_scorer(self.hub_penalties(score_fn, temperature))
+
+    def hub_penalties(self, score_fn: ScoreFn, temperature: float) -> dict[str, torch.Tensor]:
+        """``{side: [R, E]}`` hub penalties of ``score_fn``'s candidates at ``temperature``
+        (:func:`~vlkge.evaluation.calibration.hub_penalties`; its bank:
+        ``evaluation.calibration.bank``)."""
         penalties = hub_penalties(
             score_fn,
             self.kg.num_entities,
@@ -153,7 +159,7 @@ class Evaluator:
             self.calibration["bank"],
         )
         release_freed_memory()  # the bank's score matrices: the peak of a long evaluation
-        return penalty_scorer(penalties)
+        return penalties
 
     def blend(
         self, score_fn: ScoreFn, other_fn: ScoreFn, key: str = "zero_shot_blend"

@@ -17,12 +17,13 @@ from vlkge import config as config_mod
 from vlkge.data.graph import KnowledgeGraph
 from vlkge.errors import ConfigError, VlkgeError
 from vlkge.evaluation.blend import blended, recorded_weights
+from vlkge.evaluation.calibration import load_penalties, penalty_scorer, save_penalties
 from vlkge.evaluation.evaluator import Evaluator, model_scorer
 from vlkge.evaluation.ranking import ScoreFn
 from vlkge.evaluation.zero_shot import configured_scorer, lexical_scorer
 from vlkge.models.model import KGEModel
 from vlkge.precision import model_device
-from vlkge.runfolder import METRICS, read_metrics
+from vlkge.runfolder import METRICS, PENALTIES, read_metrics
 from vlkge.training.setup import load_run
 
 log = logging.getLogger(__name__)
@@ -36,18 +37,20 @@ def evaluate_run(
     progress: bool = False,
     paper_protocol: bool | None = None,
     evaluator: Evaluator | None = None,
+    folder: Path | None = None,
 ) -> dict:
     """Metrics of ``model`` on ``splits``; ``paper_protocol`` (true or false) replaces the
     run's ranking protocol by the reference's (merged filter, id-ordered ties) or the default
     one (:func:`vlkge.config.with_protocol`) without changing the model. ``evaluator`` reuses
-    one already built for the run's own protocol (its filter index)."""
+    one already built for the run's own protocol (its filter index); into ``folder`` (the
+    run's, when ``vlkge train`` evaluates it) the calibration's hub penalties are written."""
     if evaluator is None:
         settings = cfg["evaluation"]
         if paper_protocol is not None:
             settings = config_mod.with_protocol(settings, paper_protocol)
         evaluator = Evaluator(kg, settings, precision=cfg["precision"])
     model.eval()  # the final evaluation: one entity table for every split (and the fits)
-    scorer, out = run_scorer(cfg, kg, model, evaluator, progress)
+    scorer, out = run_scorer(cfg, kg, model, evaluator, progress, folder=folder)
     for split in splits:
         start = time.perf_counter()
         with torch.no_grad():
@@ -84,12 +87,15 @@ def run_scorer(
     progress: bool = False,
     recorded: dict | None = None,
     table: torch.Tensor | None = None,
+    folder: Path | None = None,
 ) -> tuple[ScoreFn, dict]:
     """The scorer a run's metrics describe: ``model``, then each stage of :data:`STAGES` that
     ``cfg["evaluation"]`` turns on, its weights per relation and side fit on its split; with
     ``recorded`` (a run's ``metrics.json``), the stages and weights recorded there instead,
     nothing fit (what ``vlkge predict`` and ``vlkge serve`` rank with). Also each stage's
-    summary for ``metrics.json``. ``table``: the model's entity table, if already computed."""
+    summary for ``metrics.json``. ``table``: the model's entity table, if already computed.
+    ``folder``: the run folder, where the calibration's hub penalties are written when fit and
+    read from when recorded (:func:`_hub_scorer`)."""
     out: dict = {}
     with torch.no_grad():
         scorer = model_scorer(model, evaluator.precision, table)
@@ -97,7 +103,10 @@ def run_scorer(
             if recorded is not None:
                 if summary := recorded.get(key):
                     weights = _recorded_weights(key, summary, kg)
-                    other = _second_scorer(key, cfg, kg, model, evaluator, scorer, summary)
+                    if key == "calibration":
+                        other, _ = _hub_scorer(evaluator, scorer, summary, folder, recorded=True)
+                    else:
+                        other = _second_scorer(key, cfg, kg, model, evaluator, scorer, summary)
                     scorer, out[key] = blended(scorer, other, weights, key), summary
                 continue
             settings = getattr(evaluator, key)
@@ -105,10 +114,35 @@ def run_scorer(
                 continue
             evaluator.triples(settings["split"])  # no such split: before building anything
             what = {k: settings[k] for k in SECOND_SCORER.get(key, {})}
-            other = _second_scorer(key, cfg, kg, model, evaluator, scorer, what, progress)
+            if key == "calibration":
+                other, kept = _hub_scorer(evaluator, scorer, what, folder, recorded=False)
+                what |= kept
+            else:
+                other = _second_scorer(key, cfg, kg, model, evaluator, scorer, what, progress)
             scorer, summary = evaluator.blend(scorer, other, key)
             out[key] = {**summary, **what}
     return scorer, out
+
+
+def _hub_scorer(
+    evaluator: Evaluator, scorer: ScoreFn, what: dict, folder: Path | None, recorded: bool
+) -> tuple[ScoreFn, dict]:
+    """The calibration's second scorer, the negated hub penalties of ``scorer`` at ``what``'s
+    temperature: with a ``recorded`` stage, read from the run ``folder``'s
+    :data:`~vlkge.runfolder.PENALTIES` when they are those the record names
+    (``penalties_sha256``), else computed; when fitting with a ``folder``, also written there,
+    and the record of them returned for the stage's summary."""
+    shape = (evaluator.kg.num_relations, evaluator.kg.num_entities)
+    penalties = None
+    if recorded and folder is not None and "penalties_sha256" in what:
+        sha256 = what["penalties_sha256"]
+        penalties = load_penalties(folder / PENALTIES, sha256, evaluator.sides, shape)
+    if penalties is None:
+        penalties = evaluator.hub_penalties(scorer, what["temperature"])
+    kept = {}
+    if not recorded and folder is not None:
+        kept = {"penalties_sha256": save_penalties(folder / PENALTIES, penalties)}
+    return penalty_scorer(penalties), kept
 
 
 def recorded_scorer(
@@ -128,7 +162,9 @@ def recorded_scorer(
     metrics = _finished(folder) if metrics is None else metrics
     evaluator = Evaluator(kg, cfg["evaluation"], precision=cfg["precision"])
     try:
-        scorer, stages = run_scorer(cfg, kg, model, evaluator, recorded=metrics, table=table)
+        scorer, stages = run_scorer(
+            cfg, kg, model, evaluator, recorded=metrics, table=table, folder=folder
+        )
     except VlkgeError as exc:
         raise VlkgeError(f"{folder / METRICS}: {exc}") from None
     return scorer, list(stages)
@@ -160,8 +196,6 @@ def _second_scorer(
     progress: bool = False,
 ) -> ScoreFn:
     """Stage ``key``'s second scorer; ``what`` holds its :data:`SECOND_SCORER` settings."""
-    if key == "calibration":
-        return evaluator.hub_scorer(scorer, what["temperature"])
     if key == "run_blend":
         partner = blend_partner(kg, str(what["run"]), model_device(model))
         return model_scorer(partner, evaluator.precision)

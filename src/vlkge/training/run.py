@@ -106,6 +106,7 @@ def _train_in(
         cfg["evaluation"]["splits"],
         show_progress(cfg["training"]["progress"]) and main,
         evaluator=evaluator,
+        folder=run_dir if main else None,
     )
     if not main:
         return distributed.broadcast_object(None)
