@@ -103,10 +103,9 @@ def run_scorer(
             if recorded is not None:
                 if summary := recorded.get(key):
                     weights = _recorded_weights(key, summary, kg)
-                    if key == "calibration":
-                        other, _ = _hub_scorer(evaluator, scorer, summary, folder, recorded=True)
-                    else:
-                        other = _second_scorer(key, cfg, kg, model, evaluator, scorer, summary)
+                    other, _ = _second_scorer(
+                        key, cfg, kg, model, evaluator, scorer, summary, folder=folder
+                    )
                     scorer, out[key] = blended(scorer, other, weights, key), summary
                 continue
             settings = getattr(evaluator, key)
@@ -114,33 +113,32 @@ def run_scorer(
                 continue
             evaluator.triples(settings["split"])  # no such split: before building anything
             what = {k: settings[k] for k in SECOND_SCORER.get(key, {})}
-            if key == "calibration":
-                other, kept = _hub_scorer(evaluator, scorer, what, folder, recorded=False)
-                what |= kept
-            else:
-                other = _second_scorer(key, cfg, kg, model, evaluator, scorer, what, progress)
+            other, kept = _second_scorer(
+                key, cfg, kg, model, evaluator, scorer, what, progress, folder, fit=True
+            )
+            what |= kept
             scorer, summary = evaluator.blend(scorer, other, key)
             out[key] = {**summary, **what}
     return scorer, out
 
 
 def _hub_scorer(
-    evaluator: Evaluator, scorer: ScoreFn, what: dict, folder: Path | None, recorded: bool
+    evaluator: Evaluator, scorer: ScoreFn, what: dict, folder: Path | None, fit: bool
 ) -> tuple[ScoreFn, dict]:
     """The calibration's second scorer, the negated hub penalties of ``scorer`` at ``what``'s
-    temperature: with a ``recorded`` stage, read from the run ``folder``'s
+    temperature: for a recorded stage, read from the run ``folder``'s
     :data:`~vlkge.runfolder.PENALTIES` when they are those the record names
-    (``penalties_sha256``), else computed; when fitting with a ``folder``, also written there,
+    (``penalties_sha256``), else computed; when ``fit`` with a ``folder``, also written there,
     and the record of them returned for the stage's summary."""
     shape = (evaluator.kg.num_relations, evaluator.kg.num_entities)
     penalties = None
-    if recorded and folder is not None and "penalties_sha256" in what:
+    if not fit and folder is not None and "penalties_sha256" in what:
         sha256 = what["penalties_sha256"]
         penalties = load_penalties(folder / PENALTIES, sha256, evaluator.sides, shape)
     if penalties is None:
         penalties = evaluator.hub_penalties(scorer, what["temperature"])
     kept = {}
-    if not recorded and folder is not None:
+    if fit and folder is not None:
         kept = {"penalties_sha256": save_penalties(folder / PENALTIES, penalties)}
     return penalty_scorer(penalties), kept
 
@@ -159,7 +157,8 @@ def recorded_scorer(
     ``metrics`` and ``table``: that file's contents and the model's entity table, where the
     caller has them already."""
     folder = Path(run_dir)
-    metrics = _finished(folder) if metrics is None else metrics
+    if metrics is None:
+        metrics = read_metrics(folder) if (folder / METRICS).is_file() else {}
     evaluator = Evaluator(kg, cfg["evaluation"], precision=cfg["precision"])
     try:
         scorer, stages = run_scorer(
@@ -168,11 +167,6 @@ def recorded_scorer(
     except VlkgeError as exc:
         raise VlkgeError(f"{folder / METRICS}: {exc}") from None
     return scorer, list(stages)
-
-
-def _finished(folder: Path) -> dict:
-    """The run's ``metrics.json``, or nothing where it has not finished."""
-    return read_metrics(folder) if (folder / METRICS).is_file() else {}
 
 
 def _recorded_weights(key: str, summary: object, kg: KnowledgeGraph) -> dict[str, torch.Tensor]:
@@ -194,14 +188,20 @@ def _second_scorer(
     scorer: ScoreFn,
     what: dict,
     progress: bool = False,
-) -> ScoreFn:
-    """Stage ``key``'s second scorer; ``what`` holds its :data:`SECOND_SCORER` settings."""
+    folder: Path | None = None,
+    fit: bool = False,
+) -> tuple[ScoreFn, dict]:
+    """Stage ``key``'s second scorer, for the stage being ``fit`` or as recorded; ``what``
+    holds its :data:`SECOND_SCORER` settings (or its record). Also what the stage's summary
+    gains beside them (the calibration's kept penalties, :func:`_hub_scorer`)."""
+    if key == "calibration":
+        return _hub_scorer(evaluator, scorer, what, folder, fit)
     if key == "run_blend":
         partner = blend_partner(kg, str(what["run"]), model_device(model))
-        return model_scorer(partner, evaluator.precision)
+        return model_scorer(partner, evaluator.precision), {}
     if key == "zero_shot_blend":  # the encoder is built (imported) only here
-        return configured_scorer(cfg, kg, progress=progress).scorer()
-    return lexical_scorer(cfg, kg).scorer()
+        return configured_scorer(cfg, kg, progress=progress).scorer(), {}
+    return lexical_scorer(cfg, kg).scorer(), {}
 
 
 @contextlib.contextmanager
