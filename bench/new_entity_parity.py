@@ -24,7 +24,7 @@ import torch
 
 from vlkge.data.index import TripleIndex
 from vlkge.evaluation.evaluator import model_scorer
-from vlkge.predict import build_run_encoder, new_anchor
+from vlkge.predict import RunEncoders, new_anchor
 from vlkge.runfolder import read_metrics
 from vlkge.training.final import recorded_scorer
 from vlkge.training.setup import load_run
@@ -60,19 +60,14 @@ def main() -> None:
     parser.add_argument("--out", help="JSON file for the figures")
     args = parser.parse_args()
     cfg, kg, model = load_run(args.run)
-    score_fn, stages = recorded_scorer(args.run, cfg, kg, model)
+    encoders = RunEncoders()  # the run's encoders, built once (as vlkge serve keeps them)
+    score_fn, stages = recorded_scorer(args.run, cfg, kg, model, encoders=encoders)
     index = TripleIndex(kg.all_triples(), kg.num_entities, kg.num_relations)
     seen = kg.seen_in_train()
     texts = kg.manifest.texts if kg.manifest is not None else {}
     images = kg.manifest.images if kg.manifest is not None else {}
     modalities = cfg["model"]["modalities"]
     anchors: dict[int, object] = {}
-    encoders: dict[str, object] = {}  # the run's encoder, built once (as vlkge serve keeps it)
-
-    def encoder_once(cfg: dict, name: str):
-        if name not in encoders:
-            encoders[name] = build_run_encoder(cfg, name)
-        return encoders[name]
 
     encoding = 0.0
     ranks = {"id": [], "new": [], "model": []}
@@ -92,7 +87,7 @@ def main() -> None:
                 start = time.perf_counter()
                 name = kg.names.get(label)
                 anchors[anchor] = new_anchor(
-                    cfg, kg, text or None, image, name, model=model, build=encoder_once
+                    cfg, kg, text or None, image, name, model=model, build=encoders
                 )
                 encoding += time.perf_counter() - start
             relation = torch.tensor([r])
@@ -112,7 +107,7 @@ def main() -> None:
     recorded = read_metrics(Path(args.run))
     for stage in (None, *stages):
         kept = {k: v for k, v in recorded.items() if k not in stages or k == stage}
-        partial, _ = recorded_scorer(args.run, cfg, kg, model, kept)
+        partial, _ = recorded_scorer(args.run, cfg, kg, model, kept, encoders=encoders)
         name = "model" if stage is None else f"model + {stage}"
         differences[name] = largest_difference(partial, kg, anchors)
     differences["all"] = largest_difference(score_fn, kg, anchors)

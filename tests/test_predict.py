@@ -311,9 +311,11 @@ STAGES = ["calibration", "run_blend", "zero_shot_blend", "lexical_blend"]
 def with_stages(source, folder, partner):
     """A copy of run ``source`` whose metrics.json records every stage of the final scorer
     with ``partner`` as its run_blend (the prompt baseline anchored on text features, the
-    stub's image features being of another width)."""
+    stub's image features being of another width; the stub, which wrote the feature cache, as
+    ``encoder.name``)."""
     shutil.copytree(source, folder)
-    cfg = load_config(folder / "config.yaml", overrides=["zero_shot.anchor_modalities=[text]"])
+    over = ["zero_shot.anchor_modalities=[text]", "encoder.name=stub-vl"]
+    cfg = load_config(folder / "config.yaml", overrides=over)
     (folder / "config.yaml").write_text(dump(cfg))
     metrics = json.loads((folder / "metrics.json").read_text())
     record = {"split": "valid", "weights": EVERYWHERE}
@@ -443,10 +445,17 @@ def test_bench_new_entity_parity_on_a_run_with_every_stage(staged, stub_encoder,
     assert figures["stages"] == STAGES and figures["left_out"] == {}
 
 
-def test_cli_predict_new_entity_names_its_stages(staged, run, stub_encoder, capsys):
+def test_cli_predict_new_entity_names_its_stages(staged, run, monkeypatch, capsys):
+    import vlkge.encoders
+
+    built = []  # the new entity's encoder is the zero-shot baseline's: loaded once
+    monkeypatch.setattr(
+        vlkge.encoders, "build_encoder", lambda *a, **k: built.append(a) or TwoTowers()
+    )
     image = str(run / "toy" / "img" / "g.png")
     argv = ["predict", str(staged["structural"]), "--new-text", TEXTS["g"], "--relation", "r"]
     assert main([*argv, "--new-name", NAMES["g"], "--new-image", image]) == 0
+    assert len(built) == 1
     out = capsys.readouterr().out.splitlines()
     assert out[:3] == [
         "scored as evaluated: the model + calibration + zero_shot_blend + lexical_blend "
@@ -461,6 +470,23 @@ def test_cli_predict_new_entity_names_its_stages(staged, run, stub_encoder, caps
         == 2
     )
     assert "--new-name goes with --new-text" in capsys.readouterr().err
+
+
+def test_run_encoders_build_each_encoder_once_whatever_its_alias(monkeypatch):
+    import vlkge.encoders
+    from vlkge.predict import RunEncoders
+
+    built = []
+    monkeypatch.setattr(
+        vlkge.encoders, "build_encoder", lambda *a, **k: built.append(a) or object()
+    )
+    cfg = load_config()
+    encoders = RunEncoders()
+    first = encoders(cfg, "minilm")
+    assert encoders(cfg, "sentence-transformers/all-MiniLM-L6-v2") is first
+    assert encoders(cfg, "clip-vit-b-32") is encoders(cfg, "openai/clip-vit-base-patch32")
+    assert encoders(cfg, "clip-vit-b-32") is not first
+    assert built == [("minilm",), ("clip-vit-b-32",)]
 
 
 def test_a_name_fills_the_encoders_text_template(run):

@@ -4,6 +4,7 @@ image (:func:`new_anchor`, :func:`predict_new_entity`), with no retraining."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,10 +12,12 @@ import torch
 
 from vlkge.data.graph import KnowledgeGraph
 from vlkge.data.index import TripleIndex
+from vlkge.encoders import canonical_name
 from vlkge.encoders.base import Encoder
 from vlkge.errors import VlkgeError, echo
 from vlkge.evaluation.new_anchors import NewAnchors, Unscorable
 from vlkge.evaluation.ranking import ScoreFn
+from vlkge.evaluation.zero_shot import configured_encoder
 from vlkge.models.model import KGEModel
 
 
@@ -122,8 +125,8 @@ def new_entity_inputs(
     The encoder is the one that wrote the run's feature cache (its metadata names it;
     ``encoder.name`` when the cache has no metadata), so the features are those the run's
     projections were trained on. ``encoder`` replaces that encoder (its weights fingerprint
-    must still match); ``build`` (``cfg, name -> encoder``, :func:`build_run_encoder` by
-    default) makes it, so that a server loads it once. A run with a fine-tuned encoder
+    must still match); ``build`` (``cfg, name -> encoder``, a :class:`RunEncoders` where several
+    callers share it) makes it. A run with a fine-tuned encoder
     (``encoder.finetune``) encodes with the tuned encoder held by its ``model``."""
     from vlkge.encoders.cache import FeatureCache, imported
     from vlkge.models.features import feature_cache_dir
@@ -166,17 +169,28 @@ def new_entity_inputs(
         if len(names) > 1:
             raise VlkgeError(f"the run's features come from several encoders: {sorted(names)}")
         name = names.pop() if names else cfg["encoder"]["name"]
-        encoder = (build or build_run_encoder)(cfg, name)
+        encoder = (build or configured_encoder)(cfg, name)
     for modality in metadata:
         cache.check_encoder(modality, encoder)
     return encoder, _decoded(encoder, given)
 
 
-def build_run_encoder(cfg: dict, name: str) -> Encoder:
-    """The encoder ``name`` on the run's device, with its encoding batch size."""
-    from vlkge.encoders import build_encoder
+class RunEncoders:
+    """A run's encoders by name, each built once (``cfg, name -> encoder``; thread-safe): the
+    ``build`` of :func:`new_entity_inputs` and the ``encoders`` of
+    :func:`~vlkge.training.final.recorded_scorer`, so that the new entity's encoder and the
+    zero-shot baseline's, usually one, are loaded once (``vlkge predict``, ``vlkge serve``)."""
 
-    return build_encoder(name, device=cfg["device"], batch_size=cfg["encoder"]["batch_size"])
+    def __init__(self) -> None:
+        self.built: dict[str, Encoder] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, cfg: dict, name: str) -> Encoder:
+        key = canonical_name(name)  # minilm and its hub id are one encoder
+        with self._lock:
+            if key not in self.built:
+                self.built[key] = configured_encoder(cfg, name)
+            return self.built[key]
 
 
 def _decoded(encoder: Encoder, given: dict) -> dict[str, str | torch.Tensor]:

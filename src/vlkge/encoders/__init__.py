@@ -50,6 +50,15 @@ def _named_kind(name: str) -> str | None:
     return None
 
 
+def canonical_name(name: str) -> str:
+    """The name that an encoder built from ``name`` goes by (:attr:`Encoder.name`): aliases
+    resolved, so that callers keeping encoders by name keep one of each."""
+    from vlkge.encoders.sentence import MINILM_ID, MINILM_NAMES
+
+    name = str(name)
+    return MINILM_ID if name.lower() in MINILM_NAMES else ALIASES.get(name.lower(), name)
+
+
 def local_folder(name: str) -> Path | None:
     """The local folder an encoder ``name`` is loaded from; ``None`` for a model name, alias or
     hub id."""
@@ -90,8 +99,7 @@ def build_encoder(
     batch_size: int = 64,
 ) -> Encoder:
     """Load an encoder by name, alias, hub id or local folder (see the module docstring)."""
-    name = str(name_or_path)
-    name = ALIASES.get(name.lower(), name)
+    name = canonical_name(name_or_path)
     guessed = kind is None
     kind = kind or guess_kind(name)
     if kind not in KINDS:
@@ -127,6 +135,7 @@ __all__ = [
     "ModalityReport",
     "PrecomputedFeatures",
     "build_encoder",
+    "canonical_name",
     "guess_kind",
     "local_folder",
     "read_features",

@@ -17,6 +17,7 @@ from torch import nn
 from vlkge.encoders.base import Encoder, resolve_device, tokenizer_digest
 from vlkge.errors import VlkgeError, echo
 
+MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"  # what the MiniLM encoder goes by
 MINILM_NAMES = (
     "minilm",
     "all-minilm-l6-v2",
@@ -81,7 +82,7 @@ class SentenceEncoder(Encoder):
             ) from None
         name = str(name_or_path)
         if name.lower() in MINILM_NAMES:
-            path, name = minilm_path(), "sentence-transformers/all-MiniLM-L6-v2"
+            path, name = minilm_path(), MINILM_ID
         else:
             path = Path(name_or_path).expanduser()
         local = path.is_dir()

@@ -419,12 +419,14 @@ def configured_scorer(
     return build_scorer(cfg, kg, encoder, features)[0]
 
 
-def configured_encoder(cfg: dict):
-    """The encoder of ``cfg``'s ``encoder:`` section (imported when needed: encoders are heavy)."""
+def configured_encoder(cfg: dict, name: str | None = None):
+    """The encoder ``name`` (by default ``cfg``'s ``encoder.name``) on ``cfg``'s device with
+    its ``encoder.batch_size`` (imported when needed: encoders are heavy)."""
     from vlkge.encoders import build_encoder
 
     settings = cfg["encoder"]
-    return build_encoder(settings["name"], device=cfg["device"], batch_size=settings["batch_size"])
+    name = settings["name"] if name is None else name
+    return build_encoder(name, device=cfg["device"], batch_size=settings["batch_size"])
 
 
 def zero_shot(

@@ -7,7 +7,6 @@ first request that needs it; concurrent new entities are encoded together in one
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from vlkge.evaluation.ranking import SIDES, ScoreFn, ranks_in_row
 from vlkge.export import nearest_to, unit_rows
 from vlkge.models.model import KGEModel
 from vlkge.predict import (
-    build_run_encoder,
+    RunEncoders,
     encode_new_entities,
     new_entity_inputs,
     predict_new_entity,
@@ -64,8 +63,7 @@ class ServedRun:
     split_index: dict[str, TripleIndex] = field(init=False, repr=False)
     _search: list[tuple[str, str, str]] = field(init=False, repr=False)
     _thumbnails: list[int | None] = field(init=False, repr=False)  # first image that shows
-    _encoders: dict[str, Encoder] = field(init=False, repr=False, default_factory=dict)
-    _building: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
+    encoders: RunEncoders = field(init=False, repr=False, default_factory=RunEncoders)
     _encode: Combiner = field(init=False, repr=False)
     _score: LoopBatcher = field(init=False, repr=False)
 
@@ -74,7 +72,7 @@ class ServedRun:
         self.model.eval()
         self.table = self.model.entity_table().detach()
         self.score_fn, self.stages = recorded_scorer(
-            self.folder, self.cfg, kg, self.model, self.metrics or {}, self.table
+            self.folder, self.cfg, kg, self.model, self.metrics or {}, self.table, self.encoders
         )
         self.unit = unit_rows(self.table)
         self.index = TripleIndex(kg.all_triples(), kg.num_entities, kg.num_relations)
@@ -302,7 +300,7 @@ class ServedRun:
         self.relation_id(relation)
         check_side(direction)
         encoder, inputs = new_entity_inputs(
-            self.cfg, self.kg, text, image, model=self.model, build=self._encoder, name=name
+            self.cfg, self.kg, text, image, model=self.model, build=self.encoders, name=name
         )
         features = self._encode((encoder, inputs))  # with the new entities of other requests
         new = NewAnchors([features], [inputs], encoder, [text or ""], [name or ""])
@@ -316,13 +314,6 @@ class ServedRun:
             "answers": [{**self.card(a["entity"]), **a} for a in top],
             "neighbours": [{**self.card(n["entity"]), **n} for n in near],
         }
-
-    def _encoder(self, cfg: dict, name: str) -> Encoder:
-        """The run's encoder, loaded on first use."""
-        with self._building:
-            if name not in self._encoders:
-                self._encoders[name] = build_run_encoder(cfg, name)
-            return self._encoders[name]
 
     # --- what the run folder holds ---------------------------------------------------------
     def report(self) -> Path | None:

@@ -8,13 +8,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
 
 from vlkge import config as config_mod
 from vlkge.data.graph import KnowledgeGraph
+from vlkge.encoders.base import Encoder
 from vlkge.errors import ConfigError, VlkgeError
 from vlkge.evaluation.blend import blended, recorded_weights
 from vlkge.evaluation.calibration import load_penalties, penalty_scorer, save_penalties
@@ -88,6 +89,7 @@ def run_scorer(
     recorded: dict | None = None,
     table: torch.Tensor | None = None,
     folder: Path | None = None,
+    encoders: Callable[[dict, str], Encoder] | None = None,
 ) -> tuple[ScoreFn, dict]:
     """The scorer a run's metrics describe: ``model``, then each stage of :data:`STAGES` that
     ``cfg["evaluation"]`` turns on, its weights per relation and side fit on its split; with
@@ -95,7 +97,8 @@ def run_scorer(
     nothing fit (what ``vlkge predict`` and ``vlkge serve`` rank with). Also each stage's
     summary for ``metrics.json``. ``table``: the model's entity table, if already computed.
     ``folder``: the run folder, where the calibration's hub penalties are written when fit and
-    read from when recorded (:func:`_hub_scorer`)."""
+    read from when recorded (:func:`_hub_scorer`). ``encoders`` (``cfg, name -> encoder``,
+    :class:`vlkge.predict.RunEncoders`) builds the zero-shot baseline's encoder."""
     out: dict = {}
     with torch.no_grad():
         scorer = model_scorer(model, evaluator.precision, table)
@@ -104,7 +107,15 @@ def run_scorer(
                 if summary := recorded.get(key):
                     weights = _recorded_weights(key, summary, kg)
                     other, _ = _second_scorer(
-                        key, cfg, kg, model, evaluator, scorer, summary, folder=folder
+                        key,
+                        cfg,
+                        kg,
+                        model,
+                        evaluator,
+                        scorer,
+                        summary,
+                        folder=folder,
+                        encoders=encoders,
                     )
                     scorer, out[key] = blended(scorer, other, weights, key), summary
                 continue
@@ -114,7 +125,7 @@ def run_scorer(
             evaluator.triples(settings["split"])  # no such split: before building anything
             what = {k: settings[k] for k in SECOND_SCORER.get(key, {})}
             other, kept = _second_scorer(
-                key, cfg, kg, model, evaluator, scorer, what, progress, folder, fit=True
+                key, cfg, kg, model, evaluator, scorer, what, progress, folder, True, encoders
             )
             what |= kept
             scorer, summary = evaluator.blend(scorer, other, key)
@@ -150,19 +161,27 @@ def recorded_scorer(
     model: KGEModel,
     metrics: dict | None = None,
     table: torch.Tensor | None = None,
+    encoders: Callable[[dict, str], Encoder] | None = None,
 ) -> tuple[ScoreFn, list[str]]:
     """The final scorer of the run in ``run_dir`` as its ``metrics.json`` records it
     (:func:`run_scorer`; the model alone where the run has not finished) and the stages it
     blends in: ``vlkge predict`` and ``vlkge serve`` rank as the run was evaluated.
     ``metrics`` and ``table``: that file's contents and the model's entity table, where the
-    caller has them already."""
+    caller has them already; ``encoders``: as for :func:`run_scorer`."""
     folder = Path(run_dir)
     if metrics is None:
         metrics = read_metrics(folder) if (folder / METRICS).is_file() else {}
     evaluator = Evaluator(kg, cfg["evaluation"], precision=cfg["precision"])
     try:
         scorer, stages = run_scorer(
-            cfg, kg, model, evaluator, recorded=metrics, table=table, folder=folder
+            cfg,
+            kg,
+            model,
+            evaluator,
+            recorded=metrics,
+            table=table,
+            folder=folder,
+            encoders=encoders,
         )
     except VlkgeError as exc:
         raise VlkgeError(f"{folder / METRICS}: {exc}") from None
@@ -190,6 +209,7 @@ def _second_scorer(
     progress: bool = False,
     folder: Path | None = None,
     fit: bool = False,
+    encoders: Callable[[dict, str], Encoder] | None = None,
 ) -> tuple[ScoreFn, dict]:
     """Stage ``key``'s second scorer, for the stage being ``fit`` or as recorded; ``what``
     holds its :data:`SECOND_SCORER` settings (or its record). Also what the stage's summary
@@ -200,7 +220,8 @@ def _second_scorer(
         partner = blend_partner(kg, str(what["run"]), model_device(model))
         return model_scorer(partner, evaluator.precision), {}
     if key == "zero_shot_blend":  # the encoder is built (imported) only here
-        return configured_scorer(cfg, kg, progress=progress).scorer(), {}
+        encoder = encoders(cfg, cfg["encoder"]["name"]) if encoders is not None else None
+        return configured_scorer(cfg, kg, encoder, progress).scorer(), {}
     return lexical_scorer(cfg, kg).scorer(), {}
 
 
