@@ -14,7 +14,6 @@ import yaml
 from vlkge import __version__
 from vlkge.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
 METRICS = ("mrr", "mr", "hits@1", "hits@3", "hits@10")
 
 

@@ -121,11 +121,6 @@ class Encoder(ABC):
     def image_preprocessing(self) -> str:
         return ""
 
-    @property
-    def preprocessing(self) -> str:
-        """Everything between raw input and the model, as text (part of the cache key)."""
-        return "; ".join(f"{m}: {self.modality_preprocessing(m)}" for m in self.modalities)
-
     def has(self, modality: str) -> bool:
         """Whether the encoder has a tower for ``modality`` (cheap: no forward pass)."""
         return self.width(modality) is not None

@@ -23,7 +23,6 @@ log = logging.getLogger(__name__)
 
 BEST_CONFIG = "best.yaml"
 BEST_METRICS = "best.json"
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 @dataclass

@@ -36,12 +36,6 @@ def shown(url: str) -> str:
         return echo(url, quote=False)
 
 
-def has_hidden_password(url: str) -> bool:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).password == HIDDEN
-
-
 def _engine_options(url) -> dict:
     backend = url.get_backend_name()
     if backend == "sqlite":  # several worker processes write one file: wait for its lock
