@@ -19,6 +19,7 @@ from vlkge.evaluation.new_anchors import NewAnchors, Unscorable
 from vlkge.evaluation.ranking import ScoreFn
 from vlkge.evaluation.zero_shot import configured_encoder
 from vlkge.models.model import KGEModel
+from vlkge.terms import MODALITIES, check_side
 
 
 @torch.no_grad()
@@ -213,7 +214,7 @@ def encode_new_entities(
     """Features (``{modality: FloatTensor[1, w]}``) of many new entities' inputs
     (:func:`new_entity_inputs`), every text in one batch and every image in another."""
     out: list[dict[str, torch.Tensor]] = [{} for _ in inputs]
-    for modality in ("text", "image"):
+    for modality in MODALITIES:
         rows = [i for i, given in enumerate(inputs) if modality in given]
         if not rows:
             continue
@@ -245,8 +246,7 @@ def predict_new_entity(
     entity unseen in training (docs/method.md); nothing is retrained and the graph is
     unchanged. A model without modal features cannot represent it (one-line error).
     """
-    if direction not in ("head", "tail"):
-        raise VlkgeError(f"direction must be head or tail, not {echo(direction)}")
+    check_side(direction, "direction")
     if k < 1:
         raise VlkgeError(f"--top-k must be positive, not {echo(k)}")
     relation_id = torch.tensor([kg.relation_id(relation)])

@@ -7,10 +7,11 @@ import logging
 import pytest
 import torch
 
-from vlkge.data.graph import SPLITS, KnowledgeGraph
+from vlkge.data.graph import KnowledgeGraph
 from vlkge.data.manifest import EntityManifest
 from vlkge.data.triples import LabeledTriples
 from vlkge.errors import ConfigError, DataError, VlkgeError
+from vlkge.terms import SPLITS
 
 TRAIN = [("a", "r1", "b"), ("b", "r2", "c"), ("c", "r1", "a"), ("a", "r2", "d")]
 

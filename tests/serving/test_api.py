@@ -280,7 +280,7 @@ def test_a_new_entity_is_ranked_by_the_runs_stages_as_vlkge_predict_ranks_it(
         ({"relation": "movement", "text": " \n "}, None, 422, "the text is blank"),
         ({"relation": "movement", "text": "x" * 1_000_000}, None, 413, "more than 10,000"),
         ({"relation": "painted", "text": "a painter"}, None, 404, "unknown relation"),
-        ({"relation": "movement", "text": "a", "direction": "up"}, None, 422, "tail or head"),
+        ({"relation": "movement", "text": "a", "direction": "up"}, None, 422, "head or tail"),
         ({"relation": "movement", "text": "a", "k": "-1"}, None, 422, "k must be between"),
         ({"text": "a painter"}, None, 422, "relation: Field required"),
         (

@@ -9,6 +9,7 @@ from vlkge.cli.data import cmd_config, cmd_datasets, cmd_encode
 from vlkge.cli.inference import cmd_export, cmd_neighbours, cmd_predict
 from vlkge.cli.runs import cmd_compare, cmd_evaluate, cmd_report, cmd_train, cmd_zero_shot
 from vlkge.cli.services import cmd_serve, cmd_tune
+from vlkge.terms import MODALITIES, SIDES, SPLITS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="evaluate a run's selected checkpoint on a split")
     p.add_argument("run", help="run folder")
-    p.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    p.add_argument("--split", default="test", choices=SPLITS)
     p.add_argument("--ties", choices=["realistic", "optimistic", "pessimistic"])
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
     p.add_argument(
@@ -90,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--direction",
-        choices=["tail", "head"],
+        choices=SIDES,
         help="for a new entity: tail ranks tails of (new, R, ?) (default), head ranks heads of "
         "(?, R, new)",
     )
@@ -142,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", metavar="CACHE_DIR", help="feature cache folder (default: features.cache_dir)"
     )
     p.add_argument(
-        "--modalities", nargs="+", choices=["text", "image"], help="default: the encoder's towers"
+        "--modalities", nargs="+", choices=MODALITIES, help="default: the encoder's towers"
     )
     p.add_argument("--batch-size", type=int, help="texts or images per forward pass")
     p.add_argument("--workers", type=int, help="image decoding processes (0 = main process)")
@@ -191,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
         "compare", help="one table of several runs and the config keys they differ in"
     )
     p.add_argument("runs", nargs="+", metavar="RUN", help="run folders")
-    p.add_argument("--split", choices=["train", "valid", "test"], help="default: test")
+    p.add_argument("--split", choices=SPLITS, help="default: test")
     p.add_argument("--html", metavar="FILE", help="also write the table as an HTML page")
     p.set_defaults(func=cmd_compare)
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from vlkge.config.documentation import inline
 from vlkge.config.tree import defaults, get_key, put_key
+from vlkge.terms import SPLITS
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 PAPER: dict[str, Any] = {
     "evaluation.filter": "merged",
     "evaluation.ties": "ordinal",
-    "training.negatives.filter_splits": ["train", "valid", "test"],
+    "training.negatives.filter_splits": list(SPLITS),
     "model.rotate_distance": "l2",
     "model.reference_fusion": True,
 }

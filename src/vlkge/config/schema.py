@@ -7,15 +7,17 @@ backs (a backbone, a fusion, a tie rule, ...) are not here: the registry is thei
 
 from __future__ import annotations
 
+from vlkge.terms import MODALITIES, SIDES, SPLITS
+
 #: allowed values of the keys that no registry backs
 CHOICES: dict[str, tuple] = {
     "dataset.setting": ("transductive", "inductive"),
     "dataset.unseen_entities": (None, "error", "keep", "drop"),
     "model.rotate_distance": ("modulus", "l2"),
-    "training.negatives.side": ("both", "head", "tail"),
+    "training.negatives.side": ("both", *SIDES),
     "training.negatives.pool": ("all", "relation"),
     "training.progress": ("auto", True, False),
-    "validation.split": ("train", "valid", "test"),
+    "validation.split": SPLITS,
     "evaluation.filter": ("per_direction", "merged"),
     "evaluation.candidates": ("all", "relation_pool"),
     "compile": ("auto", True, False),
@@ -113,12 +115,12 @@ NULLABLE_TYPES: dict[str, type] = {
     "evaluation.run_blend.run": str,
 }
 SUBSETS: dict[str, tuple] = {
-    "model.modalities": ("image", "text"),
-    "evaluation.sides": ("head", "tail"),
-    "evaluation.splits": ("train", "valid", "test"),
-    "evaluation.filter_splits": ("train", "valid", "test"),
-    "training.negatives.filter_splits": ("train", "valid", "test"),
-    "zero_shot.anchor_modalities": ("image", "text"),
+    "model.modalities": MODALITIES,
+    "evaluation.sides": SIDES,
+    "evaluation.splits": SPLITS,
+    "evaluation.filter_splits": SPLITS,
+    "training.negatives.filter_splits": SPLITS,
+    "zero_shot.anchor_modalities": MODALITIES,
 }
 EMPTY_SUBSETS_OK = {"training.negatives.filter_splits", "model.modalities"}
 # list keys whose items are free values of one type (names are checked against the dataset

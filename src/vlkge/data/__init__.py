@@ -2,8 +2,8 @@
 
 from vlkge.data.datasets import load_dataset
 from vlkge.data.download import resolve
-from vlkge.data.graph import SPLITS, KnowledgeGraph
+from vlkge.data.graph import KnowledgeGraph
 from vlkge.data.manifest import EntityManifest
 from vlkge.data.registry import DATASETS
 
-__all__ = ["DATASETS", "SPLITS", "EntityManifest", "KnowledgeGraph", "load_dataset", "resolve"]
+__all__ = ["DATASETS", "EntityManifest", "KnowledgeGraph", "load_dataset", "resolve"]

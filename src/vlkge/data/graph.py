@@ -15,10 +15,9 @@ import torch
 from vlkge.data.manifest import EntityManifest
 from vlkge.data.triples import LabeledTriples
 from vlkge.errors import ConfigError, DataError, VlkgeError, echo
+from vlkge.terms import SPLITS
 
 log = logging.getLogger(__name__)
-
-SPLITS = ("train", "valid", "test")
 
 
 def _report(triples, rows: list[int], what: str, level: int) -> None:

@@ -45,9 +45,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vlkge.data.graph import SPLITS, KnowledgeGraph
+from vlkge.data.graph import KnowledgeGraph
 from vlkge.data.manifest import EntityManifest
 from vlkge.errors import VlkgeError, echo
+from vlkge.terms import SPLITS
 
 log = logging.getLogger(__name__)
 

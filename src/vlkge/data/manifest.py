@@ -17,8 +17,7 @@ import torch
 
 from vlkge.data.triples import numbered_lines
 from vlkge.errors import ConfigError, DataError, echo
-
-KINDS = ("text", "image")
+from vlkge.terms import MODALITIES
 
 
 @dataclass
@@ -90,7 +89,7 @@ class EntityManifest:
             entity, kind, value = (f.strip() for f in fields)
             if not entity:
                 raise DataError(path, number, "blank entity id")
-            if kind not in KINDS:
+            if kind not in MODALITIES:
                 raise DataError(path, number, f"kind must be text or image, not {echo(kind)}")
             if not value:
                 raise DataError(path, number, f"empty {kind}")

@@ -15,6 +15,7 @@ from pathlib import Path
 from vlkge.data.manifest import EntityManifest, read_keyed_texts
 from vlkge.data.triples import numbered_lines
 from vlkge.errors import VlkgeError, echo
+from vlkge.terms import SPLITS
 
 ROTATE = "https://raw.githubusercontent.com/DeepGraphLearning/KnowledgeGraphEmbedding/master/data"
 PYKEEN = "https://raw.githubusercontent.com/pykeen/pykeen/master/src/pykeen/datasets"
@@ -50,7 +51,7 @@ class DatasetSpec:
 def tsv_files() -> dict[str, tuple[str, ...]]:
     return {
         split: (f"{split}.txt", f"{split}.txt.gz", f"{split}.tsv", f"{split}.tsv.gz")
-        for split in ("train", "valid", "test")
+        for split in SPLITS
     }
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from vlkge.data.graph import SPLITS, KnowledgeGraph
+from vlkge.data.graph import KnowledgeGraph
+from vlkge.terms import SPLITS
 
 
 def _pair_codes(triples: torch.Tensor, num_entities: int, reverse: bool = False) -> torch.Tensor:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from vlkge.encoders.base import MODALITIES, Encoder
+from vlkge.encoders.base import Encoder
 from vlkge.encoders.cache import FeatureCache, ModalFeatures, ModalityReport
 from vlkge.encoders.precomputed import PrecomputedFeatures, read_features
 from vlkge.errors import VlkgeError, echo
@@ -128,7 +128,6 @@ def build_encoder(
 __all__ = [
     "ALIASES",
     "KINDS",
-    "MODALITIES",
     "Encoder",
     "FeatureCache",
     "ModalFeatures",

@@ -24,8 +24,7 @@ import torch
 from torch import nn
 
 from vlkge.errors import VlkgeError, echo
-
-MODALITIES = ("text", "image")
+from vlkge.terms import MODALITIES, check_modality
 
 ImageTransform = Callable[..., torch.Tensor]
 
@@ -130,11 +129,7 @@ class Encoder(ABC):
         return tuple(m for m in MODALITIES if self.has(m))
 
     def width(self, modality: str) -> int | None:
-        if modality == "text":
-            return self.text_width
-        if modality == "image":
-            return self.image_width
-        raise VlkgeError(f"unknown modality {echo(modality)} (known: {', '.join(MODALITIES)})")
+        return self.text_width if check_modality(modality) == "text" else self.image_width
 
     def modality_preprocessing(self, modality: str) -> str:
         if modality == "text":

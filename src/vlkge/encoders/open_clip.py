@@ -14,6 +14,7 @@ from torch import nn
 
 from vlkge.encoders.base import Encoder, resolve_device
 from vlkge.errors import VlkgeError, echo
+from vlkge.terms import MODALITIES
 
 PREFIX = "open_clip:"
 
@@ -86,7 +87,7 @@ class OpenCLIPEncoder(Encoder):
         return self.model
 
     def has(self, modality: str) -> bool:
-        return modality in ("text", "image")
+        return modality in MODALITIES
 
     @property
     def text_width(self) -> int | None:

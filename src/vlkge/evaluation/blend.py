@@ -20,7 +20,8 @@ import torch
 
 from vlkge.errors import VlkgeError, echo
 from vlkge.evaluation.new_anchors import NewAnchors, Unscorable
-from vlkge.evaluation.ranking import SIDES, ScoreFn
+from vlkge.evaluation.ranking import ScoreFn
+from vlkge.terms import SIDES
 
 
 def blended(

@@ -31,6 +31,7 @@ import torch
 from vlkge.errors import VlkgeError
 from vlkge.evaluation.new_anchors import NewAnchors
 from vlkge.evaluation.ranking import ScoreFn
+from vlkge.terms import check_side
 
 #: words too common in definitions to say anything about a link
 STOPWORDS = frozenset(
@@ -130,8 +131,7 @@ class LexicalScorer:
             span: tuple[int, int] | None = None,
             new: NewAnchors | None = None,
         ) -> torch.Tensor:
-            if side not in ("head", "tail"):
-                raise ValueError(f"side must be head or tail, not {side!r}")
+            check_side(side)
             if new is None:
                 out = self.rows(anchor)  # symmetric: a head query reads the same row
             else:

@@ -32,9 +32,9 @@ from tqdm.auto import tqdm
 from vlkge import distributed
 from vlkge.data.index import TripleIndex
 from vlkge.errors import VlkgeError
+from vlkge.terms import SIDES
 
 TIES = ("realistic", "optimistic", "pessimistic", "ordinal")
-SIDES = ("head", "tail")
 
 #: bytes one scored candidate costs while ranking: the float32 score (plus a lower-precision
 #: copy under mixed precision), the float32 comparison it is counted from, the pool's mask

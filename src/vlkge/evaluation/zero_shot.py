@@ -58,6 +58,7 @@ from vlkge.evaluation.new_anchors import NewAnchors, Unscorable
 from vlkge.evaluation.ranking import ScoreFn
 from vlkge.files import write_text
 from vlkge.runfolder import CONFIG, absolute_paths, new_run, require_run_folder, write_metrics
+from vlkge.terms import check_side
 
 if TYPE_CHECKING:
     from vlkge.encoders.cache import FeatureCache
@@ -240,8 +241,7 @@ class ZeroShotScorer:
             span: tuple[int, int] | None = None,
             new: NewAnchors | None = None,
         ) -> torch.Tensor:
-            if side not in ("head", "tail"):
-                raise ValueError(f"side must be head or tail, not {side!r}")
+            check_side(side)
             queries = self.anchors[anchor] if new is None else self.new_queries(new, anchor)
             if pool is not None and side == "tail":  # candidates differ per relation
                 out = torch.full((len(anchor), self.count), float("-inf"))

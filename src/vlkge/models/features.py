@@ -14,9 +14,8 @@ from pathlib import Path
 import torch
 
 from vlkge.data.graph import KnowledgeGraph
-from vlkge.errors import VlkgeError, echo
-
-MODALITIES = ("image", "text")
+from vlkge.errors import VlkgeError
+from vlkge.terms import check_modality
 
 Features = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
@@ -26,9 +25,7 @@ def check_features(features: Features, num_entities: int, modalities) -> Feature
     zeroed."""
     out: Features = {}
     for name in modalities:
-        if name not in MODALITIES:
-            raise VlkgeError(f"unknown modality {echo(name)} (known: {', '.join(MODALITIES)})")
-        if name not in features:
+        if check_modality(name) not in features:
             have = ", ".join(sorted(features)) or "none"
             raise VlkgeError(f"model.modalities asks for {name} features, the cache has {have}")
         table, mask = features[name]

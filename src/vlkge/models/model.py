@@ -8,6 +8,7 @@ from torch import nn
 
 from vlkge.models.backbones import Interaction
 from vlkge.models.representations import Representation
+from vlkge.terms import check_side
 
 
 class KGEModel(nn.Module):
@@ -62,7 +63,7 @@ class KGEModel(nn.Module):
         ``None`` scores only the entities ``start <= id < end`` (``[B, end - start]``), so
         evaluation can bound the candidate side of its memory.
         """
-        _check_side(side)
+        check_side(side)
         table = self.entities() if table is None else table
         anchors = F.embedding(anchor, table)  # its backward is far cheaper than indexing's
         pool = table if span is None else table[span[0] : span[1]]
@@ -81,7 +82,7 @@ class KGEModel(nn.Module):
         entity vectors ``pool`` ``[P, width]``: ``[B, P]``, or ``[B, N]`` for per-row
         ``candidates`` ids into ``pool``. With reciprocal relations a head query
         ``(?, r, t)`` is scored as the tail query ``(t, r + num_relations, ?)``."""
-        _check_side(side)
+        check_side(side)
         if side == "head" and self.reciprocal:
             side, relation = "tail", relation + self.num_relations
         rel = self.relations(relation)
@@ -129,8 +130,3 @@ class KGEModel(nn.Module):
     def entity_table(self) -> torch.Tensor:
         """Every entity's vector, computed once (for evaluation and prediction)."""
         return self.entities()
-
-
-def _check_side(side: str) -> None:
-    if side not in ("head", "tail"):
-        raise ValueError(f"side must be head or tail, not {side!r}")

@@ -35,7 +35,7 @@ from torch import nn
 
 from vlkge.errors import ConfigError, VlkgeError, echo
 from vlkge.models.feature_tables import FeatureTables
-from vlkge.models.features import MODALITIES, Features, check_features
+from vlkge.models.features import Features, check_features
 from vlkge.models.fusion import FUSIONS, Projection, fuse
 from vlkge.models.legacy import rename_keys
 from vlkge.models.neighbours import feature_keys, nearest
@@ -46,6 +46,7 @@ from vlkge.models.representations import (
     dropped,
 )
 from vlkge.models.sharded import entity_rows
+from vlkge.terms import MODALITIES
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vlkge import config as config_mod
-from vlkge.data.graph import SPLITS
 from vlkge.runfolder import read_metrics, require_run_folder
+from vlkge.terms import SPLITS
 from vlkge.training.tracking import read_trace
 
 

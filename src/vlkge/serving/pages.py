@@ -10,11 +10,11 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from vlkge.data.graph import SPLITS
 from vlkge.reports.templating import environment
 from vlkge.serving.api import Caps, EntityId, Run, answer_new_entity
 from vlkge.serving.inputs import DEFAULT_K, NotFound, check_k
 from vlkge.serving.state import DEFAULT_SIDE, ServedRun
+from vlkge.terms import SIDES, SPLITS
 
 router = APIRouter(include_in_schema=False)
 #: the reports' environment (autoescaped; their base layout) with this package's templates
@@ -27,7 +27,7 @@ PAGE_POLICY = (
 )
 #: the run's report.html: inline styles and data: images, no script
 REPORT_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
-METRIC_ROWS = ("both", "head", "tail")
+METRIC_ROWS = ("both", *SIDES)
 
 
 def render(request: Request, name: str, title: str, code: int = 200, **context) -> Response:

@@ -16,9 +16,9 @@ import torch
 from vlkge.data.graph import KnowledgeGraph
 from vlkge.data.index import TripleIndex
 from vlkge.encoders.base import Encoder
-from vlkge.errors import VlkgeError, echo
+from vlkge.errors import echo
 from vlkge.evaluation.new_anchors import NewAnchors
-from vlkge.evaluation.ranking import SIDES, ScoreFn, ranks_in_row
+from vlkge.evaluation.ranking import ScoreFn, ranks_in_row
 from vlkge.export import nearest_to, unit_rows
 from vlkge.models.model import KGEModel
 from vlkge.predict import (
@@ -30,18 +30,13 @@ from vlkge.predict import (
 )
 from vlkge.serving.batching import Combiner, LoopBatcher
 from vlkge.serving.inputs import NotFound, media_type
+from vlkge.terms import SIDES, check_side
 from vlkge.training.final import recorded_scorer
 
 SNIPPET_CHARS = 200  # of an entity's text beside a ranked answer
 MAX_TRIPLES = 200  # of an entity's triples per split and role on its page
 WARM_SCORES = 2**22  # scores per call while warming (16 MB of float32)
 DEFAULT_SIDE = "tail"  # the side a query predicts when it names none, as in vlkge predict
-
-
-def check_side(side: str) -> str:
-    if side not in SIDES:
-        raise VlkgeError(f"the side predicted must be tail or head, not {echo(side)}")
-    return side
 
 
 @dataclass
@@ -215,7 +210,11 @@ class ServedRun:
 
     def _query(self, side: str, anchor: str, relation: str) -> tuple[str, int, int]:
         """``(side, anchor id, relation id)`` of a query given by labels (one-line errors)."""
-        return check_side(side), self.entity_id(anchor), self.relation_id(relation)
+        return (
+            check_side(side, "the side predicted"),
+            self.entity_id(anchor),
+            self.relation_id(relation),
+        )
 
     def predict(self, side: str, anchor: str, relation: str, k: int, exclude_known: bool) -> dict:
         """The top-``k`` of a query, as ``vlkge predict`` ranks them, and the answers the
@@ -298,7 +297,7 @@ class ServedRun:
         (and ``name``), ranked by the run's final scorer as ``vlkge predict --new-text`` ranks
         it; ``left_out`` names the stages that scorer could not use for it."""
         self.relation_id(relation)
-        check_side(direction)
+        check_side(direction, "the side predicted")
         encoder, inputs = new_entity_inputs(
             self.cfg, self.kg, text, image, model=self.model, build=self.encoders, name=name
         )

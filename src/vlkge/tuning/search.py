@@ -26,6 +26,7 @@ from vlkge import config as config_mod
 from vlkge.errors import ConfigError, Interrupted, VlkgeError
 from vlkge.reports.tables import metrics_table
 from vlkge.runfolder import absolute_paths
+from vlkge.terms import SIDES
 from vlkge.tuning import recovery
 from vlkge.tuning.report import write_report
 from vlkge.tuning.results import (
@@ -369,7 +370,7 @@ def closing(outcome: Outcome) -> str:
             f"run folder {settings.folder / best.run}"
         )
         for split, block in (outcome.scored or {}).get("metrics", {}).items():
-            sides = {k: block[k] for k in ("both", "head", "tail") if k in block}
+            sides = {k: block[k] for k in ("both", *SIDES) if k in block}
             lines.append(metrics_table(sides, f"{split}, once"))
         lines.append(f"best config: {settings.folder / BEST_CONFIG}")
     if not outcome.complete:

@@ -16,7 +16,6 @@ from pathlib import Path
 import torch
 from filelock import FileLock, Timeout
 
-from vlkge.encoders.base import MODALITIES
 from vlkge.encoders.cache.tables import (
     FORMAT,
     SHARD,
@@ -28,6 +27,7 @@ from vlkge.encoders.cache.tables import (
 )
 from vlkge.errors import DataError, VlkgeError
 from vlkge.files import write_text
+from vlkge.terms import MODALITIES
 
 log = logging.getLogger(__name__)
 

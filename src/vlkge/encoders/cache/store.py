@@ -11,7 +11,7 @@ from typing import NamedTuple
 import torch
 
 from vlkge.data.manifest import EntityManifest
-from vlkge.encoders.base import MODALITIES, Encoder
+from vlkge.encoders.base import Encoder
 from vlkge.encoders.cache.encoding import (
     SHARD_SIZE,
     Encoded,
@@ -36,6 +36,7 @@ from vlkge.encoders.cache.tables import (
 from vlkge.encoders.precomputed import PrecomputedFeatures
 from vlkge.errors import DataError, VlkgeError, echo
 from vlkge.files import DiskFull
+from vlkge.terms import MODALITIES, check_modality
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +46,6 @@ class ModalFeatures(NamedTuple):
 
     features: torch.Tensor  # float32 (or float16) [E, w]; zero rows where mask is False
     mask: torch.Tensor  # bool [E]: the entity has a feature of this modality
-
-
-def _check_modality(modality: str) -> None:
-    if modality not in MODALITIES:
-        raise VlkgeError(f"unknown modality {echo(modality)} (known: {', '.join(MODALITIES)})")
 
 
 class FeatureCache(CacheFolder):
@@ -74,7 +70,7 @@ class FeatureCache(CacheFolder):
         index = {entity: row for row, entity in enumerate(entities)}
         out: dict[str, ModalFeatures] = {}
         for modality in wanted:
-            _check_modality(modality)
+            check_modality(modality)
             path = self.features_path(modality)
             if self.shards(modality):
                 raise VlkgeError(
@@ -199,7 +195,7 @@ class FeatureCache(CacheFolder):
         else:
             chosen = list(dict.fromkeys(modalities))
             for modality in chosen:
-                _check_modality(modality)
+                check_modality(modality)
                 if not encoder.has(modality):
                     raise VlkgeError(f"encoder {encoder.name} has no {modality} tower")
         options = EncodeOptions(workers, shard_size, progress)
@@ -301,7 +297,7 @@ class FeatureCache(CacheFolder):
         entities: Iterable[str] | None = None,
     ) -> ModalityReport:
         """Make ``source``'s vectors this cache's ``modality`` (replacing what was there)."""
-        _check_modality(modality)
+        check_modality(modality)
         self.folder.mkdir(parents=True, exist_ok=True)
         header = {
             "encoder": source.name,
