@@ -294,6 +294,9 @@ def test_evaluate_run(nations_run, capsys):
     both = out.splitlines()[1].split()
     assert both[0] == "both"
     assert float(both[1]) >= saved["valid"]["both"]["mrr"] - 1e-4  # optimistic >= realistic
+    code, _, err = run(capsys, "evaluate", str(run_dir), "--ties", "random")
+    assert code == 2 and "evaluation.ties" in err and "realistic" in err  # the config's check
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_evaluate_runs_on_the_device_it_is_given(nations_run, capsys, monkeypatch):

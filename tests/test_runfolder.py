@@ -14,7 +14,7 @@ import pytest
 
 from vlkge.cli import main
 from vlkge.config import load_config
-from vlkge.runfolder import absolute_paths, run_lock
+from vlkge.runfolder import CHECKPOINTS, absolute_paths, checkpoint_path, run_lock
 from vlkge.training import trainer as trainer_mod
 
 SETTINGS = [
@@ -168,3 +168,8 @@ def test_require_run_folder_messages(tmp_path, capsys):
         f"vlkge: error: {tmp_path / 'none'}: no such run folder",
         f"vlkge: error: {tmp_path}: not a run folder (no config.yaml)",
     ]
+
+
+def test_checkpoint_paths_name_the_files_the_trainer_writes(tmp_path):
+    assert [checkpoint_path(tmp_path, n).name for n in CHECKPOINTS] == ["best.pt", "last.pt"]
+    assert checkpoint_path(tmp_path) == tmp_path / "checkpoints" / "best.pt"

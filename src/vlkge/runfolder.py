@@ -29,6 +29,8 @@ METRICS = "metrics.json"
 #: the calibration's hub penalties, written when the run is evaluated (training.final)
 PENALTIES = "calibration.safetensors"
 LOCK = ".lock"  # held by the process writing the run (hidden, like its temporary files)
+#: ``checkpoints/<name>.pt``: the selected model; the latest resumable state (README, "Quick start")
+CHECKPOINTS = ("best", "last")
 #: keys whose value is a path wherever it is set
 PATH_KEYS = (
     ("dataset", "data_dir"),
@@ -36,6 +38,11 @@ PATH_KEYS = (
     ("report", "zero_shot"),
     ("evaluation", "run_blend", "run"),
 )
+
+
+def checkpoint_path(folder: str | os.PathLike, name: str = "best") -> Path:
+    """The file of checkpoint ``name`` (one of :data:`CHECKPOINTS`) in run folder ``folder``."""
+    return Path(folder) / "checkpoints" / f"{name}.pt"
 
 
 def _has_checkpoint(folder: Path) -> bool:

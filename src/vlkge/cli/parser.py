@@ -9,6 +9,7 @@ from vlkge.cli.data import cmd_config, cmd_datasets, cmd_encode
 from vlkge.cli.inference import cmd_export, cmd_neighbours, cmd_predict
 from vlkge.cli.runs import cmd_compare, cmd_evaluate, cmd_report, cmd_train, cmd_zero_shot
 from vlkge.cli.services import cmd_serve, cmd_tune
+from vlkge.runfolder import CHECKPOINTS
 from vlkge.terms import MODALITIES, SIDES, SPLITS
 
 
@@ -37,8 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="evaluate a run's selected checkpoint on a split")
     p.add_argument("run", help="run folder")
     p.add_argument("--split", default="test", choices=SPLITS)
-    p.add_argument("--ties", choices=["realistic", "optimistic", "pessimistic"])
-    p.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    p.add_argument(
+        "--ties", help="the tie rule, as evaluation.ties (default: the run's; vlkge config show)"
+    )
+    p.add_argument("--checkpoint", default="best", choices=CHECKPOINTS)
     p.add_argument(
         "--protocol",
         default="run",
@@ -138,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="minilm (default), a CLIP/SigLIP/BLIP hub id or folder, a sentence-transformers "
         "model, or open_clip:ARCH/PRETRAINED (see encoder.name in vlkge config show)",
     )
-    p.add_argument("--kind", choices=["hf", "sentence", "open_clip"], help="encoder family")
+    p.add_argument("--kind", help="encoder family (default: guessed from --encoder)")
     p.add_argument(
         "--out", metavar="CACHE_DIR", help="feature cache folder (default: features.cache_dir)"
     )
@@ -201,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("run", help="run folder")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the exported files")
-    p.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    p.add_argument("--checkpoint", default="best", choices=CHECKPOINTS)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser(

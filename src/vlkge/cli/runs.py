@@ -47,10 +47,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from vlkge.training.final import evaluate_run
     from vlkge.training.setup import load_run, resolve_device
 
-    cfg, kg, model = load_run(args.run, args.checkpoint, args.set)
+    ties = [f"evaluation.ties={args.ties}"] if args.ties else []  # checked as the config is
+    cfg, kg, model = load_run(args.run, args.checkpoint, [*args.set, *ties])
     model.to(resolve_device(cfg["device"]))  # the run's device, or --set device=...
-    if args.ties:
-        cfg["evaluation"]["ties"] = args.ties
     if args.only_unseen:
         cfg["evaluation"]["only_unseen"] = True
     protocol = {"run": None, "default": False, "paper": True}[args.protocol]

@@ -20,6 +20,7 @@ from vlkge.models.sharded import entity_shard
 from vlkge.runfolder import (
     CONFIG,
     absolute_paths,
+    checkpoint_path,
     new_run,
     require_run_folder,
     write_metrics,
@@ -98,7 +99,7 @@ def _train_in(
     elif not main:  # rank 0 evaluates and writes; the others wait for its metrics
         return distributed.broadcast_object(None)
     else:
-        load_weights(model, run_dir / "checkpoints" / "best.pt")
+        load_weights(model, checkpoint_path(run_dir))
     metrics = evaluate_run(
         cfg,
         kg,

@@ -22,10 +22,7 @@ from vlkge.models.factory import build_model
 from vlkge.models.features import Features, feature_cache_dir, load_features
 from vlkge.models.model import KGEModel
 from vlkge.precision import set_matmul_precision
-from vlkge.runfolder import (
-    CONFIG,
-    require_run_folder,
-)
+from vlkge.runfolder import CONFIG, checkpoint_path, require_run_folder
 from vlkge.training.sharded import shard_of
 
 log = logging.getLogger(__name__)
@@ -171,15 +168,13 @@ def load_run(
     for text in overrides:
         key = text.split("=", 1)[0].strip()
         if not config_mod.key_in(key, INFERENCE_KEYS):
+            settable = ", ".join(k + "*" if k.endswith(".") else k for k in INFERENCE_KEYS)
             raise ConfigError(
                 f"--set {echo(key, quote=False)}: a trained run's {echo(key, quote=False)} "
-                "cannot change; evaluation may set "
-                "evaluation.*, zero_shot.*, model.neighbours, model.neighbour_temperature, device, "
-                "num_threads and precision"
+                f"cannot change; evaluation may set {settable}"
             )
     cfg = config_mod.load_config(run_dir / CONFIG, overrides)
     kg, model = prepare(cfg, quiet=True, configure=configure)
-    path = run_dir / "checkpoints" / f"{checkpoint}.pt"
-    load_weights(model, path)
+    load_weights(model, checkpoint_path(run_dir, checkpoint))
     model.eval()
     return cfg, kg, model

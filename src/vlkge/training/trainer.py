@@ -44,6 +44,7 @@ from vlkge.evaluation.evaluator import Evaluator
 from vlkge.files import DiskFull
 from vlkge.models.model import KGEModel
 from vlkge.precision import autocast, grad_scaler, model_device
+from vlkge.runfolder import checkpoint_path
 from vlkge.training import sharded
 from vlkge.training.build import build_optimizer, build_regime
 from vlkge.training.interrupt import StopRequest
@@ -100,11 +101,11 @@ class Trainer:
 
     @property
     def last_path(self) -> Path:
-        return self.run_dir / "checkpoints" / "last.pt"
+        return checkpoint_path(self.run_dir, "last")
 
     @property
     def best_path(self) -> Path:
-        return self.run_dir / "checkpoints" / "best.pt"
+        return checkpoint_path(self.run_dir, "best")
 
     def train_time(self) -> float:
         """Seconds spent training this run, over every session it was resumed in."""

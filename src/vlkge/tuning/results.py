@@ -15,7 +15,7 @@ from optuna.trial import FrozenTrial, TrialState
 from vlkge import config as config_mod
 from vlkge.files import write_text
 from vlkge.reports.tables import aligned
-from vlkge.runfolder import write_metrics
+from vlkge.runfolder import checkpoint_path, write_metrics
 from vlkge.tuning import recovery
 from vlkge.tuning.study import TuneSettings, apply_params
 
@@ -181,7 +181,7 @@ def _score_best(settings: TuneSettings, best: FrozenTrial) -> dict | None:
     folder = settings.folder / best.user_attrs["run"]
     if not splits:
         return None
-    if not (folder / "checkpoints" / "best.pt").is_file():
+    if not checkpoint_path(folder).is_file():
         log.warning("trial %d's run folder is not on this host: %s not scored", best.number, splits)
         return None
     cfg, kg, model = load_run(folder)

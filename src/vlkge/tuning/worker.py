@@ -21,7 +21,7 @@ import optuna
 from optuna.trial import TrialState
 
 from vlkge.errors import ConfigError, Interrupted, VlkgeError, echo
-from vlkge.runfolder import CONFIG
+from vlkge.runfolder import CONFIG, checkpoint_path
 from vlkge.tuning import recovery
 from vlkge.tuning.storage import URL_VARIABLE, open_storage
 from vlkge.tuning.study import (
@@ -49,7 +49,7 @@ class Reporter:
 
         self.trial, self.metric = trial, metric
         self.pruned, self.epochs = False, 0
-        last = folder / "checkpoints" / "last.pt"
+        last = checkpoint_path(folder, "last")
         kept = load_checkpoint(last, {"epoch": int})["epoch"] if last.is_file() else 0
         for entry in read_trace(folder / "trace.jsonl"):
             if entry["epoch"] <= kept:

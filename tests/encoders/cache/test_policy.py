@@ -120,6 +120,8 @@ def test_encode_errors_are_one_line(capsys, folder, make_dataset, tmp_path, clip
     assert len([line for line in err.splitlines() if line.startswith("vlkge: error")]) == 1
     code, _, err = run(capsys, "encode", "--dataset", folder, "--batch-size", "0")
     assert code == 2 and "--batch-size" in err
+    code, _, err = run(capsys, "encode", "--dataset", folder, "--encoder", clip_dir, "--kind", "x")
+    assert code == 2 and "unknown encoder kind 'x' (known: hf, sentence, open_clip)" in err
 
 
 def test_encode_defaults_to_minilm(capsys, folder, tmp_path):
