@@ -138,7 +138,7 @@ def build(cfg: dict) -> None:
     """What a run builds from ``cfg`` before its first batch, then one evaluation."""
     from vlkge.data.datasets import load_graph
     from vlkge.evaluation.evaluator import Evaluator
-    from vlkge.evaluation.zero_shot import relation_templates
+    from vlkge.evaluation.prompts import relation_templates
     from vlkge.models.factory import build_model
     from vlkge.training.build import build_regime
     from vlkge.training.final import evaluate_run

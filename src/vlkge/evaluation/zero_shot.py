@@ -16,20 +16,14 @@ anchor feature. The prompt always carries the candidate and the known entity is 
 anchor, so a relation whose tail template reads "a kind of {}" wants a head template such as
 "a category that includes {}".
 
-Entity names come from ``zero_shot.name_source``: ``names`` (the dataset's
-``entity2name.txt``, falling back to the id), ``label`` (the id) or ``text`` (the entity's first
-manifest text). Features come from the feature cache (``features.cache_dir``, by default the
+Entity names and prompts: :mod:`vlkge.evaluation.prompts`. Features come from the feature cache (``features.cache_dir``, by default the
 cache of the dataset and ``encoder.name``): a modality that the cache lacks is encoded there
 first with ``encoder.name``; one written by another encoder is an error, since the anchors and
 the prompts must live in one joint space (imported precomputed features are trusted, with a
 warning). Prompts are encoded with the same encoder.
 
-Vectorised: the prompts of one template are encoded once for all candidates (in the encoder's
-batches; identical texts once) and kept for the whole run, so relations and directions that share
-a template share the work; a query batch is one matrix product per relation. Prompt features
-are also kept in the feature cache folder (``prompts.safetensors``, rows named by the exact
-prompt text, reused while the encoder's weights are the same), so a second run, or ``vlkge
-report --zero-shot``, encodes no prompt again. With candidate pools (``evaluation.candidates:
+Vectorised: a query batch is one matrix product per relation against the prompts of its
+template, each encoded once (:class:`~vlkge.evaluation.prompts.PromptBank`). With candidate pools (``evaluation.candidates:
 relation_pool``) a tail query only encodes its pool; entities outside it score ``-inf`` and are
 never ranked. Everything else (filters, ties, pools, sides,
 excluded relations, ``only_unseen``) is the :class:`~vlkge.evaluation.Evaluator`'s protocol, and
@@ -38,7 +32,6 @@ excluded relations, ``only_unseen``) is the :class:`~vlkge.evaluation.Evaluator`
 
 from __future__ import annotations
 
-import difflib
 import logging
 import time
 from collections.abc import Sequence
@@ -51,75 +44,26 @@ import torch.nn.functional as F
 from vlkge import config as config_mod
 from vlkge.data.datasets import load_graph
 from vlkge.data.graph import KnowledgeGraph
-from vlkge.errors import ConfigError, VlkgeError, echo
+from vlkge.errors import VlkgeError
 from vlkge.evaluation.evaluator import Evaluator
 from vlkge.evaluation.lexical import LexicalScorer
 from vlkge.evaluation.new_anchors import NewAnchors, Unscorable
+from vlkge.evaluation.prompts import PromptBank, entity_names, prompt_templates
 from vlkge.evaluation.ranking import ScoreFn
 from vlkge.files import write_text
 from vlkge.runfolder import CONFIG, absolute_paths, new_run, require_run_folder, write_metrics
 from vlkge.terms import check_side
 
 if TYPE_CHECKING:
-    from vlkge.encoders.cache import FeatureCache
+    pass
 
 log = logging.getLogger(__name__)
 
-NAME_SOURCES = ("names", "label", "text")  # zero_shot.name_source, see entity_names
 # the end of the error for anchor features written by another encoder (encoder.name)
 ONE_ENCODER = (
     "; zero-shot needs features and prompts from one encoder: set encoder.name to that "
     "encoder or features.cache_dir to a cache of this one"
 )
-
-
-def entity_names(kg: KnowledgeGraph, source: str = "names") -> list[str]:
-    """The name of every entity that prompts are filled with (see the module docstring)."""
-    if source not in NAME_SOURCES:
-        raise ConfigError(
-            f"zero_shot.name_source must be one of {NAME_SOURCES}, not {echo(source)}"
-        )
-    out = []
-    for entity in kg.entities:
-        name = entity
-        if source == "text" and kg.manifest is not None and kg.manifest.texts.get(entity):
-            name = kg.manifest.texts[entity][0]
-        elif source in ("names", "text"):
-            name = kg.names.get(entity, entity)
-        out.append(" ".join(name.split()))
-    return out
-
-
-def relation_templates(
-    kg: KnowledgeGraph, templates: dict[str, str], default: str, key: str = "zero_shot.templates"
-) -> list[str]:
-    """One template per relation id; names in ``templates`` must be relations of ``kg``."""
-    for name, template in templates.items():
-        if name not in kg.relation_index:
-            close = difflib.get_close_matches(name, kg.relations, n=1)
-            hint = f"; did you mean {close[0]}?" if close else ""
-            raise ConfigError(f"{key}: unknown relation {echo(name)} in dataset {kg.name}{hint}")
-        if "{}" not in template:
-            raise ConfigError(
-                f"{key}.{echo(name, quote=False)} needs a {{}} for the candidate's name: {echo(template)}"
-            )
-    if "{}" not in default:
-        raise ConfigError(f"zero_shot.default_template needs a {{}}: {echo(default)}")
-    return [templates.get(r, default) for r in kg.relations]
-
-
-def prompt_templates(cfg: dict, kg: KnowledgeGraph) -> tuple[list[str], list[str]]:
-    """The tail and the head template of every relation of ``kg`` (``zero_shot.templates``;
-    ``head_templates``, else the tail one; else ``default_template``), checked: the commands
-    call it before they encode or train anything, so a name that is not a relation of this
-    graph stops them at once."""
-    settings = cfg["zero_shot"]
-    tails = relation_templates(kg, settings["templates"], settings["default_template"])
-    relation_templates(
-        kg, settings["head_templates"], settings["default_template"], "zero_shot.head_templates"
-    )
-    heads = [settings["head_templates"].get(r, tails[i]) for i, r in enumerate(kg.relations)]
-    return tails, heads
 
 
 def anchor_table(
@@ -143,66 +87,6 @@ def anchor_table(
         table[mask] = torch.as_tensor(values).float()[mask]
         source[mask] = list(order).index(m)
     return F.normalize(table, dim=-1), source
-
-
-class PromptBank:
-    """Normalised text features of filled templates, encoded on demand and kept per template;
-    with a feature ``cache``, read from and added to its prompt table, so that a prompt is
-    encoded once per encoder, not once per run."""
-
-    def __init__(self, encoder, names: Sequence[str], cache: FeatureCache | None = None):
-        if not encoder.has("text"):
-            raise VlkgeError(f"encoder {encoder.name} has no text tower to encode prompts")
-        self.encoder, self.names, self.cache = encoder, list(names), cache
-        self._rows: dict[str, torch.Tensor] = {}  # template -> position per entity (-1: none)
-        self._vectors: dict[str, torch.Tensor] = {}
-        self._stored: dict[str, torch.Tensor] | None = None  # the cache's, read on first use
-        self._every = torch.arange(len(self.names))
-        self._in_order: set[str] = set()  # templates whose rows are every entity, by id
-        self.encoded = 0  # prompts encoded so far (identical texts once)
-
-    def _features(self, texts: list[str], template: str) -> torch.Tensor:
-        """Raw text features of distinct ``texts``: the cached ones read, the rest encoded."""
-        if self._stored is None:
-            self._stored = self.cache.prompts(self.encoder) if self.cache is not None else {}
-        new = [text for text in texts if text not in self._stored]
-        if new:
-            log.info("encoding %d prompt(s) of template %s", len(new), echo(template))
-            fresh = dict(zip(new, self.encoder.encode_texts(new).float(), strict=True))
-            self.encoded += len(new)
-            if self.cache is not None:
-                self.cache.add_prompts(self.encoder, fresh)
-            self._stored.update(fresh)
-        return torch.stack([self._stored[text] for text in texts])
-
-    def vectors(self, template: str, ids: torch.Tensor) -> torch.Tensor:
-        """``[len(ids), w]`` prompt features of ``template`` filled with entities ``ids``; for
-        every entity in id order, the stored table itself (read-only: no copy per query)."""
-        if self._whole(template, ids):
-            return self._vectors[template]
-        rows = self._rows.get(template)
-        if rows is None:
-            rows = self._rows[template] = torch.full((len(self.names),), -1, dtype=torch.long)
-            self._vectors[template] = torch.zeros(0, 0)
-        missing = ids[rows[ids] < 0].unique()
-        if len(missing):
-            texts = [template.replace("{}", self.names[e]) for e in missing.tolist()]
-            unique = list(dict.fromkeys(texts))
-            encoded = F.normalize(self._features(unique, template), dim=-1)
-            position = {text: i for i, text in enumerate(unique)}
-            new = encoded[[position[t] for t in texts]]
-            old = self._vectors[template]
-            rows[missing] = torch.arange(len(missing)) + len(old)
-            self._vectors[template] = new if len(old) == 0 else torch.cat([old, new])
-            if torch.equal(rows, self._every):
-                self._in_order.add(template)
-        if self._whole(template, ids):
-            return self._vectors[template]
-        return self._vectors[template][rows[ids]]
-
-    def _whole(self, template: str, ids: torch.Tensor) -> bool:
-        """``ids`` is every entity in id order, and so are ``template``'s stored rows."""
-        return template in self._in_order and torch.equal(ids, self._every)
 
 
 class ZeroShotScorer:

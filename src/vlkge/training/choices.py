@@ -13,8 +13,8 @@ import functools
 from vlkge.encoders.cache.tables import FEATURE_DTYPES
 from vlkge.encoders.tuning import FINETUNE_MODES
 from vlkge.evaluation.metrics import HITS_AT
+from vlkge.evaluation.prompts import NAME_SOURCES
 from vlkge.evaluation.ranking import TIES
-from vlkge.evaluation.zero_shot import NAME_SOURCES
 from vlkge.models.backbones import BACKBONES
 from vlkge.models.fusion import FUSIONS
 from vlkge.models.preprocess import PREPROCESS

@@ -12,7 +12,7 @@ from vlkge import config as config_mod
 from vlkge import distributed
 from vlkge.checkpoint import load_weights
 from vlkge.evaluation.evaluator import Evaluator
-from vlkge.evaluation.zero_shot import prompt_templates
+from vlkge.evaluation.prompts import prompt_templates
 from vlkge.files import write_text
 from vlkge.models.factory import warn_large_margin
 from vlkge.models.features import Features, cache_encoders, feature_cache_dir
