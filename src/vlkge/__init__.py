@@ -1,7 +1,11 @@
 """vlkge: multimodal knowledge-graph embeddings with vision-language models."""
 
-from vlkge.config.choices import provide
-from vlkge.errors import ConfigError, DataError, VlkgeError
+from vlkge.openmp import yield_busy_cores
+
+yield_busy_cores()  # before torch loads libgomp (vlkge/openmp.py)
+
+from vlkge.config.choices import provide  # noqa: E402
+from vlkge.errors import ConfigError, DataError, VlkgeError  # noqa: E402
 
 __version__ = "0.1.0"
 
