@@ -40,7 +40,8 @@ folder, so the script can be stopped and started again at any point. ``--paralle
 vlkge processes at once (a GPU's idle time between small steps, or several cores), each step
 as soon as what it needs is done: every arm's grid points at once, an arm's other seeds once it
 is selected, a row's test evaluations once its runs are trained (a slow arm holds up only what
-depends on it).
+depends on it). A step whose result is on disk takes no process slot, so a resumed grid, or one
+whose evaluations were run ahead by hand, never waits behind a training for what it has.
 ``--set KEY=VALUE`` overrides every run and evaluation alike (``device=cuda``), ``--train-set``
 training only. ``--shipped`` leaves the grids out: each arm's config as it is, its seeds and the
 controls (the shipped recipes' table where a search does not fit the machine; no selection).
@@ -62,9 +63,10 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -217,10 +219,30 @@ class Grid:
         metrics = train(self.run(arm, seed, point), spec["config"], overrides, self.threads)
         return metrics, round(time.perf_counter() - start, 1)
 
+    def side_by_side(self, step: Callable, items: list, ready: Callable[[Any], bool]) -> list:
+        """``step(item)`` of every item, in order: in the pool where it starts a vlkge
+        process, here where ``ready`` says its result is on disk already, so that a finished
+        step never waits for a free process slot (a resumed grid, evaluations run ahead)."""
+        later = [item for item in items if not ready(item)]
+        done = dict(zip(later, self.pool.map(step, later), strict=True))
+        return [done[item] if item in done else step(item) for item in items]
+
+    def start(self, arm: str, seed: int, point: int) -> Future:
+        """Grid ``point``'s training in the pool, or its metrics at once if it has finished."""
+        if not (self.run(arm, seed, point) / "metrics.json").is_file():
+            return self.pool.submit(self.train, arm, seed, point)
+        done: Future = Future()
+        done.set_result(self.train(arm, seed, point))
+        return done
+
     def train_seeds(self, arm: str) -> None:
         """``arm``'s selection trained with every other seed, side by side; kept by seed."""
         others = self.seeds[1:]
-        done = self.pool.map(lambda seed: self.train(arm, seed), others)
+
+        def finished(seed: int) -> bool:
+            return (self.run(arm, seed) / "metrics.json").is_file()
+
+        done = self.side_by_side(lambda seed: self.train(arm, seed), others, finished)
         for seed, result in zip(others, done, strict=True):
             self.trained[arm, seed] = result
 
@@ -243,7 +265,12 @@ class Grid:
         """Pick ``arm``'s grid point of the best validation MRR (its partner's selection
         first); the grid's rows."""
         points = range(len(self.points[arm]))
-        valid = list(self.pool.map(lambda i: self.valid_mrr(arm, i), points))
+        partner, seed = self.spec["arms"][arm].get("partner"), self.seeds[0]
+
+        def evaluated_already(i: int) -> bool:  # or nothing to evaluate: the training's figure
+            return not partner or (self.run(arm, seed, i) / "valid.json").is_file()
+
+        valid = self.side_by_side(lambda i: self.valid_mrr(arm, i), list(points), evaluated_already)
         self.best[arm] = max(points, key=lambda i: valid[i])
         selection = {"config": self.spec["arms"][arm]["config"], "set": self.selected(arm)}
         (self.out / f"{arm}.yaml").write_text(yaml.safe_dump(selection, sort_keys=False))
@@ -278,7 +305,13 @@ class Grid:
 
     def scored(self, name: str, control: dict) -> list[dict]:
         """Every seed's row of ``control`` (an arm's own test or a control), side by side."""
-        return list(self.pool.map(lambda seed: self.tested(name, control, seed), self.seeds))
+
+        def scored_already(seed: int) -> bool:
+            return (self.run(control["arm"], seed) / f"{name}.json").is_file()
+
+        return self.side_by_side(
+            lambda seed: self.tested(name, control, seed), self.seeds, scored_already
+        )
 
     def walk(self, arms: list[str], reverse: bool) -> Iterator[tuple[str, dict]]:
         """The whole grid, each step as soon as what it needs is done, so a slow arm holds up
@@ -288,10 +321,7 @@ class Grid:
         Yields ``(key, results entry)`` as each row is done."""
         seed = self.seeds[0]
         jobs = [(a, seed, i) for a in arms for i in range(len(self.points[a]))]
-        points = {
-            (a, i): self.pool.submit(self.train, a, s, i)
-            for a, s, i in jobs[:: -1 if reverse else 1]
-        }
+        points = {(a, i): self.start(a, s, i) for a, s, i in jobs[:: -1 if reverse else 1]}
         table = {
             a: ("test", {"arm": a, "partner": self.spec["arms"][a].get("partner")}) for a in arms
         }

@@ -4,9 +4,12 @@ partners a seed further, every result computed once and kept, side by side or on
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -219,3 +222,29 @@ def test_arms_run_only_the_controls_whose_runs_they_hold(tmp_path, monkeypatch):
     grid.main()
     results = json.loads((out / "results.json").read_text())
     assert set(results) == {"structural", "control:two", "machine"}
+
+
+def test_finished_steps_need_no_process_slot(tmp_path, monkeypatch):
+    """A grid resumed after everything ran (trainings and evaluations on disk) completes with
+    its one process slot held by something else: nothing finished waits for a slot."""
+    grid = honest_grid()
+    calls: list = []
+    monkeypatch.setattr(grid, "vlkge", fake_vlkge(calls))
+    path, out = tmp_path / "grid.yaml", tmp_path / "out"
+    path.write_text(yaml.safe_dump(SPEC))
+    monkeypatch.setattr(sys, "argv", ["honest_grid", str(path), "--out", str(out)])
+    grid.main()
+    first = json.loads((out / "results.json").read_text())
+    calls.clear()
+    args = argparse.Namespace(out=out, threads=1, set=[], train_set=[])
+    release = threading.Event()
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(release.wait, 20)  # the only slot, taken for 20 s
+        start = time.monotonic()
+        rows = dict(grid.Grid(SPEC, args, pool).walk(list(SPEC["arms"])[::-1], False))
+        waited = time.monotonic() - start
+        release.set()
+    assert waited < 10  # not held up by the taken slot
+    assert calls == []  # nothing ran again
+    for key, entry in rows.items():
+        assert entry["test"] == first[key]["test"]
