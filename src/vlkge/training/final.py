@@ -100,36 +100,28 @@ def run_scorer(
     read from when recorded (:func:`_hub_scorer`). ``encoders`` (``cfg, name -> encoder``,
     :class:`vlkge.predict.RunEncoders`) builds the zero-shot baseline's encoder."""
     out: dict = {}
+    fit = recorded is None
     with torch.no_grad():
         scorer = model_scorer(model, evaluator.precision, table)
         for key in STAGES:
-            if recorded is not None:
-                if summary := recorded.get(key):
-                    weights = _recorded_weights(key, summary, kg)
-                    other, _ = _second_scorer(
-                        key,
-                        cfg,
-                        kg,
-                        model,
-                        evaluator,
-                        scorer,
-                        summary,
-                        folder=folder,
-                        encoders=encoders,
-                    )
-                    scorer, out[key] = blended(scorer, other, weights, key), summary
-                continue
-            settings = getattr(evaluator, key)
-            if not settings["weights"] or (key == "run_blend" and not settings["run"]):
-                continue
-            evaluator.triples(settings["split"])  # no such split: before building anything
-            what = {k: settings[k] for k in SECOND_SCORER.get(key, {})}
+            if not fit:  # as recorded: its summary holds the second scorer's settings
+                if not (what := recorded.get(key)):
+                    continue
+                weights = _recorded_weights(key, what, kg)
+            else:
+                settings = getattr(evaluator, key)
+                if not settings["weights"] or (key == "run_blend" and not settings["run"]):
+                    continue
+                evaluator.triples(settings["split"])  # no such split: before building anything
+                what = {k: settings[k] for k in SECOND_SCORER.get(key, {})}
             other, kept = _second_scorer(
-                key, cfg, kg, model, evaluator, scorer, what, progress, folder, True, encoders
+                key, cfg, kg, model, evaluator, scorer, what, progress, folder, fit, encoders
             )
-            what |= kept
-            scorer, summary = evaluator.blend(scorer, other, key)
-            out[key] = {**summary, **what}
+            if fit:
+                scorer, summary = evaluator.blend(scorer, other, key)
+                out[key] = {**summary, **what, **kept}
+            else:
+                scorer, out[key] = blended(scorer, other, weights, key), what
     return scorer, out
 
 
